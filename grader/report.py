@@ -1,0 +1,153 @@
+"""The score report: one pydantic model; every other output is a view of it."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = "1.0"
+
+CaseStatus = Literal[
+    "passed", "missing", "not_implemented", "wrong_type", "wrong_shape", "not_finite",
+    "wrong_values", "error", "timeout", "crashed", "not_submitted", "not_allowed",
+]
+
+
+class CaseResult(BaseModel):
+    case: str
+    visibility: Literal["public", "hidden"]
+    passed: bool
+    status: CaseStatus
+    exact: bool | None = None
+    max_abs_diff: float | None = None
+    rel_err: float | None = None
+    expected_shape: list[int] | None = None
+    got_shape: list[int] | None = None
+    message: str = ""
+    hint: str | None = None
+    note: str | None = None
+
+
+class CheckResult(BaseModel):
+    name: str = Field(description="the gradient's name without the d (or `trajectory`)")
+    score: float
+    max_score: float
+    passed_cases: int
+    total_cases: int
+    status: Literal["passed", "partial", "failed"]
+    message: str = ""
+    hint: str | None = None
+    cases: list[CaseResult]
+
+
+class ExerciseResult(BaseModel):
+    id: str
+    title: str
+    file: str
+    function: str
+    score: float
+    max_score: float
+    status: Literal["passed", "partial", "failed", "not_submitted", "error", "timeout", "crashed", "not_allowed"]
+    message: str = ""
+    traceback: str | None = None
+    seconds: float = 0.0
+    checks: list[CheckResult]
+
+
+class CaseInfo(BaseModel):
+    name: str
+    visibility: Literal["public", "hidden"]
+    description: str | None = Field(None, description="shapes and edge-case flags (public cases only)")
+
+
+class SubmissionInfo(BaseModel):
+    path: str
+    kind: Literal["folder", "zip", "notebook"]
+    sha256: str
+    student_id: str | None = None
+    files: list[str]
+
+
+class CapturedOutput(BaseModel):
+    stdout: str = ""
+    stderr: str = ""
+    dropped_bytes: int = 0
+
+
+class IntegrityFinding(BaseModel):
+    exercise: str | None
+    file: str
+    line: int | None
+    pattern: str = Field(description="the construct found, e.g. `.backward()`")
+    message: str
+
+
+class IsolationInfo(BaseModel):
+    level: Literal["bwrap", "unshare", "process"]
+    description: str
+    hides_files: bool
+    timeout_s: float
+    memory_mb: int
+    cpu_seconds: int
+    file_size_mb: int
+    open_files: int
+    output_bytes: int
+    workers_started: int = 0
+
+
+class Environment(BaseModel):
+    python: str
+    torch: str
+    platform: str
+    dtype: str
+
+
+class Report(BaseModel):
+    schema_version: str = SCHEMA_VERSION
+    grader_version: str
+    config_version: str
+    config_fingerprint: str
+    submission: SubmissionInfo
+    started_at: str
+    finished_at: str
+    duration_s: float
+    score: float
+    max_score: float
+    hidden_cases: Literal["included", "not_run"]
+    cases: list[CaseInfo]
+    notes: list[str] = Field(default_factory=list)
+    exercises: list[ExerciseResult]
+    output: CapturedOutput = Field(default_factory=CapturedOutput)
+    integrity: list[IntegrityFinding] = Field(default_factory=list)
+    isolation: IsolationInfo
+    environment: Environment
+
+    def exercise(self, ex_id: str) -> ExerciseResult:
+        return next(e for e in self.exercises if e.id == ex_id)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Report, path: Path) -> None:
+    write_atomically(path, report.model_dump_json(indent=2))
+
+
+def json_schema() -> str:
+    return json.dumps(Report.model_json_schema(), indent=2)
