@@ -175,7 +175,7 @@ class ExerciseScorer:
             if hidden_failed:
                 parts.append(f"{len(hidden) - hidden_failed} of {len(hidden)} hidden cases passed")
             message = "; ".join(parts)
-        return CheckResult(name=name, score=round(max_score * passed / total, 6) if total else 0.0,
+        return CheckResult(name=name, score=max_score * passed / total if total else 0.0,
                            max_score=max_score, passed_cases=passed, total_cases=total,
                            status=status, message=message,
                            cases=[_hide(r) if r.visibility == "hidden" else r for r in results])
@@ -223,7 +223,7 @@ class ExerciseScorer:
                  if isinstance(m.get("error"), dict)), None)
         return ExerciseResult(id=self.ex.id, title=self.ex.title, file=self.ex.file, function=self.ex.function,
                               score=round(sum(c.score for c in checks), 6),
-                              max_score=sum(c.max_score for c in checks), status=status, message=message,
+                              max_score=round(sum(c.max_score for c in checks), 6), status=status, message=message,
                               traceback=traceback or None, seconds=round(run.seconds, 4) if run else 0.0,
                               checks=checks)
 

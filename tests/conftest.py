@@ -1,0 +1,72 @@
+"""Shared fixtures: the repository's config, its cases built once, and submission builders."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grader.config import load_config
+from grader.grading import build_cases, grade
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "solutions"
+ASSIGNMENTS = ROOT / "assignments"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+VARIANTS = FIXTURES / "variants"
+SECRET = "test-secret-not-for-production"
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config(ROOT / "grading.yaml")
+
+
+@pytest.fixture(scope="session")
+def public_cases(config):
+    return build_cases(config, None)
+
+
+@pytest.fixture(scope="session")
+def all_cases(config):
+    """Public and hidden cases, with the test secret."""
+    return build_cases(config, SECRET)
+
+
+def make_submission(folder: Path, replace: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> Path:
+    """A copy of the reference solutions with some files replaced (name -> source) or dropped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in SOLUTIONS.glob("*.py"):
+        if src.name not in drop:
+            shutil.copy(src, folder / src.name)
+    for name, source in (replace or {}).items():
+        (folder / name).write_text(source)
+    return folder
+
+
+@pytest.fixture
+def submission(tmp_path):
+    """`submission(replace={...}, drop=(...))` -> a folder to grade."""
+    counter = iter(range(1000))
+
+    def build(replace=None, drop=()):
+        return make_submission(tmp_path / f"sub{next(counter)}", replace, drop)
+
+    return build
+
+
+@pytest.fixture
+def grade_it(config, public_cases):
+    """Grade a folder with the public cases built once per session (fast)."""
+    def run(path, **kwargs):
+        kwargs.setdefault("cases", public_cases)
+        return grade(Path(path), kwargs.pop("config", config), **kwargs)
+
+    return run
+
+
+def scores_by_check(report, ex_id):
+    return {c.name: c.score == c.max_score for c in report.exercise(ex_id).checks}
+
+
+def failing_checks(report, ex_id):
+    return {c.name for c in report.exercise(ex_id).checks if c.score < c.max_score}
