@@ -2,41 +2,59 @@
 
 A frame is a 12-byte header (magic, JSON length, blob length), a JSON object,
 then an optional blob of safetensors bytes. The reader checks both lengths
-against its caps before reading anything, so a worker cannot make the
-grading process allocate more than the caps allow. Imports only the standard
-library: the worker uses this module too.
+against its caps before reading anything, and the total against a budget, so
+a worker cannot make the reading process allocate more than the caps allow;
+with a deadline it never blocks past it, even on half a frame. Imports only
+the standard library: the worker uses this module too.
 """
 
 import json
 import os
+import select
 import struct
+import time
 
 MAGIC = b"BPN1"
 HEADER = struct.Struct(">4sII")
+_dumps, _write = json.dumps, os.write  # bound at import: student code may rebind the module attributes
 
 
 class ProtocolError(Exception):
     """The worker sent something that is not a well-formed, bounded frame."""
 
 
+class Timeout(Exception):
+    """The deadline passed before a whole frame arrived."""
+
+
 def send(fd: int, meta: dict, blob: bytes = b"") -> None:
-    body = json.dumps(meta).encode()
+    body = _dumps(meta).encode()
     data = HEADER.pack(MAGIC, len(body), len(blob)) + body + blob
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = _write(fd, view)
         view = view[written:]
 
 
 class FrameReader:
-    def __init__(self, fd: int, max_meta: int = 1 << 20, max_blob: int = 256 << 20):
+    def __init__(self, fd: int, max_meta: int = 1 << 20, max_blob: int = 256 << 20, max_total: int | None = None):
         self.fd = fd
         self.max_meta = max_meta
         self.max_blob = max_blob
+        self.max_total = max_total
+        self.total = 0
 
-    def _read_exact(self, size: int) -> bytes | None:
+    def _wait(self, deadline: float | None) -> None:
+        if deadline is None:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+            raise Timeout()
+
+    def _read_exact(self, size: int, deadline: float | None) -> bytes | None:
         chunks, missing = [], size
         while missing:
+            self._wait(deadline)
             chunk = os.read(self.fd, min(missing, 1 << 20))
             if not chunk:
                 if missing == size:
@@ -46,9 +64,9 @@ class FrameReader:
             missing -= len(chunk)
         return b"".join(chunks)
 
-    def read(self) -> tuple[dict, bytes] | None:
-        """The next frame, or None at a clean end of the channel."""
-        header = self._read_exact(HEADER.size)
+    def read(self, deadline: float | None = None) -> tuple[dict, bytes] | None:
+        """The next frame, or None at a clean end of the channel; Timeout past `deadline` (monotonic)."""
+        header = self._read_exact(HEADER.size, deadline)
         if header is None:
             return None
         magic, meta_len, blob_len = HEADER.unpack(header)
@@ -56,8 +74,15 @@ class FrameReader:
             raise ProtocolError("the answer channel carried bytes that are not a frame")
         if meta_len > self.max_meta or blob_len > self.max_blob:
             raise ProtocolError(f"an answer frame was too large ({meta_len + blob_len} bytes)")
-        body = self._read_exact(meta_len) or b""
-        blob = self._read_exact(blob_len) or b"" if blob_len else b""
+        self.total += HEADER.size + meta_len + blob_len
+        if self.max_total is not None and self.total > self.max_total:
+            raise ProtocolError(f"the answers were far larger than expected ({self.total} bytes)")
+        body = self._read_exact(meta_len, deadline) or b""
+        if len(body) != meta_len:
+            raise ProtocolError("the answer channel closed in the middle of a frame")
+        blob = (self._read_exact(blob_len, deadline) or b"") if blob_len else b""
+        if len(blob) != blob_len:
+            raise ProtocolError("the answer channel closed in the middle of a frame")
         try:
             meta = json.loads(body)
         except ValueError:

@@ -1,15 +1,23 @@
-"""How a worker process is started: isolation level, limits, environment.
+"""How a worker process is started: isolation level, filesystem view, limits, environment.
 
-Levels, strongest first:
-- `bwrap`: bubblewrap; new user, network, PID, IPC and mount namespaces, a
-  read-only view of only the Python installation, the grader package, the
-  inputs and the submission, and a private tmpfs.
-- `unshare`: util-linux unshare; new user, network, PID and IPC namespaces,
-  but the whole filesystem stays visible.
-- `process`: a plain subprocess with rlimits; the submission can see every
-  file the grading user can.
-All levels apply the same rlimits, a scrubbed environment, a new session
-(so the whole process group can be killed) and a closed stdin.
+Levels, strongest first (`auto` picks the first that works here):
+- `bwrap`: bubblewrap with new PID, network (loopback only), IPC and UTS
+  namespaces (and a user namespace when not root), no capabilities, an
+  unprivileged user (when the grader runs as root, the worker drops to
+  `nobody` before anything else), and a filesystem made of only the system
+  libraries, the Python installation, a copy of the grader package, the
+  inputs and the submission, all read-only, plus a private size-capped
+  tmpfs as /tmp and as the working directory. The repository (solutions,
+  grading.yaml), the grader's output and any secret file are not there.
+- `unshare`: util-linux unshare; own PID, network, IPC, UTS and mount
+  namespaces with a private /proc (the grader's processes and environment are
+  out of sight), but every file stays visible.
+- `process`: a plain subprocess; every file the grading user can read is
+  visible, and the network too where the syscall filter is unavailable.
+Every level applies the same rlimits, a scrubbed environment, a new session
+(so the whole process group can be killed), a closed stdin, and on Linux the
+worker's syscall filter (grader.confine: no new processes, no signals to
+others, no sockets).
 """
 
 import functools
@@ -19,56 +27,194 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from grader.config import Limits
+from grader.config import ConfigError, Limits
 
-GRADER_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds the `grader` package
+PACKAGE = Path(__file__).resolve().parent  # the `grader` package; only its .py files reach a worker
+UNPRIVILEGED_UID = 65534                   # `nobody`: who the worker becomes when the grader is root
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives", "/etc/ld.so.cache",
+               "/etc/ld.so.conf", "/etc/ld.so.conf.d")
 
 LEVEL_NOTES = {
-    "bwrap": "bubblewrap: own namespaces, read-only view of the Python installation and the submission only, no network",
-    "unshare": "unshare: own user, network, PID and IPC namespaces; the filesystem is NOT hidden from the submission",
-    "process": "plain process with rlimits only: the submission can read every file the grading user can, and use the network",
+    "bwrap": ("bubblewrap: own PID, network and IPC namespaces, an unprivileged user, no capabilities; "
+              "a read-only view of the Python installation, the grader's worker code, the inputs and the "
+              "submission only (not the solutions, grading.yaml, secrets or the report folder); private "
+              "size-capped /tmp and working directory; no network"),
+    "unshare": ("unshare: own PID, network, IPC and mount namespaces and a private /proc, but the filesystem "
+                "is NOT hidden: the submission can read every file the grading user can"),
+    "process": ("plain process with rlimits only: files are NOT hidden (the submission can read every file "
+                "the grading user can) and the machine's processes are visible"),
+}
+
+
+LEVEL_HELP = {
+    "bwrap": "it needs bubblewrap 0.8 or later (Debian/Ubuntu package `bubblewrap`) and user namespaces",
+    "unshare": "it needs util-linux `unshare` and permission to create namespaces",
+    "process": "it needs nothing but Python",
 }
 
 
 @dataclass(frozen=True)
 class Mounts:
-    """Host paths the worker needs; inside bwrap they appear at the same paths."""
+    """Host folders the worker needs; inside bwrap they appear at the same paths (and nothing else does)."""
 
-    inputs: Path      # read-only: plan and case tensors
-    submission: Path  # read-only: the student's files
-    cwd: Path         # read-write: the private working directory
+    inputs: Path             # read-only: plan and case tensors
+    submission: Path         # read-only: the student's files
+    cwd: Path                # read-write: the private working directory (a size-capped tmpfs under bwrap)
+    lib: Path | None = None  # read-only: a copy of the grader package, alone on PYTHONPATH (staged if None)
 
 
-def _python_prefixes() -> list[Path]:
-    """Every directory the worker's interpreter and its packages live in."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), GRADER_ROOT,
-             Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"]),
-             Path(sysconfig.get_paths()["platlib"]), Path(os.path.realpath(sys.executable)).parent}
-    for entry in sys.path:
-        if entry and Path(entry).is_dir():
+def prepare(mounts: Mounts) -> Mounts:
+    """Stage the grader package if needed and open the folders to a worker that dropped to `nobody`."""
+    if mounts.lib is None:
+        mounts = replace(mounts, lib=stage_package(mounts.inputs.parent / "lib"))
+    for folder in (mounts.inputs, mounts.submission, mounts.lib):
+        make_readable(folder)
+    mounts.cwd.chmod(0o1777)
+    for folder in {m.parent for m in (mounts.inputs, mounts.submission, mounts.lib, mounts.cwd)}:
+        folder.chmod(folder.stat().st_mode | 0o711)  # traverse, not list: the names are not secrets
+    return mounts
+
+
+def stage_package(lib: Path) -> Path:
+    """Copy the grader package's .py files into `lib/grader`, readable by an unprivileged worker."""
+    target = lib / "grader"
+    target.mkdir(parents=True, exist_ok=True)
+    for source in PACKAGE.glob("*.py"):
+        shutil.copyfile(source, target / source.name)
+    make_readable(lib)
+    return lib
+
+
+def make_readable(folder: Path) -> None:
+    """World-readable files and folders, so a worker that dropped to `nobody` can read them."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _python_dirs() -> list[Path]:
+    """The Python installation and its packages; never the folder that holds the grader's sources."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        paths.add(Path(sysconfig.get_paths()[key]))
+    for entry in sys.path:  # packages installed elsewhere (but not the repository on sys.path)
+        if entry.endswith(("site-packages", "dist-packages")) and Path(entry).is_dir():
             paths.add(Path(entry))
-    return sorted({p.resolve() for p in paths})
+    repo = PACKAGE.parent.resolve()
+    kept = set()
+    for path in paths:
+        path = path.resolve()
+        if path == repo or path in repo.parents:
+            continue  # would expose the repository; the installation lives below it anyway
+        kept.add(path)
+    # Drop paths already inside another kept path.
+    return sorted(p for p in kept if not any(q != p and q in p.parents for q in kept))
+
+
+def _needs_drop(level: str) -> bool:
+    """Whether the worker must give up root itself (bwrap as root maps no other user)."""
+    if os.geteuid() != 0:
+        return False
+    if level == "bwrap":
+        return True
+    # Without a private mount namespace, `nobody` must be able to reach the interpreter.
+    return all(_world_readable(p) for p in (Path(os.path.realpath(sys.executable)), *_python_dirs()))
+
+
+def _world_readable(path: Path) -> bool:
+    try:
+        for part in [path, *path.parents]:
+            mode = part.stat().st_mode
+            if not mode & 0o001 or (part == path and not mode & 0o004):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _bwrap(argv: list[str], mounts: Mounts | None, limits: Limits) -> list[str] | None:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None
+    if os.geteuid() == 0:
+        # Root: no user namespace (it would map root to root); the worker drops to `nobody` itself,
+        # for which it keeps only the two capabilities that needs.
+        cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+               "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        cmd = [bwrap, "--unshare-all", "--unshare-user", "--cap-drop", "ALL"]
+    cmd += ["--die-with-parent", "--new-session", "--hostname", "sandbox",
+            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
+    size = str(limits.file_size_mb << 20)
+    cmd += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    system = [Path(d) for d in SYSTEM_DIRS if os.path.exists(d)]
+    binds = [(d, d) for d in system]
+    binds += [(p, p) for p in _python_dirs() if not any(s == p or s in p.parents for s in system)]
+    if mounts is not None:
+        binds += [(m, m) for m in (mounts.lib, mounts.inputs, mounts.submission)]
+    # bwrap creates missing parent folders for root only: make them traversable for `nobody`.
+    for folder in sorted({str(p) for _, dest in binds for p in dest.parents if str(p) != "/"}):
+        cmd += ["--perms", "0755", "--dir", folder]
+    for source, dest in binds:
+        cmd += ["--ro-bind", str(source), str(dest)]
+    if mounts is not None:
+        cmd += ["--perms", "1777", "--size", size, "--tmpfs", str(mounts.cwd), "--chdir", str(mounts.cwd)]
+    return cmd + ["--", *argv]
+
+
+def _unshare(argv: list[str]) -> list[str] | None:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return [unshare, *user, "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts", "--mount",
+            "--mount-proc", "--propagation", "private", "--", *argv]
+
+
+def _wrap(level: str, argv: list[str], mounts: Mounts | None, limits: Limits) -> list[str] | None:
+    if level == "bwrap":
+        return _bwrap(argv, mounts, limits)
+    if level == "unshare":
+        return _unshare(argv)
+    return argv
+
+
+def _worker_argv(level: str, args: list[str]) -> list[str]:
+    drop = ["--drop-to", str(UNPRIVILEGED_UID)] if _needs_drop(level) else []
+    return [sys.executable, "-s", "-m", "grader.worker", *args, *drop]
 
 
 @functools.cache
 def level_works(level: str) -> bool:
-    """Whether this machine can start a process at `level` (checked once per run)."""
-    if level == "process":
-        return True
-    probe = _wrap(level, [sys.executable, "-c", "pass"], None)
-    if probe is None:
-        return False
-    try:
-        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+    """Whether this machine can start a worker at `level` (checked once per run)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="grader-probe-") as tmp:
+        folders = [Path(tmp) / name for name in ("inputs", "submission", "cwd")]
+        for folder in folders:
+            folder.mkdir()
+        mounts = prepare(Mounts(*folders))
+        cmd = _wrap(level, _worker_argv(level, ["-", "--probe"]), mounts, Limits())
+        if cmd is None:
+            return False
+        try:
+            return subprocess.run(cmd, capture_output=True, timeout=30, cwd=mounts.cwd, stdin=subprocess.DEVNULL,
+                                  env=worker_env(mounts),
+                                  preexec_fn=functools.partial(_set_limits, Limits())).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
 
 
 def choose_level(requested: str) -> str:
+    """The level to use: `requested`, or with `auto` the strongest that works here."""
     if requested != "auto":
+        if not level_works(requested):
+            raise ConfigError(f"isolation level {requested!r} does not work on this machine "
+                              f"({LEVEL_HELP[requested]}); use --isolation auto")
         return requested
     for level in ("bwrap", "unshare", "process"):
         if level_works(level):
@@ -76,34 +222,15 @@ def choose_level(requested: str) -> str:
     return "process"
 
 
-def _wrap(level: str, argv: list[str], mounts: Mounts | None) -> list[str] | None:
-    if level == "bwrap":
-        bwrap = shutil.which("bwrap")
-        if bwrap is None:
-            return None
-        cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
-        for sysdir in ("/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", "/etc/ld.so.cache"):
-            if os.path.exists(sysdir):
-                cmd += ["--ro-bind", sysdir, sysdir]
-        for prefix in _python_prefixes():
-            cmd += ["--ro-bind", str(prefix), str(prefix)]
-        if mounts is not None:
-            cmd += ["--ro-bind", str(mounts.inputs), str(mounts.inputs),
-                    "--ro-bind", str(mounts.submission), str(mounts.submission),
-                    "--bind", str(mounts.cwd), str(mounts.cwd), "--chdir", str(mounts.cwd)]
-        return cmd + ["--", *argv]
-    if level == "unshare":
-        unshare = shutil.which("unshare")
-        if unshare is None:
-            return None
-        return [unshare, "--user", "--map-root-user", "--net", "--pid", "--fork", "--ipc",
-                "--kill-child", "--", *argv]
-    return argv
+def describe(level: str) -> str:
+    note = LEVEL_NOTES[level]
+    if level != "bwrap" and os.geteuid() == 0 and not _needs_drop(level):
+        note += "; it runs as root (the Python installation is not readable by an unprivileged user)"
+    return note
 
 
 def _set_limits(limits: Limits) -> None:
-    """Runs in the child between fork and exec."""
+    """Runs in the child between fork and exec; every process below inherits the caps."""
     def cap(which, value):
         try:
             resource.setrlimit(which, (value, value))
@@ -117,29 +244,32 @@ def _set_limits(limits: Limits) -> None:
     cap(resource.RLIMIT_CORE, 0)
 
 
-def worker_env(cwd: Path) -> dict[str, str]:
+def worker_env(mounts: Mounts) -> dict[str, str]:
     """A scrubbed environment: nothing of the grader's (no secrets, no tokens)."""
     return {
         "PATH": "/usr/bin:/bin",
-        "HOME": str(cwd),
-        "TMPDIR": str(cwd),
+        "HOME": str(mounts.cwd),
+        "TMPDIR": str(mounts.cwd),
         "LANG": "C.UTF-8",
-        "PYTHONPATH": str(GRADER_ROOT),
+        "PYTHONPATH": str(mounts.lib),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONNOUSERSITE": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        **({"OBJC_DISABLE_INITIALIZE_FORK_SAFETY": "YES"} if sys.platform == "darwin" else {}),  # fork per exercise
     }
 
 
 def start_worker(level: str, limits: Limits, mounts: Mounts, worker_args: list[str],
                  pass_fds: tuple[int, ...]) -> subprocess.Popen:
-    argv = [sys.executable, "-s", "-m", "grader.worker", *worker_args]
-    cmd = _wrap(level, argv, mounts)
+    """Start `python -m grader.worker WORKER_ARGS` at `level`."""
+    mounts = prepare(mounts)
+    cmd = _wrap(level, _worker_argv(level, worker_args), mounts, limits)
     if cmd is None:
         raise RuntimeError(f"isolation level {level!r} is not available on this machine")
     return subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd=mounts.cwd, env=worker_env(mounts.cwd), pass_fds=pass_fds,
+        cwd=mounts.cwd, env=worker_env(mounts), pass_fds=pass_fds,
         start_new_session=True, preexec_fn=functools.partial(_set_limits, limits),
     )

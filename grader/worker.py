@@ -1,208 +1,316 @@
-"""The worker: the only process that runs student code.
+"""The worker: the sandboxed process that runs student code, one child process per exercise.
 
 Started by the grading process (inside whatever isolation it chose) as
-`python -m grader.worker PLAN --channel FD [--go FD]`. It imports torch,
-says hello, waits for the go signal (so that its start overlaps with the
-grader's own), then for each exercise in the plan imports the student's
-module, calls the function on every case and sends the answers back as
-frames on the channel. It never writes answers to stdout: whatever the
-student prints there is only captured output.
+`python -m grader.worker PLAN --channel FD [--go FD] [--drop-to UID]`. It
+drops root first if asked, imports torch, says hello, waits for the go
+signal (so that its start overlaps with the grader's own), locks autograd
+out, then for each exercise forks a child that confines itself (syscall
+filter), imports the student's module and answers each case on a pipe of
+its own. The worker never runs student code itself: it relays only
+well-formed answers for that exercise to the grader's channel, enforces the
+exercise's wall-clock timeout, and says how a child ended if it did not
+finish. So a crash, a hang, an `os._exit`, a monkeypatched torch or garbage
+on the pipe costs only that exercise, and monkeypatching never reaches the
+next one.
+
+Hidden cases run after every public case, in children that cannot print
+(see Zygote). Nothing is written to stdout: whatever the student prints
+there is only captured output.
 """
 
 import argparse
-import importlib
 import json
 import os
+import re
+import shutil
+import signal
 import sys
 import time
-import traceback
 
-import torch
-from safetensors.torch import load_file, save
+from grader import channel, confine
 
-from grader import channel, mlp
-from grader.exercises import FORWARD_ARGS, PARAMS
+MAX_META = 64 << 10     # one frame's JSON from a child: notes and a traceback
+MAX_FINDINGS = 20       # runtime integrity reports relayed per exercise
+EXIT_GRACE = 1.0        # seconds for a child to be reaped after its pipe closed
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-class Answers:
-    """Turns what a student function returned into plain tensors plus per-key notes."""
-
-    def __init__(self, max_numel: int):
-        self.max_numel = max_numel
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.notes: dict[str, dict] = {}
-
-    def add(self, key: str, value) -> torch.Tensor | None:
-        if value is None:
-            self.notes[key] = {"status": "not_implemented", "message": "not implemented yet (None)"}
-            return None
-        if type(value) is not torch.Tensor:
-            kind = "a tensor subclass " if isinstance(value, torch.Tensor) else ""
-            self.notes[key] = {"status": "wrong_type",
-                               "message": f"got {kind}{type(value).__name__}, expected a plain torch.Tensor"}
-            return None
-        if value.layout != torch.strided or value.device.type != "cpu" or value.is_complex():
-            self.notes[key] = {"status": "wrong_type",
-                               "message": f"got a {value.layout} {value.dtype} tensor on {value.device}, "
-                                          "expected a dense real tensor on the CPU"}
-            return None
-        if value.numel() > self.max_numel:
-            self.notes[key] = {"status": "wrong_shape",
-                               "message": f"wrong shape {tuple(value.shape)}, far larger than expected",
-                               "got_shape": list(value.shape)}
-            return None
-        plain = value.detach().clone().contiguous()
-        self.tensors[key] = plain
-        self.notes[key] = {"status": "ok"}
-        return plain
-
-    def blob(self) -> bytes:
-        return save(self.tensors) if self.tensors else b""
+# Taken before any student code runs, which may rebind os._exit and friends.
+_exit, _kill, _getpid = os._exit, os.kill, os.getpid
 
 
-def _student_traceback(err: BaseException, submission: str, limit: int = 6) -> str:
-    """The last lines of the traceback, keeping only frames in the student's files."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(submission)]
-    lines = [f'  File "{os.path.relpath(f.filename, submission)}", line {f.lineno}, in {f.name}\n'
-             f"    {f.line}" for f in frames[-limit:]]
-    last = "".join(traceback.format_exception_only(type(err), err)).strip()
-    return "\n".join(lines + [last])
+def describe_end(status: int, memory_mb: int) -> str:
+    """How a child ended without finishing, for a learner."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
+        if name == "SIGXCPU":
+            return "used up its CPU time limit (an infinite loop, or far too slow)"
+        hint = (f"; this often means it ran out of memory (limit {memory_mb} MB)"
+                if name in ("SIGKILL", "SIGSEGV", "SIGABRT", "SIGBUS") else "")
+        return f"crashed (killed by {name}){hint}"
+    return f"exited (code {os.WEXITSTATUS(status)}) before returning all its answers"
 
 
-def _describe_exit(err: BaseException) -> str:
-    if isinstance(err, SystemExit):
-        return f"called sys.exit({err.code!r}); a grading function must return its answers"
-    if isinstance(err, KeyboardInterrupt):
-        return "raised KeyboardInterrupt"
-    return f"raised {type(err).__name__}"
+class Zygote:
+    """Forks one child per exercise and phase, and relays what the children send.
 
+    Phase one runs every exercise on the public cases. Only then does the
+    grader write the hidden cases' inputs (asked for with `need_hidden`,
+    released through the go pipe), and phase two runs every exercise that
+    got through phase one on them, in children whose output goes nowhere and
+    whose messages are reduced to what the report may show. So no process
+    that can print ever holds hidden inputs.
+    """
 
-class Worker:
-    def __init__(self, plan: dict, channel_fd: int):
+    def __init__(self, plan: dict, channel_fd: int, go_fd: int | None):
         self.plan = plan
         self.fd = channel_fd
-        self.submission = plan["submission"]
-        self.cases = plan["cases"]
-        self._inputs: dict[str, dict] = {}
+        self.go_fd = go_fd
+        self.cwd = plan["cwd"]
+        self.spent: dict[str, float] = {}
 
     def send(self, meta: dict, blob: bytes = b"") -> None:
         channel.send(self.fd, meta, blob)
 
-    def inputs(self, case: dict) -> dict:
-        if case["name"] not in self._inputs:
-            self._inputs[case["name"]] = load_file(os.path.join(self.plan["inputs"], case["file"]))
-        return self._inputs[case["name"]]
-
     def run(self) -> None:
-        for exercise in self.plan["exercises"]:
-            self.send({"type": "exercise_start", "exercise": exercise["id"]})
-            self.run_exercise(exercise)
-            self.send({"type": "exercise_end", "exercise": exercise["id"]})
+        public = [c for c in self.plan["cases"] if not c.get("hidden")]
+        hidden = [c for c in self.plan["cases"] if c.get("hidden")]
+        passed = [ex for ex in self.plan["exercises"] if not public or self.run_phase(ex, public, quiet=False)]
+        if hidden and passed and self.hidden_inputs_ready():
+            for exercise in passed:
+                self.run_phase(exercise, hidden, quiet=True)
         self.send({"type": "done"})
 
-    def load_function(self, exercise: dict):
+    def hidden_inputs_ready(self) -> bool:
+        """Ask the grader for the hidden cases' files; it answers on the go pipe once they are written."""
+        if self.go_fd is None:
+            return False
+        self.send({"type": "need_hidden"})
         try:
-            module = importlib.import_module(exercise["module"])
-        except BaseException as err:  # noqa: BLE001 - student code may raise anything, SystemExit too
-            kind = "syntax_error" if isinstance(err, SyntaxError) else "import_error"
-            self.send({"type": "exercise_error", "exercise": exercise["id"], "status": kind,
-                       "message": f"importing {exercise['module']}.py {_describe_exit(err)}",
-                       "traceback": _student_traceback(err, self.submission)})
-            return None
-        function = getattr(module, exercise["function"], None)
-        if not callable(function):
-            found = "is not a function" if function is not None else "is not defined"
-            self.send({"type": "exercise_error", "exercise": exercise["id"], "status": "missing_function",
-                       "message": f"{exercise['function']} {found} in {exercise['module']}.py"})
-            return None
-        return function
+            return os.read(self.go_fd, 1) == b"g"
+        except OSError:
+            return False
 
-    def call(self, function, exercise: dict, case: dict, tensors: dict):
-        kwargs = {name: tensors[name].clone() for name in exercise["tensor_args"]}
-        kwargs.update({name: case["ints"][name] for name in exercise["int_args"]})
-        return function(**kwargs)
+    def run_phase(self, exercise: dict, cases: list[dict], quiet: bool) -> bool:
+        """One exercise on `cases`, bracketed by start and end frames; False if the child failed."""
+        ex_id = exercise["id"]
+        self.send({"type": "exercise_start", "exercise": ex_id})
+        started = time.monotonic()
+        budget = max(1.0, self.plan["timeout"] - self.spent.get(ex_id, 0.0))
+        ok = self.run_child(exercise, cases, quiet, started + budget)
+        self.spent[ex_id] = self.spent.get(ex_id, 0.0) + time.monotonic() - started
+        self.clean()
+        self.send({"type": "exercise_end", "exercise": ex_id})
+        return ok
 
-    def run_exercise(self, exercise: dict) -> None:
-        function = self.load_function(exercise)
-        if function is None:
+    def clean(self) -> None:
+        """Empty the working directory, so one exercise's files never reach the next."""
+        try:
+            entries = os.listdir(self.cwd)
+        except OSError:
             return
-        for case in self.cases:
-            started = time.perf_counter()
-            answers = Answers(case["max_numel"])
-            meta = {"type": "result", "exercise": exercise["id"], "case": case["name"]}
-            try:
-                result = self.call(function, exercise, case, self.inputs(case))
-                if exercise["returns_dict"]:
-                    if not isinstance(result, dict):
-                        raise TypeError(f"{exercise['function']} returned {type(result).__name__}, "
-                                        "expected a dict of gradients")
-                    for key in exercise["gradient_checks"]:
-                        if key in result:
-                            answers.add(key, result[key])
-                    meta["extra_keys"] = sorted(str(k) for k in result if k not in exercise["checks"])[:20]
-                else:
-                    answers.add(exercise["gradient_checks"][0], result)
-                if exercise.get("trajectory"):
-                    meta["trajectory"] = self.trajectory(function, case, answers)
-            except BaseException as err:  # noqa: BLE001
-                meta["error"] = {"message": f"{exercise['function']} {_describe_exit(err)}",
-                                 "traceback": _student_traceback(err, self.submission)}
-            meta["notes"] = answers.notes
-            meta["seconds"] = time.perf_counter() - started
-            try:
-                blob = answers.blob()
-            except Exception as err:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold
-                meta["notes"] = {k: {"status": "wrong_type", "message": f"could not be sent back ({err})"}
-                                 for k in answers.notes}
-                blob = b""
-            self.send(meta, blob)
+        for name in entries:
+            path = os.path.join(self.cwd, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
-    def trajectory(self, function, case: dict, answers: Answers) -> dict:
-        """A few SGD steps with the student's gradients; parameters after each step go back."""
-        tensors = self.inputs(case)
-        params = {k: tensors[k].clone() for k in PARAMS}
-        lr = self.plan["train"]["lr"]
-        for step in range(self.plan["train"]["steps"]):
-            fwd = mlp.forward(params, tensors[f"traj.Xb.{step}"], tensors[f"traj.Yb.{step}"])
-            kwargs = {name: fwd[name].clone() for name in FORWARD_ARGS}
-            grads = function(**kwargs, n=case["ints"]["n"])
-            if not isinstance(grads, dict):
-                return {"status": "failed", "message": f"step {step + 1}: did not return a dict"}
-            for k in PARAMS:
-                g = grads.get(k)
-                if g is None:
-                    return {"status": "not_implemented", "message": f"d{k} is None (not implemented yet)"}
-                if type(g) is not torch.Tensor or g.numel() != params[k].numel():
-                    return {"status": "failed",
-                            "message": f"step {step + 1}: d{k} is missing or has the wrong size"}
-                params[k] = params[k] - lr * g.detach().reshape(params[k].shape).to(params[k].dtype)
-            for k in PARAMS:
-                answers.add(f"step{step}.{k}", params[k])
-        return {"status": "ok"}
+    def max_blob(self, exercise: dict, cases: list[dict]) -> int:
+        keys = len(exercise["gradient_checks"])
+        if exercise.get("trajectory"):
+            keys += self.plan["train"]["steps"] * 7
+        return keys * 8 * max(c["max_numel"] for c in cases) + (1 << 16)
+
+    def run_child(self, exercise: dict, cases: list[dict], quiet: bool, deadline: float) -> bool:
+        """Run `cases` of `exercise` in a fresh child; False if it did not finish them."""
+        read_fd, write_fd = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            child_main(self.plan, exercise, cases, write_fd, quiet, (self.fd, self.go_fd), parent)
+        os.close(write_fd)
+        ex_id = exercise["id"]
+        outcome = self.relay(read_fd, ex_id, {c["name"] for c in cases}, self.max_blob(exercise, cases), deadline,
+                             quiet)
+        status = self.reap(pid, killed=outcome != "eof")
+        if outcome == "done":
+            return True
+        if outcome == "timeout":
+            error = {"status": "timeout",
+                     "message": f"did not finish within {self.plan['timeout']:g} s (an infinite loop, or far too slow)"}
+        elif outcome == "eof":
+            error = {"status": "crashed", "message": describe_end(status, self.plan["memory_mb"])}
+        else:
+            error = {"status": "crashed", "message": f"sent garbled data to the grader ({outcome})"}
+        self.send({"type": "exercise_error", "exercise": ex_id, **error})
+        return False
+
+    def reap(self, pid: int, killed: bool) -> int:
+        """Wait for the child (killing it if it lingers); its wait status."""
+        if not killed:
+            end = time.monotonic() + EXIT_GRACE
+            while time.monotonic() < end:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return status
+                time.sleep(0.01)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return os.waitpid(pid, 0)[1]
+
+    def relay(self, fd: int, ex_id: str, names: set[str], max_blob: int, deadline: float, quiet: bool) -> str:
+        """Pass the child's frames on; 'done', 'eof', 'timeout' or what was garbled.
+
+        From a quiet (hidden-case) child only verdict-bearing fields pass: its messages could carry
+        hidden inputs, and the report shows hidden cases by status only.
+        """
+        reader = channel.FrameReader(fd, max_meta=MAX_META, max_blob=max_blob,
+                                     max_total=(len(names) + 2) * (max_blob + MAX_META))
+        seen: set[str] = set()
+        findings = errors = 0
+        done = False
+        try:
+            while True:
+                try:
+                    frame = reader.read(deadline)
+                except channel.Timeout:
+                    return "timeout"
+                except channel.ProtocolError as err:
+                    return str(err)
+                if frame is None:
+                    return "done" if done else "eof"
+                meta, blob = frame
+                kind, case = meta.get("type"), meta.get("case")
+                if done or not isinstance(kind, str):
+                    continue
+                if kind == "result" and isinstance(case, str) and case in names and case not in seen:
+                    seen.add(meta["case"])
+                    self.send({**(_quiet_result(meta) if quiet else meta), "exercise": ex_id}, blob)
+                elif kind == "exercise_error" and not errors:
+                    errors += 1
+                    if quiet:
+                        meta = {"status": "error", "message": "failed on the hidden cases (details stay hidden)"}
+                    self.send({**meta, "type": "exercise_error", "exercise": ex_id})
+                elif kind == "integrity" and findings < MAX_FINDINGS and (not quiet or _known_attempt(meta)):
+                    findings += 1
+                    self.send({"type": "integrity", "exercise": ex_id,
+                               **{k: meta.get(k) for k in ("pattern", "file", "line", "message")}})
+                elif kind == "child_done":
+                    done = True
+        finally:
+            os.close(fd)
+
+
+def _quiet_result(meta: dict) -> dict:
+    """A hidden case's result with only what scoring reads for a verdict (no free text reaches the report)."""
+    notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
+    keep = {"type": "result", "case": meta.get("case"),
+            "notes": {str(k)[:100]: {"status": str(v.get("status"))[:40]} for k, v in list(notes.items())[:100]
+                      if isinstance(v, dict)}}
+    if isinstance(meta.get("error"), dict):
+        keep["error"] = {"message": "raised an exception on a hidden case", "traceback": ""}
+    if isinstance(meta.get("trajectory"), dict):
+        keep["trajectory"] = {"status": str(meta["trajectory"].get("status"))[:40], "message": ""}
+    return keep
+
+
+def _known_attempt(meta: dict) -> bool:
+    """A runtime integrity report from a hidden-case child, if it holds nothing but a known construct."""
+    from grader import guard
+
+    file, pattern = meta.get("file"), meta.get("pattern")
+    return (isinstance(pattern, str) and pattern in guard.CONSTRUCTS and meta.get("message") == guard.message(pattern)
+            and (file is None or re.fullmatch(r"[\w.-]{1,100}\.py", str(file)) is not None)
+            and (meta.get("line") is None or type(meta.get("line")) is int))
+
+
+def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bool, inherited, parent: int) -> None:
+    """In the forked child: confine, then run the student's function. Never returns."""
+    code = 0
+    try:
+        for inherited_fd in inherited:  # only the child's own pipe stays reachable
+            if inherited_fd is not None:
+                os.close(inherited_fd)
+        if quiet:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        confine.die_with_parent(parent)
+        confine.set_dumpable(True)  # its own /proc entries; the worker above stays undumpable
+        confine.install_filter()
+        from grader import guard
+        from grader.harness import Harness
+
+        guard.submission = plan["submission"]
+        guard.report = lambda finding: channel.send(fd, {"type": "integrity", **finding})
+        sys.path.insert(0, plan["submission"])
+        Harness(plan, fd).run_exercise(exercise, cases)
+        channel.send(fd, {"type": "child_done"})
+    except BaseException:  # noqa: BLE001 - a broken pipe, or the grader's own bug: say so, then go
+        code = 70
+        try:
+            import traceback
+
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        _exit(code)  # skip atexit hooks a submission may have registered
+        _kill(_getpid(), signal.SIGKILL)  # never fall back into the worker's own code
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="grader.worker")
     parser.add_argument("plan")
-    parser.add_argument("--channel", type=int, required=True)
+    parser.add_argument("--channel", type=int, default=None)
     parser.add_argument("--go", type=int, default=None)
+    parser.add_argument("--drop-to", type=int, default=None, help="become this uid first (when started as root)")
+    parser.add_argument("--probe", action="store_true", help="check that the worker can start here, then exit")
     args = parser.parse_args()
+    if args.drop_to is not None:
+        confine.drop_privileges(args.drop_to)
+    # `-m` put the working directory first on sys.path: files a submission writes there must not import.
+    sys.path[:] = [p for p in sys.path if p and p != os.getcwd()]
+    if args.probe:
+        import importlib.util
+
+        os._exit(0 if importlib.util.find_spec("torch") and importlib.util.find_spec("safetensors") else 3)
+    import torch
+
+    from grader import guard, harness  # noqa: F401 - imported once here, inherited by every child
+
     channel.send(args.channel, {"type": "hello", "pid": os.getpid()})
     if args.go is not None:
-        os.read(args.go, 1)  # the grader has written the inputs and the plan
-        os.close(args.go)
+        os.read(args.go, 1)  # the grader has written the public inputs and the plan
     with open(args.plan) as fh:
         plan = json.load(fh)
-    torch.set_default_dtype(DTYPES[plan["dtype"]])
-    torch.set_grad_enabled(False)
-    sys.path.insert(0, plan["submission"])
+    torch.set_default_dtype({"float64": torch.float64, "float32": torch.float32}[plan["dtype"]])
+    if plan.get("mode") == "execute":
+        # The whole notebook in a Jupyter kernel (a process of its own, over sockets): only the
+        # sandbox and the rlimits apply. It never changes the score, so autograd is not locked out.
+        from grader.execute import run_notebook
+
+        run_notebook(plan, args.channel)
+        os._exit(0)
+    guard.install()
+    confine.set_dumpable(False)  # children cannot read or write this process through /proc
     os.chdir(plan["cwd"])
-    Worker(plan, args.channel).run()
+    Zygote(plan, args.channel, args.go).run()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)  # skip atexit hooks a submission may have registered
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,6 @@
+"""Attack: a loop that never ends."""
+
+
+def backward_atomic(**fwd):
+    while True:
+        pass

@@ -1,0 +1,5 @@
+"""Attack: unbounded recursion."""
+
+
+def cross_entropy_backward(logits, Yb):
+    return cross_entropy_backward(logits, Yb)

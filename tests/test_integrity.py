@@ -1,0 +1,169 @@
+"""The static integrity scan: every autograd route and way around it is found, correct code is not."""
+
+import time
+
+import pytest
+import yaml
+
+from conftest import ASSIGNMENTS, SOLUTIONS, VARIANTS
+from grader.config import GradingConfig, IntegrityConfig
+from grader.integrity import RULES, scan
+
+ROUTES = [
+    ("loss.backward()", "backward"),
+    ("torch.Tensor.backward(loss)", "backward"),
+    ("g = x.grad", "grad"),
+    ("x.requires_grad_()", "requires_grad"),
+    ("x.requires_grad = True", "requires_grad"),
+    ("x = torch.zeros(3, requires_grad=True)", "requires_grad"),
+    ("import torch.autograd", "autograd"),
+    ("from torch import autograd", "autograd"),
+    ("from torch.autograd import grad", "autograd"),
+    ("g = torch.autograd.grad(y, x)", "autograd"),
+    ("with torch.enable_grad():\n    pass", "enable_grad"),
+    ("torch.set_grad_enabled(True)", "set_grad_enabled"),
+    ("import torch.func", "torch.func"),
+    ("from torch import func", "torch.func"),
+    ("from torch.func import vjp", "torch.func"),
+    ("g = torch.func.grad(f)(x)", "torch.func"),
+    ("import torch as t\ng = t.func.grad(f)(x)", "torch.func"),
+    ("import functorch", "functorch"),
+    ("from functorch import grad", "functorch"),
+    ("out = F.vjp(f, x)", "vjp"),
+    ("out = F.jvp(f, (x,), (v,))", "jvp"),
+    ("j = F.jacrev(f)(x)", "jacrev"),
+    ("j = F.jacfwd(f)(x)", "jacfwd"),
+    ("h = F.hessian(f)(x)", "hessian"),
+    ("j = torch.autograd.functional.jacobian(f, x)", "jacobian"),
+    ("d = torch.autograd.forward_ad.make_dual(x, t)", "forward_ad"),
+    ("fn = y.grad_fn", "autograd"),
+    ("x.retain_grad()", "autograd"),
+    ("d = torch.ops.aten.tanh_backward(g, y)", "backward_kernel"),
+    ("torch._C._set_grad_enabled(True)", "torch_internals"),
+    ("getattr(x, 'back' + 'ward')()", "getattr"),
+    ("getattr(loss, 'backward')()", "backward"),
+    ("name = 'autograd'", "autograd"),
+    ("m = vars(torch)['autograd']", "autograd"),
+    ("m = vars(torch)['auto' + 'grad']", "dynamic_namespace"),
+    ("m = globals()['torch']", "dynamic_namespace"),
+    ("import sys\nm = sys.modules['torch']", "dynamic_namespace"),
+    ("import builtins", "dynamic_namespace"),
+    ("d = torch.__dict__", "dynamic_namespace"),
+    ("t = __import__('torch')", "__import__"),
+    ("import importlib", "importlib"),
+    ("from importlib import import_module", "importlib"),
+    ("import pkgutil\ng = pkgutil.resolve_name('torch.auto' + 'grad.grad')", "importlib"),
+    ("import runpy", "importlib"),
+    ("import code\ncode.InteractiveInterpreter().runsource(src)", "exec"),
+    ("exec('x = 1')", "exec"),
+    ("y = eval('1')", "eval"),
+    ("c = compile('1', 'f', 'eval')", "compile"),
+    ("import ctypes", "introspection"),
+    ("import inspect", "introspection"),
+    ("import gc", "introspection"),
+    ("s = object.__subclasses__()", "introspection"),
+    ("import pickle", "pickle"),
+    ("from operator import attrgetter\ng = attrgetter('grad')(x)", "grad"),
+]
+
+CORRECT = [
+    "grads = {}\ngrad = dh * (1 - h**2)\ngrads['h'] = grad",
+    "class Tanh:\n    def backward(self, dout):\n        self.grad = dout\n        return dout\n\n"
+    "def f(layer, d):\n    return layer.backward(d), layer.grad",
+    "print('backward pass done')\nmsg = f'd{name} ready'",
+    '"""Uses no autograd: loss.backward() is not allowed, requires_grad neither."""',
+    "def f():\n    '''Backward pass by hand, no torch.autograd.'''\n"
+    "    # loss.backward() would be cheating\n    return 1",
+    "from cross_entropy import cross_entropy_backward\nimport batchnorm\n"
+    "d = batchnorm.batchnorm_backward(1, 2, 3, 4)",
+    "with torch.no_grad():\n    y = x.detach().clone()\nwith torch.inference_mode():\n    z = y * 2",
+    "d = {name: locals()['d' + name] for name in ['h']}",
+    "x = torch.zeros(3, requires_grad=False)",
+    "import torch.nn.functional as F\ny = F.one_hot(Xb, 27).float()",
+    "status = {'code': 0, 'grad': 1, 'inspect': 2, 'pickle': 3}",
+]
+
+
+def flagged(source: str, **kwargs) -> set[str]:
+    return {f.rule for f in scan({"atomic.py": source}, **kwargs)}
+
+
+@pytest.mark.parametrize("source,rule", ROUTES, ids=[r[0].splitlines()[-1][:40] for r in ROUTES])
+def test_every_route_is_found(source, rule):
+    findings = scan({"atomic.py": "import torch\n" + source})
+    assert rule in {f.rule for f in findings}
+    first = findings[0]
+    assert first.exercise == "atomic" and first.file == "atomic.py" and first.line >= 2
+    assert first.message.startswith(f"atomic.py line {first.line}: ") and "is not allowed" in first.message
+
+
+@pytest.mark.parametrize("source", CORRECT, ids=range(len(CORRECT)))
+def test_correct_code_is_not_flagged(source):
+    assert flagged(source) == set()
+
+
+def test_solutions_stubs_and_correct_variants_are_clean():
+    for folder in (SOLUTIONS, ASSIGNMENTS):
+        assert scan({p.name: p.read_text() for p in folder.glob("*.py")}) == []
+    manifest = yaml.safe_load((VARIANTS / "manifest.yaml").read_text())
+    for variant in manifest["variants"]:
+        files = {p.name: p.read_text() for p in SOLUTIONS.glob("*.py")}
+        files[variant["replaces"]] = (VARIANTS / variant["file"]).read_text()
+        assert scan(files) == [], variant["file"]
+
+
+def test_a_helper_costs_every_exercise_that_imports_it():
+    files = {
+        "helpers.py": "import torch\n\ndef g(y, x):\n    return torch.autograd.grad(y, x)\n",
+        "middle.py": "from helpers import g\n",
+        "atomic.py": "import middle\n",
+        "train.py": "from . import helpers\n",
+        "batchnorm.py": "x = 1\n",
+        "unused.py": "import torch\ntorch.enable_grad()\n",
+    }
+    findings = scan(files)
+    costs = {(f.exercise, f.file) for f in findings}
+    assert costs == {("atomic", "helpers.py"), ("train", "helpers.py"), (None, "unused.py")}
+    atomic = next(f for f in findings if f.exercise == "atomic")
+    assert atomic.message.startswith("helpers.py line 4 (imported by atomic.py): ")
+
+
+def test_allowed_rules_are_not_reported():
+    source = "y = eval('1')\nloss.backward()\n"
+    assert flagged(source) == {"eval", "backward"}
+    assert flagged(source, allow=["eval"]) == {"backward"}
+
+
+def test_the_allow_list_is_validated():
+    assert IntegrityConfig(allow=["eval", "exec"]).allow == ["eval", "exec"]
+    with pytest.raises(ValueError, match="unknown integrity rule nope"):
+        IntegrityConfig(allow=["nope"])
+    assert GradingConfig.model_fields["integrity"].default_factory().allow == []
+    assert set(RULES) >= {"backward", "grad", "eval", "exec", "getattr", "importlib", "torch.func"}
+
+
+def test_unreadable_or_huge_files_never_break_the_scan():
+    files = {
+        "atomic.py": "def backward_atomic(**fwd)\n    return {}\n",  # a syntax error: the worker reports it
+        "batchnorm.py": "x = 1\0\n",
+        "cross_entropy.py": "x = " + "(" * 5000 + ")" * 5000 + "\n",
+        "embedding.py": "x = 1 + " * 20000 + "1\n",
+        "train.py": "loss.backward()\n" * 50_000,
+    }
+    started = time.monotonic()
+    findings = scan(files)
+    assert time.monotonic() - started < 20
+    assert {f.file for f in findings} == {"train.py"} and len(findings) == 20  # capped per file
+
+
+def test_findings_name_file_line_and_construct():
+    findings = scan({"cross_entropy.py": "import torch\n\n\ndef cross_entropy_backward(logits, Yb):\n"
+                                         "    return torch.autograd.grad(logits.sum(), logits)[0]\n"})
+    assert {f.pattern for f in findings} == {".autograd", ".grad"}
+    finding = findings[0]
+    assert (finding.exercise, finding.file, finding.line) == ("cross_entropy", "cross_entropy.py", 5)
+    assert "automatic differentiation" in finding.message and "by hand" in finding.message
+
+
+def test_non_python_files_are_ignored():
+    assert scan({"notes.txt": "loss.backward()", "atomic.py": "x = 1"}) == []

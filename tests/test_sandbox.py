@@ -1,0 +1,261 @@
+"""Isolation levels and the pieces of the boundary: what a worker can see and do, at each level."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT, SOLUTIONS
+from grader import sandbox
+from grader.capture import CappedStream
+from grader.channel import FrameReader, ProtocolError, Timeout, send
+from grader.config import ConfigError, Limits
+
+LEVELS = ["bwrap", "unshare", "process"]
+PYTHON = sys.executable
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="namespaces and seccomp are Linux features")
+
+# Prints what the worker can see, as one JSON line, then answers correctly (so the exercise passes).
+PROBE = textwrap.dedent('''
+    import json, os, resource, sys
+    import grader
+
+    def _can_write(path):
+        try:
+            with open(path, "a"):
+                return True
+        except OSError:
+            return False
+
+    def _status(key):
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return line.split()[1:]
+
+    FACTS = {
+        "uid": os.getuid(), "cap_eff": _status("CapEff")[0], "no_new_privs": _status("NoNewPrivs")[0],
+        "seccomp": _status("Seccomp")[0], "env": sorted(os.environ), "sys_path": sys.path,
+        "grader_file": grader.__file__, "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "exists": {p: os.path.exists(p) for p in __PATHS__},
+        "read": {p: open(p).read() if os.path.isfile(p) else None for p in __PATHS__},
+        "writable": {p: _can_write(p) for p in ["/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger",
+                                                 __file__, grader.__file__]},
+        "cwd": os.getcwd(), "cwd_entries": os.listdir("."), "stdin": os.readlink("/proc/self/fd/0"),
+        "limits": {"RLIMIT_AS": resource.getrlimit(resource.RLIMIT_AS)[0],
+                   "RLIMIT_CPU": resource.getrlimit(resource.RLIMIT_CPU)[0],
+                   "RLIMIT_FSIZE": resource.getrlimit(resource.RLIMIT_FSIZE)[0],
+                   "RLIMIT_NOFILE": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                   "RLIMIT_CORE": resource.getrlimit(resource.RLIMIT_CORE)[0]},
+    }
+    print("FACTS " + json.dumps(FACTS))
+''')
+
+
+def probe_submission(submission, world_paths):
+    reference = (SOLUTIONS / "embedding.py").read_text()
+    return submission(replace={"embedding.py": PROBE.replace("__PATHS__", repr(world_paths)) + reference})
+
+
+def facts(report) -> dict:
+    line = next(line for line in report.output.stdout.splitlines() if line.startswith("FACTS "))
+    return json.loads(line.removeprefix("FACTS "))
+
+
+@pytest.fixture
+def secrets(tmp_path, monkeypatch):
+    value = f"env-secret-{uuid.uuid4()}"
+    monkeypatch.setenv("GRADER_SECRET", value)
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(f"file-secret-{uuid.uuid4()}")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "report.json").write_text("earlier report")
+    paths = [str(secret_file), str(SOLUTIONS / "atomic.py"), str(ROOT / "grading.yaml"), str(out_dir / "report.json"),
+             str(ROOT / "grader" / "scoring.py")]
+    return value, secret_file, paths
+
+
+def needs(level: str):
+    return pytest.mark.skipif(not sandbox.level_works(level), reason=f"{level} does not work on this machine")
+
+
+@needs("bwrap")
+def test_auto_picks_bubblewrap_where_it_works():
+    assert sandbox.choose_level("auto") == "bwrap"
+
+
+def test_a_level_that_does_not_work_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    sandbox.level_works.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="isolation level 'bwrap' does not work on this machine"):
+            sandbox.choose_level("bwrap")
+        assert sandbox.choose_level("auto") == "process"
+    finally:
+        sandbox.level_works.cache_clear()
+
+
+@pytest.mark.parametrize("level", [pytest.param(level, marks=needs(level)) for level in LEVELS])
+def test_each_level_grades_correct_code_and_says_what_it_hides(level, secrets, submission, grade_it):
+    env_secret, secret_file, paths = secrets
+    report = grade_it(probe_submission(submission, paths), isolation=level)
+    assert report.score == report.max_score, [(e.id, e.message) for e in report.exercises]
+    assert report.isolation.level == level and report.isolation.hides_files == (level == "bwrap")
+    seen = facts(report)
+    assert "GRADER_SECRET" not in seen["env"] and env_secret not in report.model_dump_json()
+    assert set(seen["env"]) - {"PWD"} <= set(sandbox.worker_env(sandbox.Mounts(ROOT, ROOT, ROOT, ROOT)))
+    assert seen["no_new_privs"] == "1" and seen["seccomp"] == "2"  # the syscall filter is on
+    limits = Limits()
+    assert seen["limits"] == {"RLIMIT_AS": limits.memory_mb << 20, "RLIMIT_CPU": limits.cpu_seconds,
+                              "RLIMIT_FSIZE": limits.file_size_mb << 20, "RLIMIT_NOFILE": limits.open_files,
+                              "RLIMIT_CORE": 0}
+    assert seen["stdin"] == "/dev/null" and seen["cwd_entries"] == []
+    assert str(ROOT) not in seen["sys_path"] and not seen["grader_file"].startswith(str(ROOT))
+    if level == "bwrap":
+        assert not any(ok for path, ok in seen["writable"].items() if path.endswith(".py"))  # submission, grader
+        assert not any(seen["exists"].values()), seen["exists"]  # solutions, grading.yaml, secrets, reports
+        assert secret_file.read_text() not in report.model_dump_json()
+        assert "BEGIN SOLUTION" not in report.output.stdout
+        assert not seen["writable"]["/proc/sys/kernel/core_pattern"]
+        assert not seen["writable"]["/proc/sysrq-trigger"]
+        if os.geteuid() == 0:
+            assert seen["uid"] == sandbox.UNPRIVILEGED_UID and seen["cap_eff"] == "0000000000000000"
+        assert len(seen["pids"]) <= 4  # bwrap's init, the worker, this child
+        assert "isolation" not in report.isolation.description or "NOT hidden" not in report.isolation.description
+    else:
+        assert all(seen["exists"].values())  # the difference: nothing is hidden at these levels
+        assert seen["read"][str(secret_file)] == secret_file.read_text()
+        assert "BEGIN SOLUTION" in report.output.stdout
+        assert "NOT hidden" in report.isolation.description
+    if level == "unshare":
+        assert len(seen["pids"]) <= 4  # a private /proc: the grader's environment is out of reach
+
+
+@needs("bwrap")
+def test_the_bwrap_command_binds_no_part_of_the_repository(tmp_path):
+    folders = [tmp_path / name for name in ("inputs", "submission", "cwd")]
+    for folder in folders:
+        folder.mkdir()
+    mounts = sandbox.prepare(sandbox.Mounts(*folders))
+    cmd = sandbox._wrap("bwrap", ["python"], mounts, Limits())
+    sources = [os.path.realpath(cmd[i + 1]) for i, arg in enumerate(cmd) if arg == "--ro-bind"]
+    for source in sources:  # neither the repository nor a folder above it (its .venv is fine)
+        assert not (str(ROOT) + os.sep).startswith(source.rstrip(os.sep) + os.sep), source
+    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "worker.py").is_file()
+    assert ["--tmpfs", str(mounts.cwd)] == cmd[cmd.index(str(mounts.cwd)) - 1:cmd.index(str(mounts.cwd)) + 1]
+    assert "--bind" not in cmd  # nothing of the host is writable
+
+
+def _run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([PYTHON, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=ROOT)
+
+
+def test_the_syscall_filter_stops_processes_signals_and_sockets_but_not_threads():
+    result = _run_python('''
+        import os, signal, socket, subprocess, threading
+        from grader import confine
+        assert confine.install_filter()
+        def blocked(fn):
+            try:
+                fn()
+            except PermissionError:
+                return True
+            return False
+        assert blocked(os.fork)
+        assert blocked(lambda: subprocess.run(["true"]))
+        assert blocked(lambda: os.execv("/bin/true", ["true"]))
+        assert blocked(socket.socket)
+        assert blocked(lambda: os.kill(os.getppid(), 0))
+        assert blocked(lambda: os.kill(-1, 0))
+        assert blocked(lambda: os.killpg(os.getpgid(0), 0))
+        assert blocked(lambda: os.memfd_create("x"))
+        os.kill(os.getpid(), 0)  # itself: allowed
+        out = []
+        t = threading.Thread(target=lambda: out.append(1)); t.start(); t.join()
+        assert out == [1]
+        print("ok")
+    ''')
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_guard_keeps_autograd_off_everywhere_and_records_attempts():
+    result = _run_python('''
+        import threading, torch
+        from grader import guard
+        seen = []
+        guard.report = seen.append
+        guard.install()
+        x = torch.ones(3)
+        attempts = [lambda: x.sum().backward(), lambda: x.requires_grad_(), lambda: torch.enable_grad().__enter__(),
+                    lambda: torch.set_grad_enabled(True), lambda: torch.autograd.grad(x.sum(), x),
+                    lambda: torch.func.grad(lambda v: v.sum())(x), lambda: torch.func.jacfwd(lambda v: v)(x),
+                    lambda: torch.autograd.functional.jacobian(lambda v: v, x),
+                    lambda: torch.inference_mode(False).__enter__()]
+        for attempt in attempts:
+            try:
+                attempt()
+                raise SystemExit("not blocked")
+            except guard.AutogradNotAllowed:
+                pass
+        in_thread = []
+        t = threading.Thread(target=lambda: in_thread.append(torch.is_grad_enabled())); t.start(); t.join()
+        with torch.no_grad():
+            pass
+        torch.set_grad_enabled(False)
+        assert in_thread == [False] and not torch.is_grad_enabled()
+        assert len(seen) == len(attempts) and all("by hand" in s["message"] for s in seen)
+        print("ok")
+    ''')
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_frames_are_size_checked_before_anything_is_read():
+    r, w = os.pipe()
+    os.write(w, b"BPN1" + (10**9).to_bytes(4, "big") + (0).to_bytes(4, "big"))
+    with pytest.raises(ProtocolError, match="too large"):
+        FrameReader(r).read()
+    os.close(r)
+    os.close(w)
+
+
+def test_a_half_frame_never_blocks_past_the_deadline():
+    r, w = os.pipe()
+    os.write(w, b"BPN1\0\0")
+    started = time.monotonic()
+    with pytest.raises(Timeout):
+        FrameReader(r).read(deadline=time.monotonic() + 0.3)
+    assert time.monotonic() - started < 2
+    os.close(r)
+    os.close(w)
+
+
+def test_the_total_is_capped():
+    r, w = os.pipe()
+    for _ in range(3):
+        send(w, {"type": "result"}, b"x" * 1000)
+    reader = FrameReader(r, max_total=2500)
+    reader.read()
+    reader.read()
+    with pytest.raises(ProtocolError, match="far larger"):
+        reader.read()
+    os.close(r)
+    os.close(w)
+
+
+def test_output_keeps_head_and_tail_and_counts_the_rest():
+    r, w = os.pipe()
+    stream = CappedStream(os.fdopen(r, "rb"), 1000)
+    os.write(w, b"HEAD" + b"x" * 100_000 + b"TAIL")
+    os.close(w)
+    stream.join()
+    text = stream.text()
+    assert text.startswith("HEAD") and text.endswith("TAIL") and len(text) < 1100
+    assert stream.dropped == 100_008 - 1000 and "bytes dropped" in text
