@@ -13,6 +13,7 @@ from safetensors.torch import load as load_safetensors
 from grader.cases import Case
 from grader.compare import compare
 from grader.config import GradingConfig
+from grader.diagnosis import Diagnoser
 from grader.exercises import EXERCISES, PARAMS, TRAJECTORY, Exercise
 from grader.report import CaseResult, CheckResult, ExerciseResult
 from grader.runner import ExerciseRun
@@ -29,6 +30,7 @@ HIDDEN_MESSAGES = {
     "error": "the function raised an exception",
     "timeout": "timed out",
     "crashed": "the worker crashed",
+    "not_allowed": "not allowed",
 }
 
 
@@ -72,7 +74,8 @@ def decode_answers(blob: bytes, allowed: set[str], max_numel: int) -> dict[str, 
 def _hide(result: CaseResult) -> CaseResult:
     """A hidden case keeps its verdict, never its values or shapes."""
     return CaseResult(case=result.case, visibility="hidden", passed=result.passed, status=result.status,
-                      message="passed" if result.passed else HIDDEN_MESSAGES.get(result.status, result.status))
+                      message="passed" if result.passed else HIDDEN_MESSAGES.get(result.status, result.status),
+                      hint=result.hint)  # the diagnoser gives hidden cases a generic label only
 
 
 class ExerciseScorer:
@@ -81,6 +84,7 @@ class ExerciseScorer:
         self.config = config
         self.cases = cases
         self.points = config.check_points(exercise.id)
+        self.diagnoser = Diagnoser(exercise, cases, config.tolerance)
 
     def _case_result(self, case: Case, check: str, status: str, message: str, **extra) -> CaseResult:
         expected = case.references[self.ex.id][check]
@@ -157,6 +161,7 @@ class ExerciseScorer:
         results = {c: self._gradient(case, c, notes, answers) for c in self.ex.gradient_checks}
         if TRAJECTORY in self.ex.checks:
             results[TRAJECTORY] = self._trajectory(case, meta, answers)
+        self.diagnoser.case(case, answers, results)
         return results
 
     def check(self, name: str, results: list[CaseResult]) -> CheckResult:
@@ -178,6 +183,7 @@ class ExerciseScorer:
         return CheckResult(name=name, score=max_score * passed / total if total else 0.0,
                            max_score=max_score, passed_cases=passed, total_cases=total,
                            status=status, message=message,
+                           hint=self.diagnoser.summary(name, results) if status != "passed" else None,
                            cases=[_hide(r) if r.visibility == "hidden" else r for r in results])
 
     def score(self, run: ExerciseRun | None) -> ExerciseResult:
@@ -230,3 +236,20 @@ class ExerciseScorer:
 
 def score_exercise(ex_id: str, config: GradingConfig, cases: list[Case], run: ExerciseRun | None) -> ExerciseResult:
     return ExerciseScorer(EXERCISES[ex_id], config, cases).score(run)
+
+
+def score_not_allowed(ex_id: str, config: GradingConfig, cases: list[Case], messages: list[str],
+                      run: ExerciseRun | None = None) -> ExerciseResult:
+    """An integrity finding costs the whole exercise: every check fails, naming the first construct."""
+    scorer = ExerciseScorer(EXERCISES[ex_id], config, cases)
+    more = len(messages) - 1
+    first = messages[0] + (f" ({more} more listed under integrity in the report)" if more else "")
+    checks = [CheckResult(name=c, score=0.0, max_score=scorer.points[c], passed_cases=0, total_cases=len(cases),
+                          status="failed", message=first,
+                          cases=[CaseResult(case=case.spec.name, visibility="hidden" if case.spec.hidden else "public",
+                                            passed=False, status="not_allowed", message="not allowed")
+                                 for case in cases])
+              for c in scorer.ex.checks]
+    result = scorer._result("not_allowed", first, checks, None)
+    result.seconds = round(run.seconds, 4) if run else 0.0
+    return result

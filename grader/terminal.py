@@ -1,24 +1,179 @@
-"""The report on screen, in the spirit of the lecture's `cmp` lines."""
+"""The report on screen, in the spirit of the lecture's `cmp` lines.
+
+One compact line per gradient, in the order of the backward pass: exact,
+approximate (the check passed), max abs diff, the returned shape, cases
+passed and points; a failing gradient gets its hint on its own indented line
+below it. Then a summary per exercise and the total. It stays readable with
+colours off (rich honours NO_COLOR and plain pipes) and fits 80 columns.
+Everything comes from the report; hidden cases only ever add to the counts.
+"""
+
+import re
+import textwrap
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from grader.report import CheckResult, Report
+from grader.exercises import ATOMIC, TRAJECTORY
+from grader.report import CheckResult, ExerciseResult, Report
 
-STYLE = {"passed": "green", "partial": "yellow", "failed": "red"}
+STATUS = {"passed": ("ok", "green"), "partial": ("PART", "yellow"), "failed": ("FAIL", "red")}
+EXERCISE_STYLE = {"passed": "green", "partial": "yellow"}
+STOPPED = ("not_submitted", "error", "timeout", "crashed", "not_allowed")
+HINT_INDENT = 7
+# diagnosis.LABELS["cascade"] (kept in sync by a test; importing diagnosis would import torch)
+UPSTREAM_KIND = "wrong because an earlier gradient is wrong"
 
 
-def _maxdiff(check: CheckResult) -> str:
-    diffs = [c.max_abs_diff for c in check.cases if c.max_abs_diff is not None]
+def print_wrapped(console: Console, text: str, indent: int, style: str = "") -> None:
+    """Word-wrapped to the console, every line indented, no trailing spaces."""
+    width = max(20, console.width - indent)
+    for line in textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]:
+        console.print(Text(" " * indent + line, style=style), no_wrap=True, overflow="ignore", crop=False)
+
+
+def _points(score: float, max_score: float, digits: int = 3) -> str:
+    return f"{score:.{digits}g}/{max_score:.{digits}g}"
+
+
+def _shape(shape: list[int] | None) -> str:
+    return str(tuple(shape)).replace(",)", ")") if shape is not None else "-"
+
+
+def gradient_name(check: CheckResult) -> str:
+    return check.name if check.name == TRAJECTORY else f"d{check.name}"
+
+
+def public_cases(check: CheckResult):
+    return [c for c in check.cases if c.visibility == "public"]
+
+
+def exact(check: CheckResult) -> str:
+    known = [c.exact for c in public_cases(check) if c.exact is not None]
+    return ("yes" if all(known) else "no") if known else "-"
+
+
+def approx(check: CheckResult) -> str:
+    return {"passed": "yes", "partial": "some", "failed": "no"}[check.status]
+
+
+def maxdiff(check: CheckResult) -> str:
+    diffs = [c.max_abs_diff for c in public_cases(check) if c.max_abs_diff is not None]
     return f"{max(diffs):.1e}" if diffs else "-"
 
 
-def _exact(check: CheckResult) -> str:
-    public = [c for c in check.cases if c.visibility == "public" and c.exact is not None]
-    if not public:
-        return "-"
-    return "yes" if all(c.exact for c in public) else "no"
+def shape(check: CheckResult) -> tuple[str, bool]:
+    """The shape the student returned on the first public case that has one, and whether it is wrong."""
+    for case in public_cases(check):
+        if case.got_shape is not None:
+            return _shape(case.got_shape), case.status == "wrong_shape"
+    return "-", False
+
+
+def hidden_line(check: CheckResult) -> str | None:
+    """"k of m hidden cases passed", with the generic kinds of their failures: never a value."""
+    hidden = [c for c in check.cases if c.visibility == "hidden"]
+    failed = [c for c in hidden if not c.passed]
+    if not failed:
+        return None
+    if all(c.hint == f"likely cause: {UPSTREAM_KIND}" for c in failed):
+        return None  # says nothing the public hint and the cases column do not
+    kinds = []
+    for case in failed:
+        kind = (case.hint or "").removeprefix("likely cause: ")
+        if kind and kind not in kinds:
+            kinds.append(kind)
+    why = f" (likely cause: {'; '.join(kinds)})" if kinds else ""
+    return f"Hidden cases: {len(hidden) - len(failed)} of {len(hidden)} passed{why}."
+
+
+def feedback(check: CheckResult) -> str:
+    """What to show under a failing gradient: its hint (else its message), and the hidden cases' counts."""
+    if not check.hint:
+        return check.message  # already says "k of m hidden cases passed"
+    public_failed = any(c.visibility == "public" and not c.passed for c in check.cases)
+    hidden = hidden_line(check) if public_failed else None  # else the hint is about the hidden cases
+    return f"{check.hint} {hidden}" if hidden else check.hint
+
+
+def first_to_fix(ex: ExerciseResult) -> CheckResult | None:
+    """The first failing check in the order of the backward pass (the trajectory last)."""
+    failing = [c for c in ex.checks if c.status != "passed"]
+    order = {name: i for i, name in enumerate(ATOMIC)}
+    return min(failing, key=lambda c: order.get(c.name, len(order)), default=None)
+
+
+def stopped(ex: ExerciseResult) -> bool:
+    """No per-gradient table: the file was not run, or nothing was implemented yet."""
+    return ex.status in STOPPED or ex.message.startswith("not implemented")
+
+
+def show_first(ex: ExerciseResult) -> CheckResult | None:
+    """The first gradient to fix, shown with its hint above the table when several checks fail."""
+    first = None if stopped(ex) else first_to_fix(ex)
+    if first is None or not first.hint or sum(c.status != "passed" for c in ex.checks) < 2:
+        return None
+    return first
+
+
+def exercise_message(ex: ExerciseResult) -> str:
+    """The exercise's message; the first gradient to fix is said separately, in backward order."""
+    return re.sub(r"; first to fix: \S+", "", ex.message) if show_first(ex) else ex.message
+
+
+def _columns(checks: list[CheckResult]) -> tuple[int, int]:
+    name = max([len("gradient")] + [len(gradient_name(c)) for c in checks])
+    shp = max([len("shape")] + [len(shape(c)[0]) for c in checks])
+    return name, shp
+
+
+def _row(check: CheckResult, wname: int, wshape: int) -> Text:
+    label, style = STATUS[check.status]
+    shp, wrong_shape = shape(check)
+    line = Text("  ")
+    line.append(f"{label:<4}", style=f"bold {style}")
+    line.append(f" {gradient_name(check):<{wname}} {exact(check):<5} {approx(check):<6} {maxdiff(check):>8}  ")
+    line.append(f"{shp:<{wshape}}", style="red" if wrong_shape else "")
+    line.append(f" {check.passed_cases:>2}/{check.total_cases:<2} {_points(check.score, check.max_score):>10}")
+    return line
+
+
+def print_exercise(ex: ExerciseResult, console: Console) -> None:
+    style = EXERCISE_STYLE.get(ex.status, "red")
+    score = _points(ex.score, ex.max_score, 4)
+    title = Text(ex.title, style="bold")
+    title.append(" " * max(2, console.width - len(ex.title) - len(score) - 1))
+    title.append(score, style=f"bold {style}")
+    console.print(title, overflow="fold")
+    print_wrapped(console, f"{ex.file}: {ex.function} - {exercise_message(ex)}", 2)
+    if stopped(ex):
+        if ex.traceback:
+            for line in ex.traceback.splitlines():
+                console.print(Text("  " + line, style="dim"), overflow="fold")
+        return
+    first = show_first(ex)
+    if first is not None:
+        console.print(Text(f"  First to fix: {gradient_name(first)}", style="bold"))
+        print_wrapped(console, first.hint, 4, "bold")
+    wname, wshape = _columns(ex.checks)
+    header = (f"       {'gradient':<{wname}} {'exact':<5} {'approx':<6} {'maxdiff':>8}  "
+              f"{'shape':<{wshape}} {'cases':>5} {'points':>10}")
+    console.print(Text(header, style="dim"), no_wrap=True, overflow="ellipsis")
+    for check in ex.checks:
+        console.print(_row(check, wname, wshape), no_wrap=True, overflow="ellipsis")
+        if check.status != "passed" and feedback(check):
+            print_wrapped(console, feedback(check), HINT_INDENT)
+
+
+def print_summary(report: Report, console: Console) -> None:
+    console.print(Text("Summary", style="bold"))
+    width = max(len(ex.title) for ex in report.exercises)
+    for ex in report.exercises:
+        style = EXERCISE_STYLE.get(ex.status, "red")
+        line = Text(f"  {ex.title:<{width}}  ")
+        line.append(f"{_points(ex.score, ex.max_score, 4):>9}", style=style)
+        line.append(f"  {ex.status}", style=style)
+        console.print(line, no_wrap=True, overflow="ellipsis")
 
 
 def print_report(report: Report, console: Console | None = None) -> None:
@@ -27,28 +182,13 @@ def print_report(report: Report, console: Console | None = None) -> None:
     if report.isolation.level != "bwrap":
         console.print(Text(f"isolation: {report.isolation.description}", style="yellow"))
     for ex in report.exercises:
-        style = STYLE.get(ex.status, "red")
         console.print()
-        console.print(Text.assemble((f"{ex.title}", "bold"), f"  ({ex.file}: {ex.function})  ",
-                                    (f"{ex.score:.4g}/{ex.max_score:.4g}", style), f"  {ex.message}"))
-        if ex.status in ("not_submitted", "error", "timeout", "crashed", "not_allowed") or ex.message.startswith("not implemented"):
-            if ex.traceback:
-                console.print(Text(ex.traceback, style="dim"))
-            continue
-        table = Table(show_edge=False, pad_edge=False, box=None)
-        for col in ("gradient", "result", "cases", "exact", "maxdiff", "points", "message"):
-            table.add_column(col, overflow="fold")
-        for check in ex.checks:
-            label = "ok" if check.status == "passed" else check.status
-            name = check.name if check.name == "trajectory" else f"d{check.name}"
-            table.add_row(name, Text(label, style=STYLE[check.status]),
-                          f"{check.passed_cases}/{check.total_cases}", _exact(check), _maxdiff(check),
-                          f"{check.score:.3g}/{check.max_score:.3g}", check.message)
-        console.print(table)
+        print_exercise(ex, console)
+    console.print()
     for note in report.notes:
-        console.print(Text(f"note: {note}", style="dim"))
+        print_wrapped(console, f"note: {note}", 0, "dim")
     if report.output.stderr.strip() or report.output.stdout.strip():
         console.print(Text("(the submission printed output; it is in the report's `output` field)", style="dim"))
-    console.print()
+    print_summary(report, console)
     style = "green" if report.score == report.max_score else "yellow" if report.score else "red"
-    console.print(Text.assemble(("Total: ", "bold"), (f"{report.score:g} / {report.max_score:g}", f"bold {style}")))
+    console.print(Text.assemble(("Total: ", "bold"), (f"{report.score:.4g} / {report.max_score:g}", f"bold {style}")))

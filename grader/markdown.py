@@ -1,0 +1,75 @@
+"""The report as Markdown: for a CI step summary ($GITHUB_STEP_SUMMARY) or an LMS comment.
+
+The same content as the screen (grader.terminal): per exercise, one table row
+per gradient in the order of the backward pass with exact, approximate,
+maxdiff, shape, cases, points and the hint; the first gradient to fix; a
+summary table and the total. Built only from the report, so hidden cases add
+counts and generic labels, never values or shapes.
+"""
+
+import re
+
+from grader.report import Report
+from grader.terminal import (
+    approx, exact, exercise_message, feedback, gradient_name, maxdiff, shape, show_first, stopped,
+)
+
+ICON = {"passed": "✅", "partial": "⚠️", "failed": "❌"}
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#~])")
+
+
+def escape(text: str) -> str:
+    """Plain text in a Markdown paragraph or table cell: no markup, no broken rows."""
+    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _code_block(text: str) -> list[str]:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, text.rstrip(), fence]
+
+
+def _points(score: float, max_score: float, digits: int = 4) -> str:
+    return f"{score:.{digits}g} / {max_score:.{digits}g}"
+
+
+def render_markdown(report: Report) -> str:
+    out = [f"## Backprop Ninja: {_points(report.score, report.max_score)}", ""]
+    out += ["| | exercise | file | score | status |", "|---|---|---|---:|---|"]
+    for ex in report.exercises:
+        icon = ICON.get(ex.status, "❌")
+        out.append(f"| {icon} | {escape(ex.title)} | `{ex.file}` | {_points(ex.score, ex.max_score)} "
+                    f"| {escape(ex.status)} |")
+    out += ["", f"**Total: {_points(report.score, report.max_score)}**", ""]
+    if report.hidden_cases == "included":
+        out += ["Hidden cases count towards the score; they show only how many passed.", ""]
+    for note in report.notes:
+        out.append(f"- {escape(note)}")
+    if report.notes:
+        out.append("")
+
+    for ex in report.exercises:
+        out += [f"### {escape(ex.title)}: {_points(ex.score, ex.max_score)}", ""]
+        out += [f"`{ex.file}`: `{ex.function}`: {escape(exercise_message(ex))}", ""]
+        if stopped(ex):
+            if ex.traceback:
+                out += _code_block(ex.traceback) + [""]
+            continue
+        first = show_first(ex)
+        if first is not None:
+            out += [f"> **First to fix: `{gradient_name(first)}`**: {escape(first.hint)}", ""]
+        out += ["| | gradient | exact | approx | maxdiff | shape | cases | points | hint |",
+                "|---|---|---|---|---:|---|---:|---:|---|"]
+        for check in ex.checks:
+            hint = escape(feedback(check)) if check.status != "passed" else ""
+            out.append(f"| {ICON[check.status]} | `{gradient_name(check)}` | {exact(check)} | {approx(check)} "
+                       f"| {maxdiff(check)} | {shape(check)[0]} | {check.passed_cases}/{check.total_cases} "
+                       f"| {check.score:.3g} / {check.max_score:.3g} | {hint} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_markdown(report: Report, path) -> None:
+    from grader.report import write_atomically
+
+    write_atomically(path, render_markdown(report))
