@@ -1,7 +1,9 @@
-"""Reading a submission (a folder or a .zip) into a private staging folder.
+"""Reading a submission (a folder, a .zip or a notebook) into a private staging folder.
 
 Only regular `.py` files are taken, without following links, within size
-caps; the grader reads them as text and never imports them.
+caps; the grader reads them as text and never imports them. A notebook
+(`.ipynb`) is turned into the same .py files by `grader.notebook`, or, for
+the lecture's own notebook, into a plan of cells (`grader.lecture`).
 """
 
 import hashlib
@@ -23,9 +25,10 @@ class SubmissionError(Exception):
 @dataclass
 class Submission:
     path: Path
-    kind: str                 # folder | zip
+    kind: str                 # folder | zip | notebook
     files: dict[str, str]     # file name -> source text
     sha256: str
+    notebook: object | None = None  # grader.notebook.NotebookSubmission for a .ipynb
 
     def stage(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -94,14 +97,28 @@ def _read_zip(path: Path) -> dict[str, str]:
     return files
 
 
+def _read_notebook(path: Path) -> Submission:
+    from grader.notebook import NotebookError, extract, read_notebook
+
+    try:
+        nb, data = read_notebook(path)
+        files, info = extract(nb, path.name, data)
+    except NotebookError as err:
+        raise SubmissionError(str(err)) from None
+    return Submission(path=path, kind="notebook", files=files, sha256=hashlib.sha256(info.data).hexdigest(),
+                      notebook=info)
+
+
 def load_submission(path: Path) -> Submission:
     path = Path(path)
     if path.is_dir():
         kind, files = "folder", _read_folder(path)
     elif path.is_file() and path.suffix == ".zip":
         kind, files = "zip", _read_zip(path)
+    elif path.is_file() and path.suffix == ".ipynb":
+        return _read_notebook(path)
     elif path.exists():
-        raise SubmissionError(f"{path} is neither a folder nor a .zip of the exercise files")
+        raise SubmissionError(f"{path} is neither a folder, a .zip of the exercise files, nor a notebook (.ipynb)")
     else:
         raise SubmissionError(f"submission not found: {path}")
     if len(files) > MAX_FILES:
