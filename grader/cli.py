@@ -1,4 +1,4 @@
-"""`grader` command line. Exit codes: 0 report written, 1 under --min-score, 2 usage or config error."""
+"""`grader` command line. Exit codes: 0 ok, 1 under --min-score (or `release --check`: out of date), 2 usage or config error."""
 
 import argparse
 import os
@@ -51,19 +51,69 @@ def cmd_grade(args) -> int:
     secret = read_secret(args.secret_file)
     try:
         report = grade(Path(args.path), config, secret=secret, timeout=args.timeout,
-                       isolation=args.isolation, student_id=args.student_id)
+                       isolation=args.isolation, student_id=args.student_id,
+                       execute=True if args.execute else None)
     except SubmissionError as err:
         raise ConfigError(str(err)) from None
     write_report(report, Path(args.out))
+    from grader.formats import EXPORTS, write_exports
+
+    exported = write_exports(report, {kind: getattr(args, kind) for kind in EXPORTS}, config.hidden_visibility)
+    if args.markdown:
+        from grader.markdown import write_markdown
+
+        write_markdown(report, Path(args.markdown))
+        exported.append(Path(args.markdown))
     if not args.quiet:
         from grader.terminal import print_report
 
         print_report(report)
         print(f"report written to {args.out}")
+        for path in exported:
+            print(f"also written: {path}")
     if args.min_score is not None and report.score < args.min_score:
         if not args.quiet:
             print(f"score {report.score:g} is below --min-score {args.min_score:g}", file=sys.stderr)
         return EXIT_BELOW_MIN
+    return EXIT_OK
+
+
+def cmd_release(args) -> int:
+    from grader.release import ReleaseError, check_release, write_release
+
+    solutions, assignments = Path(args.solutions), Path(args.assignments)
+    try:
+        if args.check:
+            problems = check_release(solutions, assignments)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                print("the release is out of date: run `grader release` and commit the result", file=sys.stderr)
+                return EXIT_BELOW_MIN
+            print("the release is up to date")
+            return EXIT_OK
+        changed = write_release(solutions, assignments)
+    except ReleaseError as err:
+        raise ConfigError(str(err)) from None
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print("the release was already up to date")
+    return EXIT_OK
+
+
+def cmd_gradescope_build(args) -> int:
+    from grader.gradescope import DEFAULT_TORCH, DEFAULT_TORCH_INDEX, build_autograder
+
+    secret = read_secret(args.secret_file)
+    info = build_autograder(Path(args.out), Path(args.config), secret, torch_spec=args.torch or DEFAULT_TORCH,
+                            torch_index_url=args.torch_index_url or DEFAULT_TORCH_INDEX, python=args.python)
+    print(f"wrote {args.out}: grader {info['grader_version']}, {info['torch']}, config {info['config_fingerprint']}")
+    if info["hidden_cases"]:
+        print(f"hidden cases included (secret inside the zip, mode 0600; visibility {info['hidden_visibility']}): "
+              "keep the zip private")
+    else:
+        print("note: no secret given (--secret-file or $GRADER_SECRET): hidden cases will not run", file=sys.stderr)
     return EXIT_OK
 
 
@@ -83,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     g = sub.add_parser("grade", help="grade one submission (a folder or a .zip of the exercise files)")
-    g.add_argument("path", help="the submission: a folder or a .zip")
+    g.add_argument("path", help="the submission: a folder, a .zip or a notebook (.ipynb)")
     g.add_argument("--out", default="report.json", help="where to write the JSON report (default: report.json)")
     g.add_argument("--config", default="grading.yaml", help="the grading policy (default: grading.yaml)")
     g.add_argument("--timeout", type=_positive, help="seconds per exercise (overrides grading.yaml)")
@@ -92,7 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "process"], help="force an isolation level")
     g.add_argument("--student-id", help="recorded in the report")
     g.add_argument("--quiet", action="store_true", help="print nothing; only write the report")
+    g.add_argument("--execute", action="store_true",
+                   help="for a notebook: also run it top to bottom (sandboxed, per-cell timeout) and report failing cells")
+    for kind, what in (("gradescope", "Gradescope's results.json"), ("junit", "JUnit XML (one testsuite per exercise)"),
+                       ("classroom", "the JSON GitHub Classroom's autograding reporter reads")):
+        g.add_argument(f"--{kind}", metavar="FILE", help=f"also write {what} to FILE")
+    g.add_argument("--markdown", metavar="FILE",
+                   help="also write a Markdown summary to FILE (a CI step summary such as $GITHUB_STEP_SUMMARY, "
+                        "or an LMS comment)")
     g.set_defaults(func=cmd_grade)
+
+    r = sub.add_parser("release", help="regenerate assignments/ (stubs and notebook) and the solved notebook from solutions/")
+    r.add_argument("--check", action="store_true", help="write nothing; exit 1 if the committed release is out of date")
+    r.add_argument("--solutions", default="solutions", help="the reference solutions (default: solutions)")
+    r.add_argument("--assignments", default="assignments", help="where the student release goes (default: assignments)")
+    r.set_defaults(func=cmd_release)
+
+    gs = sub.add_parser("gradescope", help="Gradescope: build the autograder zip")
+    gs_sub = gs.add_subparsers(dest="gradescope_command", required=True, parser_class=Parser)
+    b = gs_sub.add_parser("build", help="write the autograder zip Gradescope expects (setup.sh, run_autograder, ...)")
+    b.add_argument("--out", default="autograder.zip", help="where to write the zip (default: autograder.zip)")
+    b.add_argument("--config", default="grading.yaml", help="the grading policy to ship (default: grading.yaml)")
+    b.add_argument("--secret-file", help="the hidden-case secret to ship (else $GRADER_SECRET; none: no hidden cases)")
+    b.add_argument("--torch", help="pip requirement for torch in setup.sh (default: torch==2.13.0)")
+    b.add_argument("--torch-index-url", help="where setup.sh gets torch (default: the PyTorch CPU index)")
+    b.add_argument("--python", default="python3", help="the Python setup.sh installs with apt (default: python3)")
+    b.set_defaults(func=cmd_gradescope_build)
 
     s = sub.add_parser("schema", help="print the report's JSON Schema")
     s.add_argument("--out", help="write it to this file instead")

@@ -61,6 +61,26 @@ class Limits(Strict):
     output_bytes: int = Field(65536, ge=1024, description="captured stdout/stderr kept per stream")
 
 
+class IntegrityConfig(Strict):
+    allow: list[str] = Field(default_factory=list,
+                             description="rule ids of the integrity scan to allow, e.g. [eval] (see grader.integrity.RULES)")
+
+    @field_validator("allow")
+    @classmethod
+    def _known_rules(cls, value):
+        from grader.integrity import RULES
+
+        unknown = sorted(set(value) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown integrity rule {', '.join(unknown)} (known: {', '.join(RULES)})")
+        return value
+
+
+class NotebookConfig(Strict):
+    execute: bool = Field(False, description="also run notebook submissions top to bottom (never changes the score)")
+    cell_timeout: float = Field(120.0, gt=0, le=3600, description="seconds per cell when running a notebook")
+
+
 class GradingConfig(Strict):
     version: str = Field("unversioned", description="the course's own version of this policy")
     dtype: Literal["float64", "float32"] = "float64"
@@ -68,8 +88,10 @@ class GradingConfig(Strict):
     timeout: float = Field(30.0, gt=0, le=3600, description="wall-clock seconds per exercise")
     isolation: Literal["auto", "bwrap", "unshare", "process"] = "auto"
     limits: Limits = Field(default_factory=Limits)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     exercises: dict[str, ExerciseConfig]
     train: TrainConfig = Field(default_factory=TrainConfig)
+    notebook: NotebookConfig = Field(default_factory=NotebookConfig)
     cases: list[CaseSpec] = Field(min_length=1)
     hidden_cases: list[ShapeSpec] = Field(default_factory=list)
     hidden_visibility: Literal["hidden", "after_due_date", "after_published", "visible"] = "after_published"

@@ -10,10 +10,12 @@ from pathlib import Path
 from grader import __version__
 from grader.config import GradingConfig
 from grader.exercises import EXERCISES
-from grader.report import CaseInfo, CapturedOutput, Environment, IsolationInfo, Report, SubmissionInfo
+from grader.integrity import scan
+from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
+                           SubmissionInfo)
 from grader.runner import SubmissionRunner
-from grader.sandbox import LEVEL_NOTES, choose_level
-from grader.submission import load_submission
+from grader.sandbox import choose_level, describe
+from grader.submission import SubmissionError, load_submission
 
 
 def build_cases(config: GradingConfig, secret: str | None):
@@ -23,19 +25,47 @@ def build_cases(config: GradingConfig, secret: str | None):
     return [build_case(spec, config.dtype, config.train) for spec in specs]
 
 
+def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
+    """The scan's findings, then what the worker's guard caught while running."""
+    found = [IntegrityFinding(exercise=f.exercise, file=f.file, line=f.line, pattern=f.pattern, message=f.message)
+             for f in static]
+    for ex_id, run in outcome.exercises.items():
+        for f in run.findings:
+            file = f["file"] or EXERCISES[ex_id].file
+            where = f"{file} line {f['line']}" if f["line"] else file
+            found.append(IntegrityFinding(exercise=ex_id, file=file, line=f["line"], pattern=f["pattern"],
+                                          message=f"{where}: {f['message']}"))
+    return found
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
-          isolation: str | None = None, student_id: str | None = None, cases=None) -> Report:
-    """Grade one submission. `cases` may be passed in to reuse references across submissions."""
+          isolation: str | None = None, student_id: str | None = None, cases=None,
+          execute: bool | None = None) -> Report:
+    """Grade one submission. `cases` may be passed in to reuse references across submissions.
+
+    `execute` (notebooks only): also run the notebook top to bottom; None follows grading.yaml.
+    """
     started_at, t0 = _now(), time.perf_counter()
     submission = load_submission(path)
     level = choose_level(isolation or config.isolation)
     timeout = timeout or config.timeout
     enabled = [ex for ex, cfg in config.exercises.items() if cfg.enabled]
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
+    lecture = getattr(submission.notebook, "lecture", None)  # the lecture's own notebook: cells, not files
+    if lecture is not None:
+        from grader import lecture as lecture_format
+
+        if not lecture_format.has_lecture_case(config):
+            raise SubmissionError(lecture_format.NO_LECTURE_CASE)
+        submitted = [ex for ex in enabled if ex in lecture.sections]
+    # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
+    static = [] if lecture is not None else scan(submission.files, config.integrity.allow)
+    blocked = {f.exercise for f in static if f.exercise}
+    submitted = [ex for ex in submitted if ex not in blocked]
 
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         staged = submission.stage(Path(tmp) / "submission")
@@ -44,11 +74,25 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
             runner.start_early()  # its torch import overlaps with building the cases below
         if cases is None:
             cases = build_cases(config, secret)
-        outcome = runner.run(submitted, cases)
+        extra = None
+        if lecture is not None:
+            cases = lecture_format.lecture_cases(cases)
+            extra = lecture_format.plan_entries(lecture, timeout, len(cases))
+        outcome = runner.run(submitted, cases, extra=extra)
 
-    from grader.scoring import score_exercise
+    from grader.scoring import score_exercise, score_not_allowed
 
-    exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex)) for ex in enabled]
+    findings = []
+    if lecture is not None:
+        exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name)
+    else:
+        exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex)) for ex in enabled]
+    integrity = _integrity_findings(static, outcome)
+    if lecture is None:
+        for i, ex in enumerate(enabled):
+            messages = [f.message for f in integrity if f.exercise == ex]
+            if messages:
+                exercises[i] = score_not_allowed(ex, config, cases, messages, outcome.exercises.get(ex))
     notes = []
     hidden = any(c.spec.hidden for c in cases)
     if not hidden:
@@ -60,7 +104,7 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
     limits = config.limits
     import torch
 
-    return Report(
+    report = Report(
         grader_version=__version__,
         config_version=config.version,
         config_fingerprint=config.fingerprint(),
@@ -77,10 +121,16 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
         notes=notes,
         exercises=exercises,
         output=CapturedOutput(stdout=outcome.stdout, stderr=outcome.stderr, dropped_bytes=outcome.output_dropped),
-        isolation=IsolationInfo(level=level, description=LEVEL_NOTES[level], hides_files=level == "bwrap",
+        integrity=integrity,
+        isolation=IsolationInfo(level=level, description=describe(level), hides_files=level == "bwrap",
                                 timeout_s=timeout, memory_mb=limits.memory_mb, cpu_seconds=limits.cpu_seconds,
                                 file_size_mb=limits.file_size_mb, open_files=limits.open_files,
                                 output_bytes=limits.output_bytes, workers_started=outcome.workers_started),
         environment=Environment(python=sys.version.split()[0], torch=torch.__version__,
                                 platform=platform.platform(), dtype=config.dtype),
     )
+    if submission.notebook is not None:
+        from grader.notebook import finish_report
+
+        finish_report(report, submission.notebook, config=config, level=level, execute=execute, findings=findings)
+    return report

@@ -105,6 +105,30 @@ class Environment(BaseModel):
     dtype: str
 
 
+class NotebookExecution(BaseModel):
+    """Running the whole notebook top to bottom (grade --execute); never changes the score."""
+
+    status: Literal["ok", "failed", "timeout", "error"]
+    message: str = ""
+    cells_total: int = Field(0, description="code cells in the notebook")
+    cells_run: int = Field(0, description="code cells that finished without an error")
+    failed_cell: int | None = Field(None, description="1-based position of the failing cell among all cells")
+    error: str | None = Field(None, description="the exception, e.g. `NameError: name 'x' is not defined`")
+    traceback: str | None = None
+    cell_timeout_s: float = 0.0
+    seconds: float = 0.0
+
+
+class NotebookInfo(BaseModel):
+    format: Literal["tagged", "functions", "lecture"] = Field(
+        description="tagged: exercise cells found by tag; functions: by the contract's function names; "
+                    "lecture: the lecture's own notebook (cells under '# Exercise N' headers)")
+    exercise_cells: dict[str, list[int]] = Field(
+        default_factory=dict, description="exercise id -> 1-based positions of the cells graded for it")
+    notes: list[str] = Field(default_factory=list)
+    execution: NotebookExecution | None = None
+
+
 class Report(BaseModel):
     schema_version: str = SCHEMA_VERSION
     grader_version: str
@@ -122,6 +146,7 @@ class Report(BaseModel):
     exercises: list[ExerciseResult]
     output: CapturedOutput = Field(default_factory=CapturedOutput)
     integrity: list[IntegrityFinding] = Field(default_factory=list)
+    notebook: NotebookInfo | None = Field(None, description="for a notebook submission: how it was read (and run)")
     isolation: IsolationInfo
     environment: Environment
 

@@ -130,7 +130,7 @@ def test_timeout_kills_only_the_hung_exercise(submission, grade_it):
     emb = report.exercise("embedding")
     assert emb.status == "not_submitted" and emb.message == "embedding.py was not submitted"
     assert full_marks(report, "cross_entropy", "batchnorm", "train")
-    assert report.isolation.workers_started == 2  # a fresh worker took over after the kill
+    assert report.isolation.workers_started == 1  # the hung exercise ran in its own child, killed alone
 
 
 def test_failure_on_some_cases_is_partial_credit(submission, grade_it):
@@ -167,3 +167,31 @@ def test_folder_with_only_some_files(tmp_path, grade_it):
     assert report.score == 15
     assert {e.id for e in report.exercises if e.status == "not_submitted"} == {
         "atomic", "cross_entropy", "embedding", "train"}
+
+
+def test_printing_warnings_and_no_grad_cost_nothing(submission, grade_it):
+    """What learners do while debugging: print tensors, warn, wrap code in torch.no_grad()."""
+    noisy = (SOLUTIONS / "cross_entropy.py").read_text().replace(
+        "def cross_entropy_backward(logits, Yb):",
+        "import warnings\n\n"
+        "def cross_entropy_backward(logits, Yb):\n"
+        "    print('logits', logits[:2], logits.shape)\n"
+        "    warnings.warn('just checking')\n"
+        "    with torch.no_grad():\n"
+        "        print(F.softmax(logits, 1).sum(1)[:3])")
+    report = grade_it(submission(replace={"cross_entropy.py": noisy}))
+    assert report.score == 100
+    assert report.integrity == []
+    assert "logits tensor(" in report.output.stdout
+    assert "just checking" in report.output.stderr
+
+
+def test_keys_with_a_d_prefix_are_named(submission, grade_it):
+    train = (SOLUTIONS / "train.py").read_text()
+    renamed = train.replace('"W2": dW2', '"dW2": dW2')
+    assert renamed != train
+    report = grade_it(submission(replace={"train.py": renamed}))
+    check = next(c for c in report.exercise("train").checks if c.name == "W2")
+    assert check.score == 0
+    assert "has 'dW2'" in check.cases[0].message and "use 'W2'" in check.cases[0].message
+    assert failing_checks(report, "train") == {"W2", "trajectory"}
