@@ -14,7 +14,7 @@ from grader.cases import Case
 from grader.compare import compare
 from grader.config import GradingConfig
 from grader.diagnosis import Diagnoser
-from grader.exercises import EXERCISES, PARAMS, TRAJECTORY, Exercise
+from grader.exercises import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
 from grader.report import CaseResult, CheckResult, ExerciseResult
 from grader.runner import ExerciseRun
 
@@ -207,12 +207,17 @@ class ExerciseScorer:
         if statuses == {"not_implemented"}:
             return self._result("failed", "not implemented yet: every answer is None", checks, run)
         if not failed:
-            status, message = "passed", f"all {len(checks)} checks passed"
+            status, message = "passed", f"all {len(checks)} checks passed" if len(checks) > 1 else "passed"
         else:
             status = "failed" if all(c.status == "failed" for c in checks) else "partial"
-            message = f"{len(failed)} of {len(checks)} checks failed; first to fix: d{failed[0].name}"
-            if failed[0].name == TRAJECTORY:
+            # The first failing gradient in the order of the backward pass (the trajectory last).
+            first = min(failed, key=lambda c: ATOMIC.index(c.name) if c.name in ATOMIC else len(ATOMIC))
+            if len(checks) == 1:
+                message = f"d{first.name} failed"
+            elif first.name == TRAJECTORY:
                 message = f"{len(failed)} of {len(checks)} checks failed: the SGD trajectory"
+            else:
+                message = f"{len(failed)} of {len(checks)} checks failed; first to fix: d{first.name}"
             errors = [r for pc in per_case for r in pc.values() if r.status == "error" and r.visibility == "public"]
             if errors:
                 message += f" ({errors[0].message})"
