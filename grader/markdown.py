@@ -50,7 +50,8 @@ def render_markdown(report: Report) -> str:
 
     for ex in report.exercises:
         out += [f"### {escape(ex.title)}: {_points(ex.score, ex.max_score)}", ""]
-        out += [f"`{ex.file}`: `{ex.function}`: {escape(exercise_message(ex))}", ""]
+        where = f"`{ex.file}`: `{ex.function}`" if ex.function not in ("", "-") else f"`{ex.file}`"
+        out += [f"{where}: {escape(exercise_message(ex))}", ""]
         if stopped(ex):
             if ex.traceback:
                 out += _code_block(ex.traceback) + [""]

@@ -145,7 +145,8 @@ def print_exercise(ex: ExerciseResult, console: Console) -> None:
     title.append(" " * max(2, console.width - len(ex.title) - len(score) - 1))
     title.append(score, style=f"bold {style}")
     console.print(title, overflow="fold")
-    print_wrapped(console, f"{ex.file}: {ex.function} - {exercise_message(ex)}", 2)
+    where = f"{ex.file}: {ex.function}" if ex.function not in ("", "-") else ex.file
+    print_wrapped(console, f"{where} - {exercise_message(ex)}", 2)
     if stopped(ex):
         if ex.traceback:
             for line in ex.traceback.splitlines():
