@@ -27,10 +27,13 @@ class Timeout(Exception):
     """The deadline passed before a whole frame arrived."""
 
 
-def send(fd: int, meta: dict, blob: bytes = b"") -> None:
+def frame_bytes(meta: dict, blob: bytes = b"") -> bytes:
     body = _dumps(meta).encode()
-    data = HEADER.pack(MAGIC, len(body), len(blob)) + body + blob
-    view = memoryview(data)
+    return HEADER.pack(MAGIC, len(body), len(blob)) + body + blob
+
+
+def send(fd: int, meta: dict, blob: bytes = b"") -> None:
+    view = memoryview(frame_bytes(meta, blob))
     while view:
         written = _write(fd, view)
         view = view[written:]

@@ -78,6 +78,47 @@ def cmd_grade(args) -> int:
     return EXIT_OK
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value!r}")
+    return number
+
+
+def cmd_batch(args) -> int:
+    from grader.batch import run_batch
+
+    config = load_config(args.config)
+    secret = read_secret(args.secret_file)
+    out = Path(args.out)
+    result = run_batch(Path(args.directory), out, config, secret=secret, jobs=args.jobs, timeout=args.timeout,
+                       isolation=args.isolation, regrade=args.regrade, quiet=args.quiet, scheduler=args.scheduler,
+                       timestamps=Path(args.timestamps) if args.timestamps else None)
+    if not args.quiet:
+        print(f"{result.total} submissions: {result.graded} graded, {result.skipped} unchanged (skipped), "
+              f"{result.unreadable} unreadable, {result.errors} grader errors, in {result.seconds:.1f} s")
+        if result.ignored:
+            print(f"ignored (not a folder, .zip or .ipynb): {', '.join(result.ignored)}")
+        print(f"reports: {out}/<name>.json; gradebook: {result.gradebook}; summary: {result.summary}")
+    return EXIT_OK
+
+
+def cmd_gradebook_export(args) -> int:
+    from grader.gradebook import export
+
+    policy = load_config(args.config).late if args.config else None
+    try:
+        written = export(Path(args.outdir), Path(args.out) if args.out else None, lms=args.lms,
+                         id_column=args.id_column, policy=policy, use_stored_policy=not args.config)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    print(f"wrote {written}")
+    return EXIT_OK
+
+
 def cmd_release(args) -> int:
     from grader.release import ReleaseError, check_release, write_release
 
@@ -151,6 +192,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write a Markdown summary to FILE (a CI step summary such as $GITHUB_STEP_SUMMARY, "
                         "or an LMS comment)")
     g.set_defaults(func=cmd_grade)
+
+    bt = sub.add_parser("batch", help="grade every submission in a folder (a course at once) into a gradebook")
+    bt.add_argument("directory", help="one submission per entry: a folder, a .zip or a .ipynb")
+    bt.add_argument("--out", required=True, help="output folder: <name>.json reports, gradebook.sqlite/.csv, summary")
+    bt.add_argument("--jobs", type=_positive_int, help="submissions graded at once (default: the number of CPUs)")
+    bt.add_argument("--timeout", type=_positive, help="seconds per exercise (overrides grading.yaml)")
+    bt.add_argument("--config", default="grading.yaml", help="the grading policy (default: grading.yaml)")
+    bt.add_argument("--secret-file", help="file holding the hidden-case secret (else $GRADER_SECRET)")
+    bt.add_argument("--regrade", action="store_true", help="grade every submission again, even unchanged ones")
+    bt.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    bt.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "process"], help="force an isolation level")
+    bt.add_argument("--timestamps", metavar="CSV",
+                    help="submission times (columns name, submitted_at) for late penalties, instead of file times")
+    bt.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                    help="run on an existing Dask distributed cluster (optional extra `dask`)")
+    bt.set_defaults(func=cmd_batch)
+
+    gb = sub.add_parser("gradebook", help="the gradebook of a batch's output folder")
+    gb_sub = gb.add_subparsers(dest="gradebook_command", required=True, parser_class=Parser)
+    ex = gb_sub.add_parser("export", help="write the gradebook as CSV (late penalties applied)")
+    ex.add_argument("outdir", help="the output folder of `grader batch`")
+    ex.add_argument("--out", help="the CSV to write (default: OUTDIR/gradebook.csv, or gradebook-lms.csv with --lms)")
+    ex.add_argument("--lms", action="store_true", help="an LMS upload: id column, score, max_score, comment")
+    ex.add_argument("--id-column", default="id", help="the LMS's name for the id column (default: id)")
+    ex.add_argument("--config", help="take the late policy from this grading.yaml (default: the last batch's)")
+    ex.set_defaults(func=cmd_gradebook_export)
 
     r = sub.add_parser("release", help="regenerate assignments/ (stubs and notebook) and the solved notebook from solutions/")
     r.add_argument("--check", action="store_true", help="write nothing; exit 1 if the committed release is out of date")

@@ -1,6 +1,7 @@
 """The course's grading policy (`grading.yaml`), validated with pydantic."""
 
 import hashlib
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -81,6 +82,20 @@ class NotebookConfig(Strict):
     cell_timeout: float = Field(120.0, gt=0, le=3600, description="seconds per cell when running a notebook")
 
 
+class LatePolicy(Strict):
+    """Late submissions (batch grading's gradebook): a deadline and a penalty per started day late."""
+
+    deadline: datetime = Field(description="e.g. 2026-03-01T23:59:00+01:00 (without an offset: UTC)")
+    grace_minutes: float = Field(0.0, ge=0, description="minutes past the deadline that still count as on time")
+    penalty_per_day: float = Field(0.0, ge=0, le=1, description="fraction of the score taken per started day late")
+    max_penalty: float = Field(1.0, ge=0, le=1, description="the largest fraction taken in all")
+
+    @field_validator("deadline")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 class GradingConfig(Strict):
     version: str = Field("unversioned", description="the course's own version of this policy")
     dtype: Literal["float64", "float32"] = "float64"
@@ -95,6 +110,7 @@ class GradingConfig(Strict):
     cases: list[CaseSpec] = Field(min_length=1)
     hidden_cases: list[ShapeSpec] = Field(default_factory=list)
     hidden_visibility: Literal["hidden", "after_due_date", "after_published", "visible"] = "after_published"
+    late: LatePolicy | None = Field(None, description="deadline and late penalty (gradebook only, never a report)")
 
     @field_validator("exercises")
     @classmethod
@@ -143,7 +159,8 @@ class GradingConfig(Strict):
         return specs
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """What decides a report's content; the late policy does not (moving a deadline regrades nothing)."""
+        return hashlib.sha256(self.model_dump_json(exclude={"late"}).encode()).hexdigest()[:16]
 
 
 def _describe_error(err: ValidationError) -> str:

@@ -10,7 +10,9 @@ it refuses new processes (threads stay allowed: torch uses them), `exec`,
 signals to any process but oneself, sockets, ptrace and memory peeking,
 namespace and mount changes, and the kinds of memory the address-space limit
 does not count (memfd, System V shared memory), so that they cannot be used to
-exhaust the machine.
+exhaust the machine. System V message queues and semaphores and POSIX message
+queues are refused too: they outlive a process, and in batch grading the next
+submission of a job slot shares the sandbox's IPC namespace.
 """
 
 import ctypes
@@ -21,6 +23,7 @@ import struct
 import sys
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -52,7 +55,8 @@ ARCHES = {
                  "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
                  "socket": 41, "socketpair": 53, "unshare": 272, "setns": 308, "mount": 165,
                  "umount2": 166, "pivot_root": 155, "chroot": 161, "memfd_create": 319,
-                 "shmget": 29, "shmat": 30, "io_uring_setup": 425, "io_uring_enter": 426,
+                 "shmget": 29, "shmat": 30, "msgget": 68, "semget": 64, "mq_open": 240,
+                 "io_uring_setup": 425, "io_uring_enter": 426,
                  "io_uring_register": 427, "userfaultfd": 323, "bpf": 321, "perf_event_open": 298,
                  "keyctl": 250, "add_key": 248, "request_key": 249},
         "x32_bit": 0x40000000,
@@ -66,7 +70,8 @@ ARCHES = {
                  "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
                  "socket": 198, "socketpair": 199, "unshare": 97, "setns": 268, "mount": 40,
                  "umount2": 39, "pivot_root": 41, "chroot": 51, "memfd_create": 279,
-                 "shmget": 194, "shmat": 196, "io_uring_setup": 425, "io_uring_enter": 426,
+                 "shmget": 194, "shmat": 196, "msgget": 186, "semget": 190, "mq_open": 180,
+                 "io_uring_setup": 425, "io_uring_enter": 426,
                  "io_uring_register": 427, "userfaultfd": 282, "bpf": 280, "perf_event_open": 241,
                  "keyctl": 219, "add_key": 217, "request_key": 218},
         "x32_bit": None,
@@ -92,6 +97,13 @@ def set_dumpable(flag: bool) -> bool:
     if sys.platform != "linux":
         return False
     return _libc().prctl(PR_SET_DUMPABLE, int(flag), 0, 0, 0) == 0
+
+
+def set_child_subreaper() -> bool:
+    """Orphaned descendants are re-parented to this process (the fork server), which can then reap them."""
+    if sys.platform != "linux":
+        return False
+    return _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def die_with_parent(parent: int) -> None:

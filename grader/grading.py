@@ -1,9 +1,11 @@
 """One submission, end to end: config -> cases and references -> worker -> scoring -> report."""
 
+import contextlib
 import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,20 +40,64 @@ def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
     return found
 
 
+@contextlib.contextmanager
+def _workspace(slot):
+    """A private temporary folder, or the slot's (emptied again afterwards: it holds one submission at a time)."""
+    if slot is None:
+        with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+            yield Path(tmp)
+        return
+    try:
+        yield slot.root
+    finally:
+        slot.clear()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass
+class Run:
+    """A submission whose worker has finished: everything scoring it needs (see `run_submission`)."""
+
+    path: Path
+    config: GradingConfig
+    submission: object
+    level: str
+    timeout: float
+    student_id: str | None
+    execute: bool | None
+    enabled: list[str]
+    lecture: object
+    static: list
+    cases: list
+    outcome: object
+    started_at: str
+    seconds: float
+
+
 def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
           isolation: str | None = None, student_id: str | None = None, cases=None,
-          execute: bool | None = None) -> Report:
+          execute: bool | None = None, slot=None, submission=None) -> Report:
     """Grade one submission. `cases` may be passed in to reuse references across submissions.
 
     `execute` (notebooks only): also run the notebook top to bottom; None follows grading.yaml.
+    Batch grading passes a `slot` (grader.slot.Slot: a pre-warmed fork server, whose isolation level
+    wins) and the already loaded `submission`.
     """
+    return score_run(run_submission(path, config, secret=secret, timeout=timeout, isolation=isolation,
+                                    student_id=student_id, cases=cases, execute=execute, slot=slot,
+                                    submission=submission))
+
+
+def run_submission(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
+                   isolation: str | None = None, student_id: str | None = None, cases=None,
+                   execute: bool | None = None, slot=None, submission=None) -> Run:
+    """The first half of `grade`: read, scan and run the submission (batch grading scores it elsewhere)."""
     started_at, t0 = _now(), time.perf_counter()
-    submission = load_submission(path)
-    level = choose_level(isolation or config.isolation)
+    submission = submission or load_submission(path)
+    level = slot.level if slot is not None else choose_level(isolation or config.isolation)
     timeout = timeout or config.timeout
     enabled = [ex for ex, cfg in config.exercises.items() if cfg.enabled]
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
@@ -67,9 +113,9 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
     blocked = {f.exercise for f in static if f.exercise}
     submitted = [ex for ex in submitted if ex not in blocked]
 
-    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-        staged = submission.stage(Path(tmp) / "submission")
-        runner = SubmissionRunner(config, level, timeout, Path(tmp), staged)
+    with _workspace(slot) as tmp:
+        staged = slot.stage(submission) if slot is not None else submission.stage(tmp / "submission")
+        runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
         if submitted:
             runner.start_early()  # its torch import overlaps with building the cases below
         if cases is None:
@@ -79,11 +125,23 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
             cases = lecture_format.lecture_cases(cases)
             extra = lecture_format.plan_entries(lecture, timeout, len(cases))
         outcome = runner.run(submitted, cases, extra=extra)
+    return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
+               student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
+               cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0)
 
+
+def score_run(run: Run) -> Report:
+    """The second half of `grade`: score what the worker answered and build the report."""
     from grader.scoring import score_exercise, score_not_allowed
 
+    t0 = time.perf_counter()
+    path, config, submission, cases, outcome, level = (run.path, run.config, run.submission, run.cases, run.outcome,
+                                                       run.level)
+    enabled, lecture, static, timeout = run.enabled, run.lecture, run.static, run.timeout
     findings = []
     if lecture is not None:
+        from grader import lecture as lecture_format
+
         exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name)
     else:
         exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex)) for ex in enabled]
@@ -109,10 +167,10 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
         config_version=config.version,
         config_fingerprint=config.fingerprint(),
         submission=SubmissionInfo(path=str(path), kind=submission.kind, sha256=submission.sha256,
-                                  student_id=student_id, files=sorted(submission.files)),
-        started_at=started_at,
+                                  student_id=run.student_id, files=sorted(submission.files)),
+        started_at=run.started_at,
         finished_at=_now(),
-        duration_s=round(time.perf_counter() - t0, 3),
+        duration_s=round(run.seconds + time.perf_counter() - t0, 3),
         score=round(sum(e.score for e in exercises), 6),
         max_score=round(sum(e.max_score for e in exercises), 6),
         hidden_cases="included" if hidden else "not_run",
@@ -132,5 +190,6 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
     if submission.notebook is not None:
         from grader.notebook import finish_report
 
-        finish_report(report, submission.notebook, config=config, level=level, execute=execute, findings=findings)
+        finish_report(report, submission.notebook, config=config, level=level, execute=run.execute,
+                      findings=findings)
     return report

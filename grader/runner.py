@@ -2,12 +2,15 @@
 
 One sandboxed worker runs every exercise of a submission, each in a child
 process of its own; the worker enforces each exercise's timeout and reports
-children that crash. Hidden cases' inputs are written only when the worker
-has finished every public case and asks for them (see grader.worker), and
-removed before any fresh worker starts. This side is the backstop: when the
-worker itself stops answering (past an exercise's timeout plus a margin) or
-dies, its whole process group is killed, the exercise in progress is marked,
-and a fresh worker takes the exercises that had not been answered yet.
+children that crash. The worker is a process of its own (WorkerProcess) or,
+in batch grading, a session forked by a pre-warmed fork server
+(grader.slot). Hidden cases' inputs never touch the disk: they go down the
+worker's go pipe, as safetensors bytes, only when it has finished every
+public case and asks for them (see grader.worker). This side is the
+backstop: when the worker itself stops answering (past an exercise's
+timeout plus a margin) or dies, its whole process group is killed, the
+exercise in progress is marked, and a fresh worker takes the exercises that
+had not been answered yet.
 Frames are read with caps on their size and on the total, and only those of
 the exercise in progress are kept.
 """
@@ -15,6 +18,7 @@ the exercise in progress are kept.
 import json
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.capture import CappedStream
-from grader.channel import FrameReader, ProtocolError
+from grader.channel import FrameReader, ProtocolError, frame_bytes
 from grader.config import GradingConfig
 from grader.exercises import EXERCISES, PARAMS
 from grader.sandbox import Mounts, make_readable, stage_package, start_worker
@@ -32,6 +36,7 @@ STARTUP_TIMEOUT = 120.0  # importing torch on a loaded machine
 GRACE = 5.0              # between two exercises, or after the last one
 MARGIN = 5.0             # past an exercise's timeout before the worker itself counts as hung
 MAX_FINDINGS = 20        # runtime integrity reports kept per exercise
+PIPE_CHUNK = 1 << 16     # one write to the go pipe, so a slow reader never blocks the grader
 
 
 @dataclass
@@ -55,6 +60,21 @@ class RunOutcome:
 
 def _text(value, limit: int) -> str:
     return str(value)[:limit] if value is not None else ""
+
+
+_SERIALIZED: dict[int, tuple[dict, bytes]] = {}
+
+
+def serialized(tensors: dict) -> bytes:
+    """A case's inputs as safetensors bytes, made once per run (batch grading sends them for every submission)."""
+    from safetensors.torch import save
+
+    entry = _SERIALIZED.get(id(tensors))
+    if entry is None or entry[0] is not tensors:
+        if len(_SERIALIZED) > 256:
+            _SERIALIZED.clear()
+        entry = _SERIALIZED[id(tensors)] = (tensors, save(tensors))
+    return entry[1]
 
 
 def clean_result(meta: dict) -> dict:
@@ -83,26 +103,13 @@ def clean_result(meta: dict) -> dict:
     return out
 
 
-class WorkerProcess:
-    """One worker: started early, released with `go()`, read frame by frame with deadlines."""
+class WorkerChannel:
+    """The grading side of one worker's pipes: frames in, the go signal (and hidden inputs) out, output captured."""
 
-    def __init__(self, level: str, config: GradingConfig, mounts: Mounts, plan_path: Path,
-                 max_total: int = 1 << 30):
-        channel_r, channel_w = os.pipe()
-        go_r, self._go_w = os.pipe()
-        args = [str(plan_path), "--channel", str(channel_w), "--go", str(go_r)]
-        try:
-            self.proc = start_worker(level, config.limits, mounts, args, (channel_w, go_r))
-        except BaseException:
-            os.close(channel_r)
-            os.close(self._go_w)
-            raise
-        finally:
-            os.close(channel_w)
-            os.close(go_r)
-        self.stdout = CappedStream(self.proc.stdout, config.limits.output_bytes)
-        self.stderr = CappedStream(self.proc.stderr, config.limits.output_bytes)
-        self.memory_mb = config.limits.memory_mb
+    def __init__(self, channel_r: int, go_w: int | None, stdout, stderr, output_bytes: int, max_total: int):
+        self._go_w = go_w
+        self.stdout = CappedStream(stdout, output_bytes)
+        self.stderr = CappedStream(stderr, output_bytes)
         self.frames: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, args=(channel_r, max_total), daemon=True)
         self._reader.start()
@@ -118,14 +125,17 @@ class WorkerProcess:
         finally:
             os.close(fd)
 
-    def go(self) -> None:
-        """Release the worker: once to start, once more when the hidden cases' inputs are written."""
+    def go(self, hidden: list[tuple[str, bytes]] | None = None) -> None:
+        """Release the worker: once to start, once more with the hidden cases' inputs (never written to disk)."""
         if self._go_w is None:
             return
-        try:
-            os.write(self._go_w, b"g")
-        except OSError:
-            pass  # the worker already died; reading its channel will say so
+        data = b"g"
+        if hidden is not None:
+            out = bytearray(data)
+            for file, blob in hidden:
+                out += frame_bytes({"type": "hidden", "file": file}, blob)
+            data = bytes(out + frame_bytes({"type": "end"}))
+        _write_before(self._go_w, data, time.monotonic() + GRACE + len(data) / 20e6)  # 20 MB/s at worst
 
     def next_frame(self, deadline: float):
         """(meta, blob), ("eof", None), ("protocol", msg) or ("timeout", None)."""
@@ -133,6 +143,59 @@ class WorkerProcess:
             return self.frames.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             return ("timeout", None)
+
+    def _close(self) -> None:
+        if self._go_w is not None:
+            os.close(self._go_w)
+            self._go_w = None
+        self.stdout.join()
+        self.stderr.join()
+
+
+def _write_before(fd: int, data: bytes, deadline: float) -> None:
+    """Write all of `data` unless the worker stops reading (or died): then give up quietly, it will be noticed."""
+    view = memoryview(data)
+    try:
+        while view:
+            if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                return
+            view = view[os.write(fd, view[:PIPE_CHUNK]):]
+    except OSError:
+        pass
+
+
+def describe_exit(code: int | None, memory_mb: int) -> str:
+    """How a worker ended, from its exit code (negative: a signal), for the report."""
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        hint = (f" (often: out of memory, limit {memory_mb} MB, or CPU time)"
+                if name in ("SIGKILL", "SIGXCPU", "SIGSEGV", "SIGABRT") else "")
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
+class WorkerProcess(WorkerChannel):
+    """One worker process of its own: started early, released with `go()`, read frame by frame with deadlines."""
+
+    def __init__(self, level: str, config: GradingConfig, mounts: Mounts, plan_path: Path,
+                 max_total: int = 1 << 30):
+        channel_r, channel_w = os.pipe()
+        go_r, go_w = os.pipe()
+        args = [str(plan_path), "--channel", str(channel_w), "--go", str(go_r)]
+        try:
+            self.proc = start_worker(level, config.limits, mounts, args, (channel_w, go_r))
+        except BaseException:
+            os.close(channel_r)
+            os.close(go_w)
+            raise
+        finally:
+            os.close(channel_w)
+            os.close(go_r)
+        os.set_blocking(go_w, False)
+        self.memory_mb = config.limits.memory_mb
+        super().__init__(channel_r, go_w, self.proc.stdout, self.proc.stderr, config.limits.output_bytes, max_total)
 
     def kill(self) -> None:
         """Kill the whole process group (under bwrap, the sandbox dies with it)."""
@@ -144,74 +207,81 @@ class WorkerProcess:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        if self._go_w is not None:
-            os.close(self._go_w)
-            self._go_w = None
-        self.stdout.join()
-        self.stderr.join()
+        self._close()
 
     def exit_description(self) -> str:
         try:
-            code = self.proc.wait(timeout=2)
+            return describe_exit(self.proc.wait(timeout=2), self.memory_mb)
         except subprocess.TimeoutExpired:
-            return "stopped answering"
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            hint = (f" (often: out of memory, limit {self.memory_mb} MB, or CPU time)"
-                    if name in ("SIGKILL", "SIGXCPU", "SIGSEGV", "SIGABRT") else "")
-            return f"was killed by {name}{hint}"
-        return f"exited with code {code}"
+            return describe_exit(None, self.memory_mb)
 
 
 class SubmissionRunner:
-    """Runs a submission's exercises in workers until each has an answer or a failure."""
+    """Runs a submission's exercises in workers until each has an answer or a failure.
 
-    def __init__(self, config: GradingConfig, level: str, timeout: float, workdir: Path, submission: Path):
+    Workers are processes of their own, or, with `server` (batch grading), sessions forked by a
+    pre-warmed fork server whose folders (`server.mounts`) hold one submission at a time.
+    """
+
+    def __init__(self, config: GradingConfig, level: str, timeout: float, workdir: Path, submission: Path,
+                 server=None):
         self.config = config
         self.level = level
         self.timeout = timeout
         self.workdir = workdir
-        for folder in ("inputs", "cwd"):
-            (workdir / folder).mkdir(parents=True, exist_ok=True)
-        self.mounts = Mounts(inputs=workdir / "inputs", submission=submission, cwd=workdir / "cwd",
-                             lib=stage_package(workdir / "lib"))
-        self._early: WorkerProcess | None = None
+        self.server = server
+        if server is not None:
+            self.mounts = server.mounts
+            assert submission == self.mounts.submission, "stage the submission into the server's workspace"
+        else:
+            for folder in ("inputs", "cwd"):
+                (workdir / folder).mkdir(parents=True, exist_ok=True)
+            self.mounts = Mounts(inputs=workdir / "inputs", submission=submission, cwd=workdir / "cwd",
+                                 lib=stage_package(workdir / "lib"))
+        self._early = None
         self._plans = 0
-        self._hidden: list[tuple[Path, dict]] = []  # written only when a worker has finished the public cases
+        self._hidden: list[tuple[str, dict]] = []  # sent down the go pipe once the public cases are done
         self.extra: dict[str, dict] = {}  # per exercise: more plan fields (the lecture notebook's cells)
 
+    def _worker(self, plan_path: Path, max_total: int = 1 << 30):
+        if self.server is not None:
+            return self.server.session(plan_path, max_total)
+        return WorkerProcess(self.level, self.config, self.mounts, plan_path, max_total=max_total)
+
     def start_early(self) -> None:
-        """Start the first worker now, so its torch import overlaps the grader's own work."""
-        self._early = WorkerProcess(self.level, self.config, self.mounts, self.mounts.inputs / "plan-1.json")
+        """Start the first worker now, so its torch import overlaps the grader's own work.
+
+        Not with a fork server: a session starts in milliseconds, and the server reads the plan
+        (to share the public inputs with every session) once it is written.
+        """
+        if self.server is None:
+            self._early = self._worker(self.mounts.inputs / "plan-1.json")
 
     def write_inputs(self, cases) -> list[dict]:
-        """Case tensors as safetensors (a format that cannot carry code) plus what the worker needs."""
+        """Public case tensors as safetensors (a format that cannot carry code) plus what the worker needs.
+
+        Hidden cases' inputs are never written to disk: they go down the go pipe once the worker has
+        finished every public case (see `_drive`).
+        """
         from safetensors.torch import save_file  # imports torch: only once the early worker runs
 
+        written = self.server.written if self.server is not None else {}
         described = []
         for case in cases:
             file = f"case-{case.spec.name}.safetensors"
             if case.spec.hidden:
-                self._hidden.append((self.mounts.inputs / file, case.inputs))
-            else:
+                self._hidden.append((file, case.inputs))
+            elif written.get(file) is not case.inputs:  # a fork server's folder keeps the batch's public inputs
                 save_file(case.inputs, str(self.mounts.inputs / file))
+                written[file] = case.inputs
             largest = max(t.numel() for t in case.inputs.values())
             described.append({"name": case.spec.name, "file": file, "ints": case.ints, "hidden": case.spec.hidden,
                               "max_numel": 16 * largest + 4096})
         make_readable(self.mounts.inputs)
         return described
 
-    def _write_hidden(self) -> None:
-        from safetensors.torch import save_file
-
-        for path, tensors in self._hidden:
-            save_file(tensors, str(path))
-        make_readable(self.mounts.inputs)
-
-    def _remove_hidden(self) -> None:
-        """Before a fresh worker starts: its public-case children must not find hidden inputs."""
-        for path, _ in self._hidden:
-            path.unlink(missing_ok=True)
+    def _hidden_inputs(self) -> list[tuple[str, bytes]]:
+        return [(file, serialized(tensors)) for file, tensors in self._hidden]
 
     def _plan(self, exercise_ids: list[str], cases: list[dict]) -> Path:
         self._plans += 1
@@ -253,9 +323,7 @@ class SubmissionRunner:
             if self._early is not None and self._plans == 1:
                 worker, self._early = self._early, None
             else:
-                self._remove_hidden()
-                worker = WorkerProcess(self.level, self.config, self.mounts, plan_path,
-                                       max_total=self._budget(pending, case_info))
+                worker = self._worker(plan_path, max_total=self._budget(pending, case_info))
             outcome.workers_started += 1
             try:
                 answered = self._drive(worker, pending, outcome)
@@ -337,8 +405,7 @@ class SubmissionRunner:
                 started = time.monotonic()
                 deadline = started + self.timeout + MARGIN
             elif kind == "need_hidden" and current is None:
-                self._write_hidden()
-                worker.go()
+                worker.go(self._hidden_inputs())
                 deadline = time.monotonic() + GRACE
             elif kind == "done":
                 return settled

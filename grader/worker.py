@@ -1,7 +1,9 @@
 """The worker: the sandboxed process that runs student code, one child process per exercise.
 
 Started by the grading process (inside whatever isolation it chose) as
-`python -m grader.worker PLAN --channel FD [--go FD] [--drop-to UID]`. It
+`python -m grader.worker PLAN --channel FD [--go FD] [--drop-to UID]` (for
+batch grading, as a fork server with `--serve FD`: see grader.forkserver,
+whose sessions run `run_session` below). It
 drops root first if asked, imports torch, says hello, waits for the go
 signal (so that its start overlaps with the grader's own), locks autograd
 out, then for each exercise forks a child that confines itself (syscall
@@ -19,6 +21,7 @@ there is only captured output.
 """
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -32,6 +35,8 @@ from grader import channel, confine
 MAX_META = 64 << 10     # one frame's JSON from a child: notes and a traceback
 MAX_FINDINGS = 20       # runtime integrity reports relayed per exercise
 EXIT_GRACE = 1.0        # seconds for a child to be reaped after its pipe closed
+MAX_HIDDEN = 1 << 30    # bytes of hidden inputs the grader may send
+HIDDEN_WAIT = 60.0      # seconds for the grader to send them
 
 # Taken before any student code runs, which may rebind os._exit and friends.
 _exit, _kill, _getpid = os._exit, os.kill, os.getpid
@@ -54,9 +59,9 @@ class Zygote:
     """Forks one child per exercise and phase, and relays what the children send.
 
     Phase one runs every exercise on the public cases. Only then does the
-    grader write the hidden cases' inputs (asked for with `need_hidden`,
-    released through the go pipe), and phase two runs every exercise that
-    got through phase one on them, in children whose output goes nowhere and
+    grader send the hidden cases' inputs (asked for with `need_hidden`, down
+    the go pipe: they are never in a file), and phase two runs every exercise
+    that got through phase one on them, in children whose output goes nowhere and
     whose messages are reduced to what the report may show. So no process
     that can print ever holds hidden inputs.
     """
@@ -81,14 +86,29 @@ class Zygote:
         self.send({"type": "done"})
 
     def hidden_inputs_ready(self) -> bool:
-        """Ask the grader for the hidden cases' files; it answers on the go pipe once they are written."""
+        """Ask the grader for the hidden cases' inputs; they come down the go pipe, never through a file.
+
+        Only this process (which runs no student code) holds them until the hidden-phase children fork.
+        """
         if self.go_fd is None:
             return False
         self.send({"type": "need_hidden"})
+        from grader import harness
+
+        reader = channel.FrameReader(self.go_fd, max_meta=4096, max_total=MAX_HIDDEN)
+        deadline = time.monotonic() + HIDDEN_WAIT
         try:
-            return os.read(self.go_fd, 1) == b"g"
-        except OSError:
-            return False
+            if os.read(self.go_fd, 1) != b"g":
+                return False
+            while (frame := reader.read(deadline)) is not None:
+                meta, blob = frame
+                if meta.get("type") == "end":
+                    return True
+                if meta.get("type") == "hidden" and isinstance(meta.get("file"), str):
+                    harness.preload(meta["file"], blob)
+        except (OSError, channel.ProtocolError, channel.Timeout):
+            pass
+        return False
 
     def run_phase(self, exercise: dict, cases: list[dict], quiet: bool) -> bool:
         """One exercise on `cases`, bracketed by start and end frames; False if the child failed."""
@@ -157,7 +177,7 @@ class Zygote:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     return status
-                time.sleep(0.01)
+                time.sleep(0.001)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -271,13 +291,51 @@ def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bo
         _kill(_getpid(), signal.SIGKILL)  # never fall back into the worker's own code
 
 
+def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
+    """One submission's worker, torch already imported: hello, wait for go, then the Zygote. Never returns.
+
+    A fresh worker process runs this once; a fork server (grader.forkserver) runs it in a child per submission.
+    """
+    import torch
+
+    from grader import guard, harness
+
+    channel.send(channel_fd, {"type": "hello", "pid": os.getpid()})
+    if go_fd is not None:
+        os.read(go_fd, 1)  # the grader has written the public inputs and the plan
+    with open(plan_path) as fh:
+        plan = json.load(fh)
+    torch.set_default_dtype({"float64": torch.float64, "float32": torch.float32}[plan["dtype"]])
+    if plan.get("mode") == "execute":
+        # The whole notebook in a Jupyter kernel (a process of its own, over sockets): only the
+        # sandbox and the rlimits apply. It never changes the score, so autograd is not locked out.
+        from grader.execute import run_notebook
+
+        run_notebook(plan, channel_fd)
+        os._exit(0)
+    guard.install()
+    confine.set_dumpable(False)  # children cannot read or write this process through /proc
+    os.chdir(plan["cwd"])
+    for case in plan["cases"]:  # read once here (or by the fork server), not once per exercise child
+        if not case.get("hidden"):
+            harness.preload(case["file"], path=os.path.join(plan["inputs"], case["file"]))
+    gc.freeze()  # children do not copy this process's memory just to garbage-collect it
+    Zygote(plan, channel_fd, go_fd).run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="grader.worker")
-    parser.add_argument("plan")
+    parser.add_argument("plan", nargs="?")
     parser.add_argument("--channel", type=int, default=None)
     parser.add_argument("--go", type=int, default=None)
     parser.add_argument("--drop-to", type=int, default=None, help="become this uid first (when started as root)")
     parser.add_argument("--probe", action="store_true", help="check that the worker can start here, then exit")
+    parser.add_argument("--serve", type=int, default=None, metavar="FD",
+                        help="be a fork server on this control socket (batch grading; see grader.forkserver)")
+    parser.add_argument("--wipe-tmp", action="store_true", help="as a fork server: empty /tmp after each session")
     args = parser.parse_args()
     if args.drop_to is not None:
         confine.drop_privileges(args.drop_to)
@@ -287,30 +345,15 @@ def main() -> None:
         import importlib.util
 
         os._exit(0 if importlib.util.find_spec("torch") and importlib.util.find_spec("safetensors") else 3)
-    import torch
+    if args.serve is not None:
+        from grader.forkserver import serve
+
+        serve(args.serve, wipe_tmp=args.wipe_tmp)
+    import torch  # noqa: F401
 
     from grader import guard, harness  # noqa: F401 - imported once here, inherited by every child
 
-    channel.send(args.channel, {"type": "hello", "pid": os.getpid()})
-    if args.go is not None:
-        os.read(args.go, 1)  # the grader has written the public inputs and the plan
-    with open(args.plan) as fh:
-        plan = json.load(fh)
-    torch.set_default_dtype({"float64": torch.float64, "float32": torch.float32}[plan["dtype"]])
-    if plan.get("mode") == "execute":
-        # The whole notebook in a Jupyter kernel (a process of its own, over sockets): only the
-        # sandbox and the rlimits apply. It never changes the score, so autograd is not locked out.
-        from grader.execute import run_notebook
-
-        run_notebook(plan, args.channel)
-        os._exit(0)
-    guard.install()
-    confine.set_dumpable(False)  # children cannot read or write this process through /proc
-    os.chdir(plan["cwd"])
-    Zygote(plan, args.channel, args.go).run()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    run_session(args.plan, args.channel, args.go)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,131 @@
+"""Time `grader grade` and `grader batch` against a bare `python -c "import torch"`, measured in the same run.
+
+    .venv/bin/python benchmarks/bench_batch.py [--submissions 100] [--jobs 2] [--repeat 3] [--no-secret]
+
+Prints, as ratios to the median bare torch import:
+- one `grader grade` of a correct .py submission (the solutions; target <= 2.0x);
+- a batch of N submissions with --jobs J, per submission (total wall time / N; target <= 0.10x),
+  then the same batch run again (every submission unchanged, so skipped);
+and the memory: peak RSS of any one process, and the peak proportional set size (PSS: shared
+pages split between the processes sharing them) of the whole batch, grader and fork servers.
+
+The batch is a course-like mix: 70% correct (the solutions), 20% with typical mistakes
+(examples/mistakes), 10% untouched stubs (assignments/), each in a folder of its own; the
+hidden cases run (a throwaway secret) unless --no-secret.
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd: list[str], env=None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def _tree_pss_kib(root: int) -> int:
+    """The summed PSS of `root` and its descendants (what they really take together)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def peak_memory(cmd: list[str], env) -> int:
+    """The peak PSS (KiB) of the process tree, sampled every 0.2 s (in a run of its own: sampling costs time)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_pss_kib(proc.pid))
+        time.sleep(0.2)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return peak
+
+
+def make_course(folder: Path, count: int) -> None:
+    sources = [(ROOT / "solutions", 7), (ROOT / "examples" / "mistakes", 2), (ROOT / "assignments", 1)]
+    pattern = [src for src, weight in sources for _ in range(weight)]
+    for i in range(count):
+        target = folder / f"student{i:03d}"
+        target.mkdir()
+        for file in pattern[i % len(pattern)].glob("*.py"):
+            shutil.copy(file, target / file.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--submissions", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-secret", action="store_true", help="public cases only")
+    args = parser.parse_args()
+
+    env = {**os.environ}
+    env.pop("GRADER_SECRET", None)
+    if not args.no_secret:
+        env["GRADER_SECRET"] = "benchmark-secret"
+    with tempfile.TemporaryDirectory() as tmp:
+        course, out = Path(tmp) / "course", Path(tmp) / "out"
+        course.mkdir()
+        make_course(course, args.submissions)
+        bare = [sys.executable, "-c", "import torch"]
+        grade = [sys.executable, "-m", "grader", "grade", "solutions", "--quiet", "--out", f"{tmp}/r.json"]
+        batch = [sys.executable, "-m", "grader", "batch", str(course), "--out", str(out), "--jobs", str(args.jobs),
+                 "--quiet"]
+        timed(bare, env), timed(grade, env)  # warm the page cache
+        bare_times, grade_times, batch_times, rerun_times = [], [], [], []
+        for _ in range(args.repeat):  # interleaved, so machine noise hits all alike
+            bare_times.append(timed(bare, env))
+            grade_times.append(timed(grade, env))
+            batch_times.append(timed([*batch, "--regrade"], env))
+            rerun_times.append(timed(batch, env))
+        pss = peak_memory([*batch, "--regrade"], env)
+    bare_s, grade_s = statistics.median(bare_times), statistics.median(grade_times)
+    batch_s, rerun_s = statistics.median(batch_times), statistics.median(rerun_times)
+    per = batch_s / args.submissions
+    runs = lambda ts: ", ".join(f"{t:.2f}" for t in ts)  # noqa: E731
+    hidden = "public cases only" if args.no_secret else "hidden cases included"
+    print(f"bare `import torch`              median {bare_s:.3f} s  (runs: {runs(bare_times)})")
+    print(f"`grader grade solutions`         median {grade_s:.3f} s  (runs: {runs(grade_times)})")
+    print(f"`grader batch` of {args.submissions}, --jobs {args.jobs}   median {batch_s:.3f} s  "
+          f"(runs: {runs(batch_times)}; {hidden})")
+    print(f"  the same batch again (skipped)  median {rerun_s:.3f} s  (runs: {runs(rerun_times)}); "
+          f"{rerun_s / batch_s:.0%} of the first run")
+    print(f"ratio grade / bare torch import: {grade_s / bare_s:.2f}x  (target <= 2.0x)")
+    print(f"ratio batch per submission / bare torch import: {per / bare_s:.3f}x  "
+          f"({per * 1000:.0f} ms per submission; target <= 0.10x)")
+    children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS of one process (grader, fork server or worker): {children_rss:.0f} MiB")
+    print(f"peak PSS of a whole batch (grader + {args.jobs} fork servers and their sessions): "
+          f"{pss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
