@@ -30,7 +30,7 @@ from grader.capture import CappedStream
 from grader.channel import FrameReader, ProtocolError, frame_bytes
 from grader.config import GradingConfig
 from grader.exercises import EXERCISES, PARAMS
-from grader.sandbox import Mounts, make_readable, stage_package, start_worker
+from grader.sandbox import Mounts, kill_group, make_readable, stage_package, start_worker
 
 STARTUP_TIMEOUT = 120.0  # importing torch on a loaded machine
 GRACE = 5.0              # between two exercises, or after the last one
@@ -199,14 +199,7 @@ class WorkerProcess(WorkerChannel):
 
     def kill(self) -> None:
         """Kill the whole process group (under bwrap, the sandbox dies with it)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_group(self.proc)
         self._close()
 
     def exit_description(self) -> str:

@@ -24,6 +24,7 @@ import functools
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -273,3 +274,15 @@ def start_worker(level: str, limits: Limits, mounts: Mounts, worker_args: list[s
         cwd=mounts.cwd, env=worker_env(mounts), pass_fds=pass_fds,
         start_new_session=True, preexec_fn=functools.partial(_set_limits, limits),
     )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a started worker's whole process group (under bwrap, the sandbox dies with it)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass  # a process that will not die must still not stop the grader

@@ -12,14 +12,13 @@ killed with its whole sandbox and replaced.
 import os
 import select
 import shutil
-import signal
 import time
 from pathlib import Path
 
 from grader.capture import CappedStream
 from grader.forkserver import receive, send, socketpair
 from grader.runner import STARTUP_TIMEOUT, WorkerChannel, describe_exit
-from grader.sandbox import Mounts, make_readable, prepare, stage_package, start_worker
+from grader.sandbox import Mounts, kill_group, make_readable, prepare, stage_package, start_worker
 
 REPLY_WAIT = 10.0  # seconds for the server to answer a request
 
@@ -110,14 +109,7 @@ class Slot:
         """Kill the server and its sandbox (any session goes with it)."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except Exception:  # noqa: BLE001 - a process that will not die must still not stop the batch
-            pass
+        kill_group(self.proc)
         self.sock.close()
         for stream in self.log:
             stream.join(1)
