@@ -392,9 +392,6 @@ class NotebookSubmission:
     notes: list[str] = field(default_factory=list)
     lecture: object | None = None          # grader.lecture.LecturePlan for the lecture layout
 
-    def code_cells(self) -> int:
-        return sum(c.kind == "code" for c in self.cells)
-
 
 def extract(nb, name: str, data: bytes) -> tuple[dict[str, str], NotebookSubmission]:
     """(files for the grading pipeline, what was found) for a parsed notebook."""
