@@ -33,6 +33,7 @@ from grader import __version__
 from grader.config import ConfigError, GradingConfig
 from grader.gradebook import Gradebook, Row, gradebook_csv
 from grader.report import Report, write_atomically, write_report
+from grader.safe_text import valid
 
 KINDS = (".zip", ".ipynb")
 
@@ -75,28 +76,48 @@ class BatchResult(BaseModel):
 # --- the entries ---------------------------------------------------------------------------
 
 def content_hash(path: Path) -> str:
-    """What a submission's grade depends on: a file's bytes, or a folder's .py files (as the loader reads them)."""
+    """What a submission's grade depends on: a file's bytes, or a folder's .py files (as the loader reads them).
+
+    Read within the loader's bounds and never through a link: past a bound, what the loader will
+    refuse (a size, a link's target, the bound's message) stands for the content.
+    """
+    from grader.bounded import MAX_ZIP_BYTES, InputError, open_regular, read_regular, walk_folder
+    from grader.notebook import MAX_NOTEBOOK_BYTES
+    from grader.submission import MAX_FILE_BYTES
+
     h = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-    for file in sorted(path.rglob("*.py")):
-        rel = file.relative_to(path)
-        if file.is_file() and not file.is_symlink() and "__pycache__" not in rel.parts \
-                and not any(part.startswith(".") for part in rel.parts):
-            h.update(rel.as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    try:
+        if path.is_symlink():
+            h.update(b"link\0" + os.fsencode(os.readlink(path)))
+        elif path.is_file():
+            fh, info = open_regular(path, path.name)
+            with fh:
+                if info.st_size > max(MAX_ZIP_BYTES, MAX_NOTEBOOK_BYTES):
+                    h.update(f"too large\0{info.st_size}\0{info.st_mtime_ns}".encode())
+                else:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+        else:
+            for rel, size in walk_folder(path, ".py")[0]:
+                data = read_regular(path / rel, MAX_FILE_BYTES, rel.name) if size <= MAX_FILE_BYTES else \
+                    f"too large\0{size}".encode()
+                h.update(rel.as_posix().encode("utf-8", "surrogateescape") + b"\0" + data + b"\0")
+    except (InputError, OSError) as err:
+        h.update(f"unreadable\0{err}".encode("utf-8", "backslashreplace"))
     return h.hexdigest()
 
 
 def _mtime(path: Path) -> float:
-    """A file's modification time; for a folder, the newest of its files'."""
-    newest = path.stat().st_mtime
-    if path.is_dir():
-        for file in path.rglob("*"):
-            if file.is_file() and not file.is_symlink():
-                newest = max(newest, file.stat().st_mtime)
+    """A file's modification time; for a folder, the newest of its files' (links are not followed)."""
+    from grader.bounded import InputError, walk_folder
+
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        try:
+            for rel, _ in walk_folder(path, "")[0]:
+                newest = max(newest, (path / rel).lstat().st_mtime)
+        except (InputError, OSError):
+            pass
     return newest
 
 
@@ -129,13 +150,14 @@ def discover(directory: Path, out: Path, timestamps: dict[str, str] | None = Non
         if path.name.startswith(".") or path.resolve() == out.resolve():
             continue
         if path.is_dir() or (path.is_file() and path.suffix in KINDS):
-            chosen.append(path)
+            chosen.append(path)  # a link too: its row says it was not followed
         else:
-            ignored.append(path.name)
+            ignored.append(valid(path.name))
     stems = [p.stem if p.suffix in KINDS and p.is_file() else p.name for p in chosen]
     entries = []
     for path, stem in zip(chosen, stems):
         name = stem if stems.count(stem) == 1 else path.name  # `alice/` and `alice.zip`: keep both names whole
+        name = valid(name)  # a file name may be any bytes: the name goes into reports and the gradebook
         times = timestamps or {}
         when = times.get(path.name) or times.get(name)
         if when is None:

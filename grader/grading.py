@@ -159,6 +159,7 @@ def score_run(run: Run) -> Report:
     extra = sorted(set(submission.files) - {EXERCISES[ex].file for ex in EXERCISES})
     if extra:
         notes.append(f"Other Python files in the submission, importable by the exercises: {', '.join(extra)}")
+    notes += getattr(submission, "notes", [])  # what the reader skipped (links), and why
     limits = config.limits
     import torch
 

@@ -31,7 +31,10 @@ from pathlib import Path
 
 import nbformat
 
+from grader.bounded import (MAX_CELLS, MAX_STATEMENTS, InputError, SourceBudget, check_json_shape,
+                            read_regular)
 from grader.exercises import EXERCISES
+from grader.safe_text import clean_tree, valid
 
 MAX_NOTEBOOK_BYTES = 64 << 20   # outputs (images) make notebooks large; they are dropped at once
 MAX_CELL_CHARS = 1 << 20
@@ -90,12 +93,22 @@ def sanitize(source: str) -> tuple[str, list[int]]:
 
 def _source(cell) -> str:
     src = cell.get("source", "")
-    return "".join(str(part) for part in src) if isinstance(src, list) else str(src)
+    return valid("".join(str(part) for part in src) if isinstance(src, list) else src)
 
 
-def parse_cells(nb) -> list[Cell]:
+def parse_cells(nb, name: str = "the notebook") -> list[Cell]:
+    """The cells, code parsed; NotebookError past the budget (cells, lines, tokens, statements).
+
+    The budget is checked before each cell is parsed, so a notebook of a million tiny statements
+    costs milliseconds here and never reaches the analysis of its statements.
+    """
+    raw_cells = nb.get("cells", [])
+    if len(raw_cells) > MAX_CELLS:
+        raise NotebookError(f"{name} has {len(raw_cells)} cells; the grader reads at most {MAX_CELLS}")
+    budget = SourceBudget(name)
+    statements_seen = 0
     cells = []
-    for number, raw_cell in enumerate(nb.get("cells", []), start=1):
+    for number, raw_cell in enumerate(raw_cells, start=1):
         if not isinstance(raw_cell, dict):
             cells.append(Cell(number=number, kind="raw", raw=""))
             continue
@@ -109,6 +122,10 @@ def parse_cells(nb) -> list[Cell]:
             if len(raw) > MAX_CELL_CHARS:
                 cell.error = f"cell {number} is longer than {MAX_CELL_CHARS} characters and was not read"
             else:
+                try:
+                    budget.charge(raw)
+                except InputError as err:
+                    raise NotebookError(str(err)) from None
                 cell.source, cell.ipython = sanitize(raw)
                 try:
                     cell.tree = ast.parse(cell.source)
@@ -116,6 +133,11 @@ def parse_cells(nb) -> list[Cell]:
                     cell.error = f"{type(err).__name__} on line {err.lineno}: {err.msg}"
                 except (ValueError, RecursionError, MemoryError) as err:
                     cell.error = f"cannot be parsed ({type(err).__name__})"
+                statements_seen += len(cell.tree.body) if cell.tree is not None else 0
+                if statements_seen > MAX_STATEMENTS:
+                    raise NotebookError(f"{name} has more than {MAX_STATEMENTS} top-level statements in its code "
+                                        "cells; the grader reads at most that many: remove code the exercises "
+                                        "do not need")
         cells.append(cell)
     return cells
 
@@ -124,19 +146,24 @@ def read_notebook(path: Path) -> tuple[object, bytes]:
     """(the notebook as nbformat v4 with outputs dropped, its bytes); NotebookError if it is not one."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise NotebookError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-        data = path.read_bytes()
-    except OSError as err:
-        raise NotebookError(f"cannot read {path}: {err.strerror}") from None
+        data = read_regular(path, MAX_NOTEBOOK_BYTES, valid(path.name))  # size from fstat, before reading
+    except InputError as err:
+        raise NotebookError(str(err)) from None
     return parse_notebook_bytes(data, path.name), data
 
 
 def parse_notebook_bytes(data: bytes, name: str):
+    """The notebook in `data`, read within bounds: size, JSON nesting and containers checked before parsing."""
+    name = valid(name)
     try:
+        if len(data) > MAX_NOTEBOOK_BYTES:
+            raise InputError(f"{name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
+        check_json_shape(data, name)
         raw = json.loads(data.decode("utf-8", errors="replace"))
-    except ValueError as err:
-        raise NotebookError(f"{name} is not a notebook: not valid JSON ({err})") from None
+    except InputError as err:
+        raise NotebookError(str(err)) from None
+    except (ValueError, RecursionError) as err:
+        raise NotebookError(f"{name} is not a notebook: not valid JSON ({type(err).__name__}: {err})"[:300]) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
         raise NotebookError(f"{name} is not a Jupyter notebook (no list of cells)")
     for cell in raw.get("cells") or []:
@@ -145,6 +172,7 @@ def parse_notebook_bytes(data: bytes, name: str):
                 cell["outputs"], cell["execution_count"] = [], None
             else:
                 cell.pop("outputs", None)
+    raw = clean_tree(raw)  # JSON may spell lone surrogates ("\\ud800"): valid Unicode from here on
     if isinstance(raw.get("cells"), list):
         return nbformat.from_dict(raw)  # read leniently: a notebook that is not quite valid still has cells
     try:  # an old (v3) notebook: converted
@@ -395,7 +423,7 @@ class NotebookSubmission:
 
 def extract(nb, name: str, data: bytes) -> tuple[dict[str, str], NotebookSubmission]:
     """(files for the grading pipeline, what was found) for a parsed notebook."""
-    cells = parse_cells(nb)
+    cells = parse_cells(nb, valid(name))
     found: dict[str, tuple[list[Cell], str]] = {}
     for ex in EXERCISES.values():
         tagged = _tagged(cells, ex)
