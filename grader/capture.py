@@ -3,6 +3,8 @@
 import os
 import threading
 
+from grader.safe_text import from_bytes
+
 
 class CappedStream:
     """Reads a pipe to its end in a thread, keeping the first and last bytes only.
@@ -44,8 +46,8 @@ class CappedStream:
         return max(0, self.total - len(self.head) - len(self.tail))
 
     def text(self) -> str:
-        head = self.head.decode("utf-8", "replace")
+        """What was kept, as valid text (invalid UTF-8 replaced); escaping is the views' job."""
+        head = from_bytes(self.head)
         if not self.dropped:
-            return head + self.tail.decode("utf-8", "replace")
-        return (head + f"\n... [{self.dropped} bytes dropped] ...\n"
-                + self.tail.decode("utf-8", "replace"))
+            return head + from_bytes(self.tail)
+        return head + f"\n... [{self.dropped} bytes dropped] ...\n" + from_bytes(self.tail)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from grader import __version__
 from grader.config import ConfigError, load_config
+from grader.safe_text import one_line
 
 EXIT_OK, EXIT_BELOW_MIN, EXIT_USAGE = 0, 1, 2
 
@@ -101,7 +102,7 @@ def cmd_batch(args) -> int:
         print(f"{result.total} submissions: {result.graded} graded, {result.skipped} unchanged (skipped), "
               f"{result.unreadable} unreadable, {result.errors} grader errors, in {result.seconds:.1f} s")
         if result.ignored:
-            print(f"ignored (not a folder, .zip or .ipynb): {', '.join(result.ignored)}")
+            print(f"ignored (not a folder, .zip or .ipynb): {one_line(', '.join(result.ignored))}")
         print(f"reports: {out}/<name>.json; gradebook: {result.gradebook}; summary: {result.summary}")
     return EXIT_OK
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (UsageError, ConfigError) as err:
-        print(f"grader: error: {err}", file=sys.stderr)
+        print(f"grader: error: {one_line(err)}", file=sys.stderr)  # may name a student's file: escaped
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("grader: interrupted", file=sys.stderr)

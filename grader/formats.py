@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.report import CaseResult, CheckResult, ExerciseResult, Report, write_atomically
+from grader.safe_text import clean_tree, one_line, printable
 
 # Exercise statuses that are about the whole file, not one gradient.
 EXERCISE_FAILURES = ("not_submitted", "error", "timeout", "crashed", "not_allowed")
@@ -184,6 +185,11 @@ def _public_summary(report: Report, hidden_visibility: str) -> str:
     return "\n".join(lines)
 
 
+def _shown(text: str) -> str:
+    """Every string of a JSON view: valid, control characters and escape sequences shown escaped."""
+    return printable(text, multiline=True)
+
+
 # --------------------------------------------------------------------------- Gradescope
 
 def gradescope_results(report: Report, hidden_visibility: str = "after_published") -> dict:
@@ -208,7 +214,7 @@ def gradescope_results(report: Report, hidden_visibility: str = "after_published
                     "extra_data": {"exercise": ex.id, "check": check.name, "cases_passed": part.passed,
                                    "cases_total": part.total},
                 })
-    return {
+    return clean_tree({
         "score": _num(report.score),
         "execution_time": round(report.duration_s, 3),
         "output": _public_summary(report, hidden_visibility),
@@ -220,12 +226,12 @@ def gradescope_results(report: Report, hidden_visibility: str = "after_published
                        "submission_sha256": report.submission.sha256,
                        "hidden_cases": report.hidden_cases, "isolation": report.isolation.level},
         "tests": tests,
-    }
+    }, _shown)
 
 
 def gradescope_error_results(message: str) -> dict:
     """results.json when no report could be made (e.g. the submission cannot be read)."""
-    return {
+    return clean_tree({
         "score": 0.0,
         "execution_time": 0,
         "output": ("The autograder could not grade this submission:\n"
@@ -236,7 +242,7 @@ def gradescope_error_results(message: str) -> dict:
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": [],
-    }
+    }, _shown)
 
 
 # --------------------------------------------------------------------------- JUnit XML
@@ -245,8 +251,17 @@ _XML_BAD = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-
 
 
 def _xml_text(text: str | None) -> str:
-    """XML 1.0 cannot carry most control characters (student output may contain anything)."""
-    return _XML_BAD.sub("\ufffd", text or "")
+    """XML 1.0 cannot carry most control characters (student output may contain anything): shown escaped."""
+    return _XML_BAD.sub("\ufffd", printable(text, multiline=True))
+
+
+def _xml_safe(root: ET.Element) -> ET.Element:
+    """Every attribute (on one line) and text of the tree made valid XML, whatever names and messages hold."""
+    for element in root.iter():
+        element.attrib = {key: _XML_BAD.sub("\ufffd", one_line(value)) for key, value in element.attrib.items()}
+        if element.text is not None:
+            element.text = _xml_text(element.text)
+    return root
 
 
 def _secs(x: float) -> str:
@@ -290,7 +305,7 @@ def junit_xml(report: Report) -> str:
                                                             f"score {_num(ex.score):g} / {_num(ex.max_score):g}")
         if ex.traceback:
             ET.SubElement(suite, "system-err").text = _xml_text(ex.traceback)
-    ET.indent(root)
+    ET.indent(_xml_safe(root))
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
@@ -325,7 +340,7 @@ def classroom_results(report: Report) -> dict:
             })
     statuses = {t["status"] for t in tests}
     overall = "pass" if statuses <= {"pass"} else "error" if statuses == {"error"} else "fail"
-    return {"version": 1, "status": overall, "max_score": _num(report.max_score), "tests": tests}
+    return clean_tree({"version": 1, "status": overall, "max_score": _num(report.max_score), "tests": tests}, _shown)
 
 
 # --------------------------------------------------------------------------- writing

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from grader.config import LatePolicy
 from grader.exercises import EXERCISES
 from grader.report import write_atomically
+from grader.safe_text import one_line, valid
 
 FILE = "gradebook.sqlite"
 STATUSES = ("graded", "unreadable", "error")  # error: the grader itself failed on it (retried on a rerun)
@@ -107,7 +108,7 @@ class Gradebook:
 
     def record(self, row: Row) -> None:
         """Insert or replace the submission's row, committed at once."""
-        data = row.model_dump()
+        data = {k: valid(v) if isinstance(v, str) else v for k, v in row.model_dump().items()}  # SQLite wants UTF-8
         data["exercises"] = json.dumps(row.exercises)
         columns = ", ".join(data)
         with self.db:
@@ -157,8 +158,11 @@ def final_score(row: Row, late: Lateness) -> float:
 
 
 def _cell(value) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (student-controlled names)."""
-    text = "" if value is None else str(value)
+    """A CSV cell a spreadsheet will not run as a formula, on one line, control characters escaped.
+
+    Names and messages are student-controlled.
+    """
+    text = one_line(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

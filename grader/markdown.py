@@ -4,26 +4,38 @@ The same content as the screen (grader.terminal): per exercise, one table row
 per gradient in the order of the backward pass with exact, approximate,
 maxdiff, shape, cases, points and the hint; the first gradient to fix; a
 summary table and the total. Built only from the report, so hidden cases add
-counts and generic labels, never values or shapes.
+counts and generic labels, never values or shapes. Text a student controls is
+escaped: Markdown and HTML markup, and control characters (grader.safe_text).
 """
 
 import re
 
 from grader.report import Report
+from grader.safe_text import one_line, printable
 from grader.terminal import (
     approx, exact, exercise_message, feedback, gradient_name, maxdiff, shape, show_first, stopped,
 )
 
 ICON = {"passed": "✅", "partial": "⚠️", "failed": "❌"}
-_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#~])")
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#~&!])")
 
 
 def escape(text: str) -> str:
-    """Plain text in a Markdown paragraph or table cell: no markup, no broken rows."""
-    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """Plain text in a Markdown paragraph or table cell: no markup, no HTML, no broken rows, no control bytes."""
+    return _SPECIAL.sub(r"\\\1", one_line(text))
+
+
+def code(text: str) -> str:
+    """Inline code that its own backticks cannot close (and no `|` to break a table row)."""
+    text = one_line(text).replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest or text.startswith(" ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _code_block(text: str) -> list[str]:
+    text = printable(text, multiline=True)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return [fence, text.rstrip(), fence]
@@ -38,7 +50,7 @@ def render_markdown(report: Report) -> str:
     out += ["| | exercise | file | score | status |", "|---|---|---|---:|---|"]
     for ex in report.exercises:
         icon = ICON.get(ex.status, "❌")
-        out.append(f"| {icon} | {escape(ex.title)} | `{ex.file}` | {_points(ex.score, ex.max_score)} "
+        out.append(f"| {icon} | {escape(ex.title)} | {code(ex.file)} | {_points(ex.score, ex.max_score)} "
                     f"| {escape(ex.status)} |")
     out += ["", f"**Total: {_points(report.score, report.max_score)}**", ""]
     if report.hidden_cases == "included":
@@ -50,7 +62,7 @@ def render_markdown(report: Report) -> str:
 
     for ex in report.exercises:
         out += [f"### {escape(ex.title)}: {_points(ex.score, ex.max_score)}", ""]
-        where = f"`{ex.file}`: `{ex.function}`" if ex.function not in ("", "-") else f"`{ex.file}`"
+        where = f"{code(ex.file)}: {code(ex.function)}" if ex.function not in ("", "-") else code(ex.file)
         out += [f"{where}: {escape(exercise_message(ex))}", ""]
         if stopped(ex):
             if ex.traceback:
@@ -58,12 +70,12 @@ def render_markdown(report: Report) -> str:
             continue
         first = show_first(ex)
         if first is not None:
-            out += [f"> **First to fix: `{gradient_name(first)}`**: {escape(first.hint)}", ""]
+            out += [f"> **First to fix: {code(gradient_name(first))}**: {escape(first.hint)}", ""]
         out += ["| | gradient | exact | approx | maxdiff | shape | cases | points | hint |",
                 "|---|---|---|---|---:|---|---:|---:|---|"]
         for check in ex.checks:
             hint = escape(feedback(check)) if check.status != "passed" else ""
-            out.append(f"| {ICON[check.status]} | `{gradient_name(check)}` | {exact(check)} | {approx(check)} "
+            out.append(f"| {ICON[check.status]} | {code(gradient_name(check))} | {exact(check)} | {approx(check)} "
                        f"| {maxdiff(check)} | {shape(check)[0]} | {check.passed_cases}/{check.total_cases} "
                        f"| {check.score:.3g} / {check.max_score:.3g} | {hint} |")
         out.append("")

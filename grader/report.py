@@ -6,7 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
+
+from grader.safe_text import clean_tree, valid
 
 SCHEMA_VERSION = "1.0"
 
@@ -153,14 +155,23 @@ class Report(BaseModel):
     def exercise(self, ex_id: str) -> ExerciseResult:
         return next(e for e in self.exercises if e.id == ex_id)
 
+    @model_serializer(mode="wrap")
+    def _valid_strings(self, handler):
+        """Every string made valid Unicode on the way out: a student's lone surrogate never stops a report."""
+        return clean_tree(handler(self))
+
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a report."""
+    """Write to a temporary file beside `path`, then rename: readers never see half a report.
+
+    Always UTF-8, and any string is made valid first: a view can always be written.
+    """
     path = Path(path)
+    text = valid(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -30,6 +30,7 @@ from grader.capture import CappedStream
 from grader.channel import FrameReader, ProtocolError, frame_bytes
 from grader.config import GradingConfig
 from grader.exercises import EXERCISES, PARAMS
+from grader.safe_text import clean_tree, valid
 from grader.sandbox import Mounts, kill_group, make_readable, stage_package, start_worker
 
 STARTUP_TIMEOUT = 120.0  # importing torch on a loaded machine
@@ -59,7 +60,7 @@ class RunOutcome:
 
 
 def _text(value, limit: int) -> str:
-    return str(value)[:limit] if value is not None else ""
+    return valid(str(value)[:limit]) if value is not None else ""
 
 
 _SERIALIZED: dict[int, tuple[dict, bytes]] = {}
@@ -118,9 +119,9 @@ class WorkerChannel:
         reader = FrameReader(fd, max_total=max_total)
         try:
             while (frame := reader.read()) is not None:
-                self.frames.put(frame)
+                self.frames.put((clean_tree(frame[0]), frame[1]))  # strings valid Unicode from here on
             self.frames.put(("eof", None))
-        except (ProtocolError, OSError) as err:
+        except (ProtocolError, OSError, RecursionError) as err:
             self.frames.put(("protocol", str(err)))
         finally:
             os.close(fd)

@@ -22,6 +22,7 @@ from grader.config import LatePolicy
 from grader.exercises import EXERCISES
 from grader.gradebook import Row, final_score, lateness
 from grader.report import write_atomically
+from grader.safe_text import one_line
 
 TOP = 12        # rows of the mistakes, slowest and failed tables
 BINS = 10       # bars of the score distribution
@@ -134,7 +135,7 @@ text-align:left;vertical-align:top}th{background:#f6f6f6}td.num{text-align:right
 
 
 def _e(text) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(one_line(text), quote=True)  # control characters shown as \x.. escapes
 
 
 def _histogram_svg(summary: Summary) -> str:
@@ -242,7 +243,7 @@ def render_html(summary: Summary) -> str:
 
 def _md(text) -> str:
     """A table cell that cannot break the table or inject markup."""
-    text = " ".join(str(text).split())
+    text = one_line(text)
     for char in "\\`*_[]<>|#!":
         text = text.replace(char, "\\" + char)
     return text

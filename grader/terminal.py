@@ -6,6 +6,10 @@ passed and points; a failing gradient gets its hint on its own indented line
 below it. Then a summary per exercise and the total. It stays readable with
 colours off (rich honours NO_COLOR and plain pipes) and fits 80 columns.
 Everything comes from the report; hidden cases only ever add to the counts.
+Text a student controls (messages, tracebacks, file names, the path) is shown
+with its control characters escaped (grader.safe_text), and never starts a
+line: wrapped lines are indented and tracebacks quoted behind `  | `, so a
+printed "Total: 100 / 100" cannot pass for the grader's own last line.
 """
 
 import re
@@ -16,6 +20,7 @@ from rich.text import Text
 
 from grader.exercises import ATOMIC, TRAJECTORY
 from grader.report import CheckResult, ExerciseResult, Report
+from grader.safe_text import one_line, printable
 
 STATUS = {"passed": ("ok", "green"), "partial": ("PART", "yellow"), "failed": ("FAIL", "red")}
 EXERCISE_STYLE = {"passed": "green", "partial": "yellow"}
@@ -23,13 +28,29 @@ STOPPED = ("not_submitted", "error", "timeout", "crashed", "not_allowed")
 HINT_INDENT = 7
 # diagnosis.LABELS["cascade"] (kept in sync by a test; importing diagnosis would import torch)
 UPSTREAM_KIND = "wrong because an earlier gradient is wrong"
+QUOTE = "  | "  # before every line of a student's traceback
 
 
-def print_wrapped(console: Console, text: str, indent: int, style: str = "") -> None:
-    """Word-wrapped to the console, every line indented, no trailing spaces."""
+def print_wrapped(console: Console, text: str, indent: int, style: str = "", hang: int = 0) -> None:
+    """Word-wrapped to the console, every line indented (continuation lines `hang` more), no trailing spaces.
+
+    Control characters are escaped; a word longer than the line is broken, so nothing overflows
+    into a line of its own at the left margin.
+    """
     width = max(20, console.width - indent)
-    for line in textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]:
+    lines = textwrap.wrap(one_line(text), width, subsequent_indent=" " * hang, break_on_hyphens=False) or [""]
+    for line in lines:
         console.print(Text(" " * indent + line, style=style), no_wrap=True, overflow="ignore", crop=False)
+
+
+def print_quoted(console: Console, text: str, style: str = "dim") -> None:
+    """A student's multi-line text (a traceback): every line behind QUOTE, long lines folded behind it too."""
+    width = max(20, console.width - len(QUOTE))
+    for line in printable(text, multiline=True).expandtabs(4).splitlines():
+        line = line.rstrip()
+        for start in range(0, max(1, len(line)), width):
+            console.print(Text((QUOTE + line[start:start + width]).rstrip(), style=style), no_wrap=True,
+                          overflow="ignore", crop=False)
 
 
 def _points(score: float, max_score: float, digits: int = 3) -> str:
@@ -141,16 +162,15 @@ def _row(check: CheckResult, wname: int, wshape: int) -> Text:
 def print_exercise(ex: ExerciseResult, console: Console) -> None:
     style = EXERCISE_STYLE.get(ex.status, "red")
     score = _points(ex.score, ex.max_score, 4)
-    title = Text(ex.title, style="bold")
-    title.append(" " * max(2, console.width - len(ex.title) - len(score) - 1))
+    title = Text(one_line(ex.title), style="bold")
+    title.append(" " * max(2, console.width - len(title.plain) - len(score) - 1))
     title.append(score, style=f"bold {style}")
     console.print(title, overflow="fold")
     where = f"{ex.file}: {ex.function}" if ex.function not in ("", "-") else ex.file
     print_wrapped(console, f"{where} - {exercise_message(ex)}", 2)
     if stopped(ex):
         if ex.traceback:
-            for line in ex.traceback.splitlines():
-                console.print(Text("  " + line, style="dim"), overflow="fold")
+            print_quoted(console, ex.traceback)
         return
     first = show_first(ex)
     if first is not None:
@@ -179,7 +199,8 @@ def print_summary(report: Report, console: Console) -> None:
 
 def print_report(report: Report, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(Text(f"Backprop Ninja grader {report.grader_version} - {report.submission.path}", style="bold"))
+    print_wrapped(console, f"Backprop Ninja grader {report.grader_version} - {report.submission.path}", 0, "bold",
+                  hang=2)
     if report.isolation.level != "bwrap":
         console.print(Text(f"isolation: {report.isolation.description}", style="yellow"))
     for ex in report.exercises:
@@ -187,7 +208,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
         print_exercise(ex, console)
     console.print()
     for note in report.notes:
-        print_wrapped(console, f"note: {note}", 0, "dim")
+        print_wrapped(console, f"note: {note}", 0, "dim", hang=6)
     if report.output.stderr.strip() or report.output.stdout.strip():
         console.print(Text("(the submission printed output; it is in the report's `output` field)", style="dim"))
     print_summary(report, console)
