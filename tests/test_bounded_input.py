@@ -78,7 +78,7 @@ def zip_bomb(tmp_path_factory) -> Path:
     block = b"#" * (256 << 10)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for i in range(1500):
-            archive.writestr(f"sub/f{i:04}.py", block)
+            archive.writestr(f"f{i:04}.py", block)
     return path
 
 
