@@ -122,16 +122,18 @@ class BackpropSession:
             items.extend(report.result)
 
     def pytest_terminal_summary(self, terminalreporter):
+        from grader.safe_text import one_line
+
         if self.error:
             terminalreporter.write_sep("-", "Backprop Ninja")
-            terminalreporter.write_line(f"could not grade {self.submission}: {self.error}")
+            terminalreporter.write_line(one_line(f"could not grade {self.submission}: {self.error}"))
         elif self.report is not None:
             report = self.report
             terminalreporter.write_sep("-", "Backprop Ninja")
             terminalreporter.write_line(f"score: {report.score:.2f} / {report.max_score:g} points "
-                                        f"({report.submission.path})")
+                                        f"({one_line(report.submission.path)})")
             for note in report.notes:
-                terminalreporter.write_line(f"note: {note}")
+                terminalreporter.write_line(one_line(f"note: {note}"))
 
 
 class ExerciseCollector(pytest.Collector):
@@ -176,7 +178,9 @@ class GradientItem(pytest.Item):
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, GradientFailed):
-            return str(excinfo.value)
+            from grader.safe_text import printable
+
+            return printable(str(excinfo.value), multiline=True)  # the student's text: escaped on the terminal
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):

@@ -254,8 +254,10 @@ def test_json_shape_counts_brackets_outside_strings_only():
     check_json_shape(at_bound, "ok.ipynb")
     with pytest.raises(InputError, match="more than 100 levels"):
         check_json_shape(b"[" + at_bound + b"]", "deep.ipynb")
-    with pytest.raises(InputError, match="more than 200000 JSON lists and objects"):
-        check_json_shape(b"[" + b"[]," * 200_001 + b"[]]", "wide.ipynb")
+    most = bounded.MAX_JSON_CONTAINERS
+    check_json_shape(b"[" + b"[]," * (most - 2) + b"[]]", "wide.ipynb")
+    with pytest.raises(InputError, match=f"more than {most} JSON lists and objects"):
+        check_json_shape(b"[" + b"[]," * (most - 1) + b"[]]", "wide.ipynb")
 
 
 def test_a_notebook_of_a_million_tiny_statements_is_refused_in_bounded_memory(tmp_path, monkeypatch):
