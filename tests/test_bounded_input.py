@@ -4,8 +4,9 @@ Each class of oversized or tricky input gets a generated submission and a
 check that it fails with one clear line (SubmissionError; `grader grade`
 exits 2) without the grading process reading it whole, while the honest
 parts of a submission are still read. Memory and bytes read are measured in
-a fresh subprocess (`resource.getrusage`, `/proc/self/io`), so the numbers
-are the grading process's own. No torch is imported here: reading comes first.
+a fresh subprocess (its peak resident size `VmHWM` and `/proc/self/io`), so
+the numbers are the grading process's own: `getrusage`'s `ru_maxrss` would
+carry over the parent's peak across exec (the pytest process, torch loaded). No torch is imported here: reading comes first.
 """
 
 import json
@@ -34,9 +35,9 @@ def notebook_bytes(*sources: str, header: str | None = "# Exercise 1") -> bytes:
 
 
 def measured(path: Path) -> dict:
-    """load_submission(path) in a fresh interpreter: its outcome, peak memory (MB) and bytes read."""
+    """load_submission(path) in a fresh interpreter: its outcome, peak resident memory (MB) and bytes read."""
     code = f"""
-import json, resource
+import json
 from pathlib import Path
 def rchar():
     with open("/proc/self/io") as fh:
@@ -49,8 +50,9 @@ try:
     error = None
 except SubmissionError as err:
     error = str(err)
-print(json.dumps({{"error": error, "read": rchar() - before,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+with open("/proc/self/status") as fh:
+    peak_kb = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM"))
+print(json.dumps({{"error": error, "read": rchar() - before, "peak_mb": peak_kb / 1024}}))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
