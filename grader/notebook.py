@@ -134,8 +134,11 @@ def sanitize(source: str) -> tuple[str, list[int]]:
     else:  # a magic continued over several lines: line by line, with the usual patterns
         for i, line in enumerate(lines):
             continued = bool(changed) and changed[-1] == i - 1 and lines[i - 1].rstrip().endswith("\\")
-            if i not in changed and (continued or MAGIC_LINE.match(line) or ASSIGN_MAGIC.match(line)
-                                     or HELP_LINE.match(line)):
+            if continued:
+                lines[i] = "# IPython: " + line.strip()
+                magic.append(i)
+                changed.append(i)
+            elif i not in changed and (MAGIC_LINE.match(line) or ASSIGN_MAGIC.match(line) or HELP_LINE.match(line)):
                 changed.append(i)
     _neutralise(lines, [i for i in changed if i not in magic])
     return "\n".join(lines), sorted(i + 1 for i in changed)
