@@ -21,11 +21,13 @@ Imports only the standard library: the worker uses it too.
 """
 
 import ast
+import builtins
 import difflib
 import re
 from dataclasses import dataclass, field
 
 from grader.exercises import ATOMIC, EXERCISES
+from grader.lecture_find import cell_role
 
 GRADED = {1: "atomic", 2: "cross_entropy", 3: "batchnorm"}
 NUMBER = {ex_id: number for number, ex_id in GRADED.items()}
@@ -41,10 +43,22 @@ PROVIDED = {"batchnorm": ("dhpreact",)}  # true gradients put in an exercise's n
 # The lecture's shapes; only cases of this shape apply (the cells hard-code sizes).
 LECTURE_SHAPE = {"n": 32, "block": 3, "n_embd": 10, "n_hidden": 64, "vocab": 27}
 
-HEADER = re.compile(r"^\s*#+\s*\**\s*exercise\s*#?\s*(\d+)", re.IGNORECASE)
-MID_HEADER = re.compile(r"^#+\s*exercise\s*#?\s*(\d+)\s*(?::|$)", re.IGNORECASE)
-BOLD_HEADER = re.compile(r"^\s*\*\*\s*exercise\s*#?\s*(\d+)", re.IGNORECASE)
-DOC_HEADER = re.compile(r"^\s*exercise\s*#?\s*(\d+)", re.IGNORECASE)
+# "Exercise N", also misspelled (Excercise, Excercie, exercice): a word starting "ex" close to "exercise".
+_WORD = r"(ex[a-z]{3,9})\s*#?\s*(\d+)"
+HEADER = re.compile(r"^\s*#+\s*\**\s*" + _WORD, re.IGNORECASE)
+MID_HEADER = re.compile(r"^#+\s*" + _WORD + r"\s*(?::|$)", re.IGNORECASE)
+BOLD_HEADER = re.compile(r"^\s*(?:[*\-+]\s*)?\**\s*" + _WORD, re.IGNORECASE)  # **Exercise 1**, * Exercise 1:
+DOC_HEADER = re.compile(r"^\s*" + _WORD, re.IGNORECASE)
+
+
+def _header_number(match) -> int | None:
+    """The exercise number of a header match, if its word is "exercise" or a misspelling of it."""
+    if match is None:
+        return None
+    word = match.group(1).lower()
+    if word != "exercise" and difflib.SequenceMatcher(None, word, "exercise").ratio() < 0.75:
+        return None
+    return int(match.group(2))
 
 PLOT_NAMES = {"plt", "matplotlib", "sns", "seaborn", "plotly", "px"}
 DATA_NAMES = {"open", "words", "Xtr", "Ytr", "Xdev", "Ydev", "Xte", "Yte", "Xval", "Yval",
@@ -85,6 +99,9 @@ class Section:
     autograd: list[AutogradUse] = field(default_factory=list)
     statements: list[tuple[int, ast.stmt, str]] = field(default_factory=list)  # (cell, node, source), in order
     broken: list[tuple[int, str]] = field(default_factory=list)   # (cell, message): cells that do not parse
+    aliases: dict[str, list[str]] = field(default_factory=dict)   # gradient -> the student's variables (cmp lines)
+    forward_aliases: dict[str, str] = field(default_factory=dict)  # student's forward name -> lecture's
+    elsewhere: set[str] = field(default_factory=set)   # names other sections' statements assign
 
     @property
     def cell_numbers(self) -> list[int]:
@@ -97,6 +114,9 @@ class LecturePlan:
     prelude: list[dict]
     headers: list[tuple[int, int]]      # (cell, exercise number) in notebook order
     notes: list[str] = field(default_factory=list)
+    # Exercise 4: the cells whose loop trains the network with updates (never part of exercises 1-3).
+    # The hook for grading exercise 4 as `train`.
+    training_cells: list[int] = field(default_factory=list)
 
     def exercise_cells(self) -> dict[str, list[int]]:
         return {ex_id: s.cell_numbers for ex_id, s in self.sections.items()}
@@ -109,8 +129,7 @@ def _leading_header(cell) -> int | None:
     """The exercise number a cell starts with: a `# Exercise N` comment or heading, or a docstring."""
     if cell.kind == "markdown":
         first = next((line for line in cell.raw.splitlines() if line.strip()), "")
-        match = HEADER.match(first) or BOLD_HEADER.match(first)
-        return int(match.group(1)) if match else None
+        return _header_number(HEADER.match(first)) or _header_number(BOLD_HEADER.match(first))
     if cell.kind != "code":
         return None
     for line in (cell.source or cell.raw).splitlines():
@@ -119,16 +138,14 @@ def _leading_header(cell) -> int | None:
             continue
         if not stripped.startswith("#"):
             break
-        match = HEADER.match(line)
-        if match:
-            return int(match.group(1))
+        number = _header_number(HEADER.match(line))
+        if number is not None:
+            return number
     body = cell.tree.body if cell.tree is not None else []
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
             and isinstance(body[0].value.value, str):
         first = next((line for line in body[0].value.value.splitlines() if line.strip()), "")
-        match = DOC_HEADER.match(first)
-        if match:
-            return int(match.group(1))
+        return _header_number(DOC_HEADER.match(first))
     return None
 
 
@@ -143,9 +160,9 @@ def _mid_headers(cell) -> list[tuple[int, int]]:
     out = []
     for i, line in enumerate(cell.source.splitlines(), start=1):
         if i > first_code:
-            match = MID_HEADER.match(line)
-            if match:
-                out.append((i, int(match.group(1))))
+            number = _header_number(MID_HEADER.match(line))
+            if number is not None:
+                out.append((i, number))
     return out
 
 
@@ -348,9 +365,54 @@ def autograd_uses(sec: "Section") -> list[AutogradUse]:
 
 
 def _is_prelude(node) -> bool:
+    """What earlier cells give every exercise: imports, functions, classes and literal constants."""
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return skip_reason(node) is None
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return (all(isinstance(t, ast.Name) for t in targets)
+                and all(isinstance(n, (ast.Constant, ast.Tuple, ast.List, ast.UnaryOp, ast.BinOp, ast.unaryop,
+                                       ast.operator, ast.Load)) for n in ast.walk(node.value)))
     return isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name != "cmp"
+
+
+EXCLUDED = 0  # a cell in no section and not in the prelude: exercise 4's training loop
+
+
+def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], dict[int, int | None]]:
+    """Per code cell without a mid-cell header: (the section it is graded in, what its code computes).
+
+    Headers are hints: a cell before any header (or under exercise 4's) goes where its code says;
+    a one-go dlogits or dhprebn cell under another exercise's header moves to its own exercise when
+    that exercise has no header; a training loop is never part of exercises 1 to 3.
+    """
+    by_header: dict[int, int | None] = {}
+    roles: dict[int, int | None] = {}
+    current = None
+    for cell in cells:
+        lead = _cell_header(cell, code_numbers)
+        if lead is not None:
+            current = lead
+        if cell.kind != "code":
+            continue
+        mids = _mid_headers(cell)
+        if mids:
+            current = mids[-1][1]
+            continue
+        by_header[cell.number] = current
+        roles[cell.number] = cell_role(cell)
+    with_header = {n for _, n in find_headers(cells)}
+    placed: dict[int, int | None] = {}
+    for number, header in by_header.items():
+        role = roles[number]
+        if role == 4:
+            placed[number] = EXCLUDED
+        elif header in GRADED:
+            moved = role in (2, 3) and role != header and role not in with_header
+            placed[number] = role if moved else header
+        else:
+            placed[number] = role if role in GRADED else (EXCLUDED if header is not None else None)
+    return placed, roles
 
 
 def build_plan(cells) -> LecturePlan:
@@ -366,6 +428,7 @@ def build_plan(cells) -> LecturePlan:
         return sections.setdefault(GRADED[number], Section(number, GRADED[number]))
 
     code_numbers = _code_header_numbers(cells)
+    placed, roles = _placement(cells, code_numbers)
     for cell in cells:
         lead = _cell_header(cell, code_numbers)
         if lead is not None:
@@ -374,31 +437,32 @@ def build_plan(cells) -> LecturePlan:
             section(current)
         if cell.kind != "code":
             continue
+        where = placed.get(cell.number, current)
         if cell.tree is None:
-            target = section(current)
+            target = section(where)
             if target is not None and cell.error:
                 target.broken.append((cell.number, f"cell {cell.number} does not parse ({cell.error}), "
                                                    "so none of it ran"))
             continue
         mids = _mid_headers(cell)
         runs: dict[int | None, list[list[int]]] = {}
-        members = {current} if current is not None else set()
+        members = {where} if where is not None else set()
         for node in units(cell.tree.body):
             while mids and mids[0][0] <= node.lineno:
-                current = mids.pop(0)[1]
+                current = where = mids.pop(0)[1]
                 headers.append((cell.number, current))
                 members.add(current)
-            if current is None:
+            if where is None:
                 if _is_prelude(node):
                     runs.setdefault(None, []).append([node.lineno, node.col_offset])
                 continue
-            target = section(current)
+            target = section(where)
             if target is None:
                 continue
             target.statements.append((cell.number, node, cell.source))
             reason = skip_reason(node)
             if reason is None:
-                runs.setdefault(current, []).append([node.lineno, node.col_offset])
+                runs.setdefault(where, []).append([node.lineno, node.col_offset])
             else:
                 target.skipped.append(Skipped(cell.number, node.lineno, reason, sorted(assigned_names(node))))
         for _, number in mids:  # headers after the last statement
@@ -406,13 +470,23 @@ def build_plan(cells) -> LecturePlan:
             headers.append((cell.number, number))
             members.add(number)
         if runs.get(None):
-            prelude.append({"cell": cell.number, "source": cell.source, "run": runs[None]})
+            names = sorted({name for node in units(cell.tree.body) if [node.lineno, node.col_offset] in runs[None]
+                            for name in _bound(node)})
+            prelude.append({"cell": cell.number, "source": cell.source, "run": runs[None], "names": names})
         for number in sorted(n for n in members if n is not None):
             target = section(number)
             if target is not None:  # a cell with nothing to run still belongs to its section
                 target.cells.append({"cell": cell.number, "source": cell.source, "run": runs.get(number, [])})
 
-    plan = LecturePlan(sections=sections, prelude=prelude, headers=headers)
+    last = max((c["cell"] for sec in sections.values() for c in sec.cells), default=0)
+    prelude = [entry for entry in prelude if entry["cell"] < last]  # only what the exercises come after
+    for sec in sections.values():
+        sec.elsewhere = {name for other in sections.values() if other is not sec
+                         for _, node, _ in other.statements for name in assigned_names(node)}
+    plan = LecturePlan(sections=sections, prelude=prelude, headers=headers,
+                       training_cells=sorted(n for n, role in roles.items() if role == 4))
+    _found_notes(plan, placed, roles, cells, code_numbers)
+    name_maps(plan, cells)
     for sec in sections.values():
         sec.autograd = autograd_uses(sec)
         for name in PROVIDED.get(sec.ex_id, ()):
@@ -426,10 +500,51 @@ def build_plan(cells) -> LecturePlan:
             more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
             plan.notes.append(f"exercise {sec.number}: not run: {shown}{more}")
         plan.notes += [f"exercise {sec.number}: {message}" for _, message in sec.broken]
-    missing = [f"'# Exercise {n}'" for n, ex_id in GRADED.items() if ex_id not in sections]
-    if missing:
-        plan.notes.append(f"not found in the notebook: {', '.join(missing)}")
+    for number, ex_id in GRADED.items():
+        if ex_id not in sections:
+            plan.notes.append(f"not found in the notebook: exercise {number} ({NOT_FOUND[number]})")
     return plan
+
+
+NOT_FOUND = {1: "no '# Exercise 1' header, and no cell assigns its gradients dlogprobs ... dC",
+             2: "no '# Exercise 2' header, and no cell computes dlogits in one go from logits",
+             3: "no '# Exercise 3' header, and no cell computes dhprebn in one go from dhpreact"}
+WHAT = {1: "assign its gradients", 2: "compute dlogits in one go", 3: "compute dhprebn in one go"}
+
+
+def _spans(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers[:8]) + (f" and {len(numbers) - 8} more" if len(numbers) > 8 else "")
+
+
+def _found_notes(plan: LecturePlan, placed: dict, roles: dict, cells, code_numbers: set[int]) -> None:
+    """What the grader assumed about where the work is, in the notes."""
+    by_cell = {cell.number: cell for cell in cells}
+    headed = {n for _, n in plan.headers}
+    for cell_number, number in plan.headers:
+        cell = by_cell.get(cell_number)
+        text = (cell.raw if cell is not None else "").strip().splitlines()
+        first = next((line.strip() for line in text if line.strip()), "")
+        word = re.search(r"ex[a-z]{3,9}", first, re.IGNORECASE)
+        if number in GRADED and word and word.group(0).lower() != "exercise":
+            plan.notes.append(f"exercise {number}: cell {cell_number}'s header {first[:60]!r} read as "
+                              f"'Exercise {number}'")
+    for number, ex_id in GRADED.items():
+        sec = plan.sections.get(ex_id)
+        if sec is None:
+            continue
+        by_code = [c for c in sec.cell_numbers if placed.get(c) == number and roles.get(c) == number]
+        if number not in headed and by_code:
+            plan.notes.append(f"exercise {number}: no '# Exercise {number}' header; cells {_spans(by_code)} "
+                              f"{WHAT[number]}, so they were graded as exercise {number}")
+        elif by_code:
+            first_header = min(c for c, n in plan.headers if n == number)
+            before = [c for c in by_code if c < first_header]
+            if before:
+                plan.notes.append(f"exercise {number}: cells {_spans(before)} come before its header (cell "
+                                  f"{first_header}) and {WHAT[number]}: graded as exercise {number}")
+    if plan.training_cells:
+        plan.notes.append(f"exercise 4: cell {_spans(plan.training_cells)} trains the network; it is not part "
+                          "of exercises 1 to 3")
 
 
 # ---------------------------------------------------------------------------
@@ -449,10 +564,69 @@ def plan_entries(plan: LecturePlan, timeout: float, n_cases: int) -> dict[str, d
     entries = {}
     budget = 0.85 * timeout / max(1, n_cases)
     for ex_id, sec in plan.sections.items():
-        entries[ex_id] = {"mode": "lecture", "number": sec.number, "cells": sec.cells, "prelude": plan.prelude,
+        entries[ex_id] = {"mode": "lecture", "number": sec.number, "cells": sec.cells,
+                          "prelude": [e for e in plan.prelude if e["cell"] < max(sec.cell_numbers, default=0)],
                           "provided": list(PROVIDED.get(ex_id, ())), "expected": list(EXPECTED[ex_id]),
+                          "aliases": sec.aliases, "forward_aliases": sec.forward_aliases,
                           "case_budget": budget, "statement_timeout": max(1.0, min(10.0, budget / 2))}
     return entries
+
+
+KNOWN_GLOBALS = {"torch", "F", "cmp", "n", "batch_size", "vocab_size", "block_size", "n_embd", "n_hidden", "g",
+                 "itos", "stoi", "chars", "parameters", "loss"}
+
+
+def _bound(node) -> set[str]:
+    names = assigned_names(node)
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        names.add(node.name)
+    for sub in ast.walk(node):  # loop variables, comprehension targets, function arguments
+        if isinstance(sub, ast.arg):
+            names.add(sub.arg)
+    return names
+
+
+def name_maps(plan: LecturePlan, cells) -> None:
+    """The student's names for each section: answers by their cmp lines, renamed forward tensors.
+
+    `aliases`: lecture gradient -> the student's variables their cmp lines compare with it
+    (`cmp('logit_maxes', dlogits_maxes, logit_maxes)`); `forward_aliases`: a name the cells read but
+    nothing defines -> the lecture tensor it stands for (`Y_batch` -> `Yb`), from the cmp lines or
+    the name itself.
+    """
+    from grader.lecture_find import LECTURE_NAMES, cmp_calls, forward_name
+
+    calls = [call for cell in cells for call in cmp_calls(cell)]
+    builtin_names = set(dir(builtins))
+    prelude_names = set()
+    for entry in plan.prelude:
+        prelude_names |= set(entry.get("names", []))
+    for sec in plan.sections.values():
+        own = set(sec.cell_numbers)
+        ordered = sorted(calls, key=lambda c: (c.cell not in own, c.commented, -c.cell, -c.line))
+        for call in ordered:
+            grad = call.gradient
+            if grad in EXPECTED[sec.ex_id] and call.answer != "d" + grad:
+                sec.aliases.setdefault(grad, [])
+                if call.answer not in sec.aliases[grad]:
+                    sec.aliases[grad].append(call.answer)
+            if grad is not None and call.tensor not in LECTURE_NAMES:
+                sec.forward_aliases.setdefault(call.tensor, grad)
+        bound = set(prelude_names) | KNOWN_GLOBALS | LECTURE_NAMES | set(PROVIDED.get(sec.ex_id, ()))
+        loads = set()
+        for _, node, _ in sec.statements:
+            bound |= _bound(node)
+            loads |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        for name in sorted(loads - bound - builtin_names):
+            lecture = forward_name(name)
+            if lecture is not None and not name.startswith("d"):
+                sec.forward_aliases.setdefault(name, lecture)
+        if sec.forward_aliases:
+            shown = ", ".join(f"{k} as {v}" for k, v in sorted(sec.forward_aliases.items())[:8])
+            plan.notes.append(f"exercise {sec.number}: your names for the forward pass were read as the lecture's: "
+                              f"{shown}")
 
 
 def near_matches(name: str, candidates) -> list[str]:
@@ -495,9 +669,14 @@ def missing_message(var: str, sec: Section, facts: dict) -> str:
     if sec.broken:
         return f"{var} is not defined by exercise {number}'s cells ({sec.broken[0][1]})"
     extra = ""
-    if number in (2, 3):
+    if var in sec.elsewhere:
         extra = " (each exercise runs on its own: a value from another exercise's cells does not count)"
     return f"{var} is not defined by exercise {number}'s cells{extra}"
+
+
+def _final_autograd(var: str, sec: Section) -> bool:
+    """The answer's final value comes from autograd's `.grad` (directly or through what it feeds)."""
+    return any(var in use.names for use in sec.autograd)
 
 
 def enrich_run(run, sec: Section) -> None:
@@ -510,14 +689,12 @@ def enrich_run(run, sec: Section) -> None:
         for name in EXPECTED[sec.ex_id]:
             var = "d" + name
             note = notes.get(name)
-            if note is None:
+            if _final_autograd(var, sec):  # even if an earlier line computed it by hand: the final value counts
+                notes[name] = {"status": "not_allowed", "message": missing_message(var, sec, facts)}
+            elif note is None:
                 notes[name] = {"status": "missing", "message": missing_message(var, sec, facts)}
             elif note.get("status") == "not_implemented":
-                uses = [u for u in sec.autograd if var in u.names]
-                if uses:
-                    notes[name] = {"status": "not_implemented", "message": missing_message(var, sec, facts)}
-                else:
-                    notes[name] = {"status": "not_implemented", "message": f"{var} is still None: not attempted yet"}
+                notes[name] = {"status": "not_implemented", "message": f"{var} is still None: not attempted yet"}
 
 
 def annotate_result(result, sec: Section, run, nb_name: str) -> list:
@@ -529,10 +706,23 @@ def annotate_result(result, sec: Section, run, nb_name: str) -> list:
     result.function = f"cell {cells[0]}" if len(cells) == 1 else f"cells {', '.join(map(str, cells))}"
     zero = set()
     changed = set()
-    for meta, _ in run.results.values():
+    aliases: dict[str, tuple[str, str]] = {}
+    raised: dict[str, dict] = {}   # answer -> the first statement that raised while changing it
+    public = {case.case for check in result.checks for case in check.cases if case.visibility == "public"}
+    for case_name, (meta, _) in run.results.items():
         facts = meta.get("lecture") if isinstance(meta.get("lecture"), dict) else {}
+        if case_name not in public:
+            facts = {k: v for k, v in facts.items() if k in ("zero_filled", "changed")}  # nothing of a hidden case's text
         zero |= set(facts.get("zero_filled", []))
         changed |= set(facts.get("changed", []))
+        found = facts.get("aliases") if isinstance(facts.get("aliases"), dict) else {}
+        for name, pair in found.items():
+            if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair):
+                aliases.setdefault(name, (pair[0][:60], pair[1]))
+        for err in facts.get("errors", []) if isinstance(facts.get("errors"), list) else []:
+            if isinstance(err, dict):
+                for var in err.get("names", []) if isinstance(err.get("names"), list) else []:
+                    raised.setdefault(var, err)
     flagged = {}
     for use in sec.autograd:
         for var in use.names:
@@ -545,8 +735,21 @@ def annotate_result(result, sec: Section, run, nb_name: str) -> list:
                              "the softmax), so leaving it out is right")
             if var in flagged and not case.passed:
                 case.status = "not_allowed"
+            if check.name in aliases and case.passed:
+                alt, why = aliases[check.name]
+                case.note = (f"read from {alt}: your cmp line compares it with {check.name}" if why == "cmp" else
+                             f"read from {alt}, taken for {var} (the name is close and nothing else matches)")
         if check.name in zero and check.status == "passed":
             check.hint = check.hint or "not defined, and zero is the right answer"
+        err = raised.get(var)
+        if err is not None and check.status != "passed" and var not in flagged:
+            # The value was left half-computed by a statement that raised: that error is the cause.
+            text = (f"{var} is not right because {_where(err.get('cell', 0), err.get('line', 0))} "
+                    f"{str(err.get('what', 'raised'))[:200]}, so the statements after it never changed {var}")
+            check.message, check.hint = text, None
+            for case in check.cases:
+                if not case.passed and case.status in ("wrong_values", "wrong_shape", "not_finite"):
+                    case.message, case.hint = (text if case.visibility == "public" else case.message), None
     findings = []
     for use in sec.autograd:
         findings.append(IntegrityFinding(exercise=sec.ex_id, file=f"cell {use.cell}", line=use.line,
@@ -596,8 +799,7 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
         sec = plan.sections.get(ex_id)
         if sec is None:
             result = score_exercise(ex_id, config, cases, None)
-            message = (f"exercise {NUMBER[ex_id]} is not in the notebook "
-                       f"(no cell starts with '# Exercise {NUMBER[ex_id]}')")
+            message = f"exercise {NUMBER[ex_id]} is not in the notebook ({NOT_FOUND[NUMBER[ex_id]]})"
             result.message, result.file, result.function = message, nb_name, "-"
             for check in result.checks:
                 check.message = message

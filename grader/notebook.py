@@ -465,15 +465,16 @@ def extract(nb, name: str, data: bytes) -> tuple[dict[str, str], NotebookSubmiss
     if not found:
         from grader.lecture import build_plan, find_headers
 
-        if find_headers(cells):
-            plan = build_plan(cells)
+        plan = build_plan(cells)
+        if find_headers(cells) or plan.sections or plan.training_cells:  # headers, or the lecture's work itself
             info = NotebookSubmission(name=name, format="lecture", data=data, cells=cells,
                                       exercise_cells=plan.exercise_cells(), notes=list(plan.notes), lecture=plan)
             return {}, info
         ids = ", ".join(EXERCISES)
         raise NotebookError(
             f"no exercises found in {name}: no code cell is tagged with an exercise id ({ids}), none defines "
-            "one of the exercise functions (backward_atomic, ...), and no cell starts with '# Exercise 1'")
+            "one of the exercise functions (backward_atomic, ...), no cell starts with '# Exercise 1', and no cell "
+            "computes the lecture's gradients (dlogprobs ... dC, dlogits, dhprebn) or trains with its own backward pass")
 
     fmt = "tagged" if any(how == "tag" for _, how in found.values()) else "functions"
     info = NotebookSubmission(name=name, format=fmt, data=data, cells=cells)
