@@ -60,12 +60,14 @@ def _header_number(match) -> int | None:
         return None
     return int(match.group(2))
 
+
 PLOT_NAMES = {"plt", "matplotlib", "sns", "seaborn", "plotly", "px"}
 DATA_NAMES = {"open", "words", "Xtr", "Ytr", "Xdev", "Ydev", "Xte", "Yte", "Xval", "Yval",
               "build_dataset", "urllib", "requests", "wget", "subprocess"}
 TRAIN_NAMES = {"max_steps", "lossi", "stepi", "optimizer", "split_loss"}
-AUTOGRAD_ATTRS = {"grad", "backward", "retain_grad", "retains_grad", "requires_grad", "requires_grad_", "autograd",
-                  "func", "vjp", "jvp", "grad_fn"}
+# The lecture's own autograd plumbing (its forward cells call loss.backward() to check against): not run.
+# Anything else that reaches autograd runs through grader.integrity.scan like every submission kind.
+AUTOGRAD_ATTRS = {"grad", "backward", "retain_grad", "retains_grad", "requires_grad", "requires_grad_", "zero_grad"}
 SKIP_IMPORTS = ("matplotlib", "seaborn", "plotly", "IPython", "google", "google.colab", "tqdm", "wandb")
 
 
@@ -289,9 +291,8 @@ def reads_grad(node) -> bool:
 
 
 def uses_autograd(node) -> bool:
-    """`.backward()`, `.retain_grad()`, `requires_grad`, `torch.autograd`, `torch.func`: the lecture's plumbing."""
-    return bool(_attrs(node) & AUTOGRAD_ATTRS) or any(
-        isinstance(sub, ast.Name) and sub.id in ("autograd", "functorch") for sub in ast.walk(node))
+    """`.backward()`, `.retain_grad()`, `requires_grad`, `p.grad = None`: the lecture's plumbing."""
+    return bool(_attrs(node) & AUTOGRAD_ATTRS)
 
 
 def skip_reason(node) -> str | None:
@@ -373,7 +374,8 @@ def _is_prelude(node) -> bool:
         return (all(isinstance(t, ast.Name) for t in targets)
                 and all(isinstance(n, (ast.Constant, ast.Tuple, ast.List, ast.UnaryOp, ast.BinOp, ast.unaryop,
                                        ast.operator, ast.Load)) for n in ast.walk(node.value)))
-    return isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name != "cmp"
+    # Not cmp, nor the student's own cmp-like helpers: they compare with .grad, which no grader tensor has.
+    return isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name != "cmp" and not reads_grad(node)
 
 
 EXCLUDED = 0  # a cell in no section and not in the prelude: exercise 4's training loop
@@ -783,14 +785,81 @@ def _run_notes(run, sec: Section, cases) -> list[str]:
     return notes
 
 
-def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name: str):
-    """ExerciseResults for a lecture notebook, plus integrity findings."""
+def _segment(source: str, node) -> list[tuple[int, str]]:
+    """(cell line, text) of one planned statement, its block indentation removed."""
+    lines = source.splitlines()
+    start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    out = []
+    for number in range(start, (node.end_lineno or node.lineno) + 1):
+        text = lines[number - 1] if number - 1 < len(lines) else ""
+        out.append((number, text[node.col_offset:] if not text[:node.col_offset].strip() else text))
+    return out
+
+
+def scan_plan(plan: LecturePlan, allow=()) -> list:
+    """The same static check as for .py files (grader.integrity.scan) on exactly the statements that run.
+
+    Each exercise's statements (and the prelude it runs) become one file named like the exercise's
+    own, so a finding costs that exercise; findings point back at the cell and line."""
+    from grader.integrity import scan
+
+    files: dict[str, str] = {}
+    origins: dict[str, list[tuple[int, int]]] = {}
+    for ex_id, sec in plan.sections.items():
+        last = max(sec.cell_numbers, default=0)
+        entries = [e for e in plan.prelude if e["cell"] < last] + sec.cells
+        text, origin, plain, plain_origin = [], [], [], []
+        for entry in entries:
+            wanted = {tuple(position) for position in entry.get("run", [])}
+            if not wanted:
+                continue
+            try:
+                tree = ast.parse(entry["source"])
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue
+            for node in units(tree.body):
+                if (node.lineno, node.col_offset) not in wanted:
+                    continue
+                for number, line in _segment(entry["source"], node):
+                    text.append(line)
+                    origin.append((entry["cell"], number))
+                for line in ast.unparse(node).splitlines():  # a fallback that always parses
+                    plain.append(line)
+                    plain_origin.append((entry["cell"], node.lineno))
+        source = "\n".join(text) + "\n"
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            source, origin = "\n".join(plain) + "\n", plain_origin
+        name = EXERCISES[ex_id].file
+        files[name], origins[name] = source, origin
+    findings = scan(files, allow)
+    for finding in findings:
+        origin = origins.get(finding.file, [])
+        if finding.line and 0 < finding.line <= len(origin):
+            cell, line = origin[finding.line - 1]
+            old = f"{finding.file} line {finding.line}"
+            finding.file, finding.line = f"cell {cell}", line
+            finding.message = finding.message.replace(old, f"cell {cell}, line {line}", 1)
+    return findings
+
+
+def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name: str, static=()):
+    """ExerciseResults for a lecture notebook, plus integrity findings (`static`: scan_plan's)."""
     from grader.report import ExerciseResult
-    from grader.scoring import score_exercise
+    from grader.scoring import score_exercise, score_not_allowed
 
     results, findings = [], []
     for ex_id in enabled:
         ex = EXERCISES[ex_id]
+        blocked = [f.message for f in static if f.exercise == ex_id]
+        if blocked and ex_id in plan.sections:
+            result = score_not_allowed(ex_id, config, cases, blocked, outcome.exercises.get(ex_id))
+            cells = plan.sections[ex_id].cell_numbers
+            result.file = nb_name
+            result.function = f"cell {cells[0]}" if len(cells) == 1 else f"cells {', '.join(map(str, cells))}"
+            results.append(result)
+            continue
         if ex_id in NOT_IN_FORMAT:
             results.append(ExerciseResult(id=ex_id, title=ex.title, file=nb_name, function="-", score=0.0,
                                           max_score=0.0, status="not_submitted", message=NOT_IN_FORMAT[ex_id],
