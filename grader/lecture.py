@@ -295,15 +295,25 @@ def uses_autograd(node) -> bool:
     return bool(_attrs(node) & AUTOGRAD_ATTRS)
 
 
-def skip_reason(node) -> str | None:
-    """Why a statement of an exercise section is not run, or None to run it."""
+def _is_check_call(node, checkers) -> bool:
+    """A call of the student's own cmp-like helper (a function that reads .grad), alone on its line."""
+    call = node.value if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) else None
+    if call is not None and isinstance(call.func, ast.Name) and call.func.id == "print" and call.args:
+        call = call.args[0] if isinstance(call.args[0], ast.Call) else None
+    return call is not None and isinstance(call.func, ast.Name) and call.func.id in checkers
+
+
+def skip_reason(node, checkers=()) -> str | None:
+    """Why a statement of an exercise section is not run, or None to run it.
+
+    `checkers`: names of the student's own cmp-like helpers (they compare with .grad)."""
     if reads_grad(node):
         return "reads autograd's gradient (.grad)"
     if uses_autograd(node):
         return "autograd (.backward, .retain_grad, requires_grad)"
     if any(name.startswith("d") for name in _top_level_targets(node)):
         return None  # computes a gradient: always run
-    if _is_cmp_call(node):
+    if _is_cmp_call(node) or _is_check_call(node, checkers):
         return "a cmp check (the grader compares itself)"
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -431,6 +441,8 @@ def build_plan(cells) -> LecturePlan:
 
     code_numbers = _code_header_numbers(cells)
     placed, roles = _placement(cells, code_numbers)
+    checkers = {node.name for cell in cells if cell.kind == "code" and cell.tree is not None
+                for node in cell.tree.body if isinstance(node, ast.FunctionDef) and reads_grad(node)}
     for cell in cells:
         lead = _cell_header(cell, code_numbers)
         if lead is not None:
@@ -462,7 +474,7 @@ def build_plan(cells) -> LecturePlan:
             if target is None:
                 continue
             target.statements.append((cell.number, node, cell.source))
-            reason = skip_reason(node)
+            reason = skip_reason(node, checkers)
             if reason is None:
                 runs.setdefault(where, []).append([node.lineno, node.col_offset])
             else:
@@ -625,6 +637,9 @@ def name_maps(plan: LecturePlan, cells) -> None:
             lecture = forward_name(name)
             if lecture is not None and not name.startswith("d"):
                 sec.forward_aliases.setdefault(name, lecture)
+        for student, lecture in sorted(sec.forward_aliases.items()):  # dh_pre_act for h_pre_act's gradient
+            if lecture in EXPECTED[sec.ex_id] and "d" + student not in sec.aliases.get(lecture, []):
+                sec.aliases.setdefault(lecture, []).append("d" + student)
         if sec.forward_aliases:
             shown = ", ".join(f"{k} as {v}" for k, v in sorted(sec.forward_aliases.items())[:8])
             plan.notes.append(f"exercise {sec.number}: your names for the forward pass were read as the lecture's: "
@@ -746,8 +761,8 @@ def annotate_result(result, sec: Section, run, nb_name: str) -> list:
         err = raised.get(var)
         if err is not None and check.status != "passed" and var not in flagged:
             # The value was left half-computed by a statement that raised: that error is the cause.
-            text = (f"{var} is not right because {_where(err.get('cell', 0), err.get('line', 0))} "
-                    f"{str(err.get('what', 'raised'))[:200]}, so the statements after it never changed {var}")
+            text = (f"{var} is not finished: {_where(err.get('cell', 0), err.get('line', 0))} "
+                    f"{str(err.get('what', 'raised'))[:200]}, so that line's change to {var} never happened")
             check.message, check.hint = text, None
             for case in check.cases:
                 if not case.passed and case.status in ("wrong_values", "wrong_shape", "not_finite"):
