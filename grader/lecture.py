@@ -235,6 +235,15 @@ def _attrs(node) -> set[str]:
 
 def assigned_names(node) -> set[str]:
     """Variables a statement binds or changes in place (`dC[ix] += ...`, `dC.index_add_(...)`)."""
+    cached = getattr(node, "_grader_assigned", None)  # planning asks this many times of each statement
+    if cached is not None:
+        return set(cached)
+    names = _assigned_names(node)
+    node._grader_assigned = frozenset(names)
+    return names
+
+
+def _assigned_names(node) -> set[str]:
     names = set()
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
@@ -394,7 +403,7 @@ EXCLUDED = 0  # a cell in no section and not in the prelude: exercise 4's traini
 def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], dict[int, int | None]]:
     """Per code cell without a mid-cell header: (the section it is graded in, what its code computes).
 
-    Headers are hints: a cell before any header (or under exercise 4's) goes where its code says;
+    Headers are hints: a cell before any header goes where its code says;
     a one-go dlogits or dhprebn cell under another exercise's header moves to its own exercise when
     that exercise has no header; a training loop is never part of exercises 1 to 3.
     """
@@ -422,8 +431,10 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
         elif header in GRADED:
             moved = role in (2, 3) and role != header and role not in with_header
             placed[number] = role if moved else header
-        else:
-            placed[number] = role if role in GRADED else (EXCLUDED if header is not None else None)
+        elif header is None:  # before any header: where its code says
+            placed[number] = role if role in GRADED else None
+        else:  # under exercise 4's header (or a later one): its code, if any, is exercise 4's
+            placed[number] = EXCLUDED
     return placed, roles
 
 
@@ -484,7 +495,8 @@ def build_plan(cells) -> LecturePlan:
             headers.append((cell.number, number))
             members.add(number)
         if runs.get(None):
-            names = sorted({name for node in units(cell.tree.body) if [node.lineno, node.col_offset] in runs[None]
+            chosen = {tuple(position) for position in runs[None]}
+            names = sorted({name for node in units(cell.tree.body) if (node.lineno, node.col_offset) in chosen
                             for name in _bound(node)})
             prelude.append({"cell": cell.number, "source": cell.source, "run": runs[None], "names": names})
         for number in sorted(n for n in members if n is not None):
@@ -596,9 +608,13 @@ def _bound(node) -> set[str]:
         names |= {(a.asname or a.name).split(".")[0] for a in node.names}
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         names.add(node.name)
-    for sub in ast.walk(node):  # loop variables, comprehension targets, function arguments
+    loads = set()
+    for sub in ast.walk(node):  # function arguments; the names read, kept for name_maps
         if isinstance(sub, ast.arg):
             names.add(sub.arg)
+        elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            loads.add(sub.id)
+    node._grader_loads = loads
     return names
 
 
@@ -632,7 +648,7 @@ def name_maps(plan: LecturePlan, cells) -> None:
         loads = set()
         for _, node, _ in sec.statements:
             bound |= _bound(node)
-            loads |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            loads |= getattr(node, "_grader_loads", set())
         for name in sorted(loads - bound - builtin_names):
             lecture = forward_name(name)
             if lecture is not None and not name.startswith("d"):

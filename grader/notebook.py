@@ -42,6 +42,8 @@ PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
 MAGIC_LINE = re.compile(r"^\s*(?:[%!]|\?)(?!=)")
 ASSIGN_MAGIC = re.compile(r"^\s*[\w.\[\], ]+?\s*=\s*[%!](?!=)")
 HELP_LINE = re.compile(r"^\s*[\w.()\[\]]+\?\??\s*$")
+# Lines IPython's transformer could rewrite: an escape first (! % ? , ; /), `x = !cmd` / `x = %magic`, `obj?`.
+MAYBE_IPYTHON = re.compile(r"^\s*[!%?,;/]|=\s*[!%]|\?\s*$", re.MULTILINE)
 
 
 class NotebookError(Exception):
@@ -123,6 +125,8 @@ def sanitize(source: str) -> tuple[str, list[int]]:
         lines[first] = f"pass  # IPython: {lines[first].strip()}"
         changed.append(first)
     magic = list(changed)
+    if not MAYBE_IPYTHON.search("\n".join(lines)):
+        return "\n".join(lines), sorted(i + 1 for i in changed)  # nothing IPython would rewrite: skip its tokenizer
     try:
         rewritten = _transformer().transform_cell("\n".join(lines)).splitlines()
     except Exception:  # noqa: BLE001 - IPython's tokenizer on broken code: fall back to the patterns

@@ -502,3 +502,11 @@ def test_the_scan_sees_only_what_runs_and_maps_lines_back():
                     "        lambda l: l, logits)")]
     findings = scan_plan(plan_of(nbb.lecture_notebook(ex2=ex2)))
     assert {(f.exercise, f.file, f.line) for f in findings} == {("cross_entropy", "cell 13", 3)}
+
+
+def test_gradients_under_exercise_4s_header_stay_there():
+    """A one-step check of exercise 4's backward pass, outside its loop, is not exercise 1's work."""
+    cells = nbb.PREAMBLE + nbb.section_cells(ex4=False) + [
+        ("code", "# Exercise 4: putting it all together\n" + nbb.EX2_SOLUTION + "dh = dlogits @ W2.T * 0")]
+    plan = plan_of(nbb.lecture_notebook(cells=cells))
+    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12, 13], "batchnorm": [14, 15]}
