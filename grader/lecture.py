@@ -1,20 +1,27 @@
 """The lecture's own notebook, as students complete it.
 
-Students who follow the lecture fill in its starter notebook: cells under
-`# Exercise 1` (the 26 gradients, `dlogprobs` ... `dC`), `# Exercise 2`
-(a forward cell, then a backward cell computing `dlogits`) and
-`# Exercise 3` (a forward cell, then `dhprebn` from `dhpreact`). This module
-finds those sections in the notebook's cells and plans how to run them; the
-worker (`grader.execute.run_lecture_exercise`) runs each exercise in its own
-fresh namespace holding the grader's forward pass (the lecture's names and
-shapes) and sends the `d...` variables back, which are graded like the
-answers of `atomic`, `cross_entropy` and `batchnorm`.
+Students who follow the lecture fill in its starter notebook: exercise 1 (the
+26 gradients, `dlogprobs` ... `dC`), exercise 2 (`dlogits` in one go) and
+exercise 3 (`dhprebn` in one go from `dhpreact`). This module finds each
+exercise's cells and plans how to run them; the worker
+(`grader.execute.run_lecture_exercise`) runs each exercise in its own fresh
+namespace holding the grader's forward pass (the lecture's names and shapes)
+and sends the `d...` variables back, which are graded like the answers of
+`atomic`, `cross_entropy` and `batchnorm`.
 
-What is run: in an exercise's section (from its header cell to the next
-exercise header), every top-level statement, one at a time, except the ones
-that plot, load data, train, call autograd or `cmp`; a statement that raises
-costs only what it did not define. From the cells before the first exercise,
-only imports and function definitions are run. Nothing else: no data
+Where the work is: what a cell computes decides (`grader.lecture_find`:
+gradients of exercise 1, a one-go dlogits or dhprebn, a training loop);
+`# Exercise N` headers, misspelled or not, place the cells around them. A
+cell before any header goes where its code says, so does a one-go cell under
+another exercise's header when its own exercise has no header; exercise 4's
+training loop is never part of exercises 1 to 3 (`LecturePlan.training_cells`).
+
+What is run: in an exercise's cells, every top-level statement, one at a time,
+except the ones that plot, load data, train, `cmp`, or are the lecture's own
+autograd plumbing (`loss.backward()`, `retain_grad()`); a statement that
+raises costs only what it did not define. From the other cells before it,
+imports, function definitions and literal constants. The statements that run
+get the same static check as .py files (`scan_plan`). Nothing else: no data
 loading, no plotting, no training.
 
 Imports only the standard library: the worker uses it too.

@@ -8,15 +8,16 @@ Three layouts are recognised, in this order:
 - `functions`: no tags, but code cells define the contract's functions
   (`def backward_atomic(...)`); the last definition wins, as when the
   notebook is run top to bottom;
-- `lecture`: the lecture's own notebook, cells under `# Exercise N` headers
-  (see `grader.lecture`).
+- `lecture`: the lecture's own notebook, found by what its cells compute
+  (`# Exercise N` headers are hints; see `grader.lecture`).
 
 For the first two, each exercise becomes a .py file made of the function's
 cell (its imports, functions and classes, and the assignments they use) plus
 what those need from other cells (imports, functions, classes, constants).
 Other top-level code (checks, prints, training) is left out, so the files
 are graded exactly like submitted .py files. Outputs stored in the notebook
-are ignored. IPython syntax (`%magic`, `!shell`, `x?`) becomes `pass`.
+are ignored. Cells are read as IPython read them (`sanitize`): IPython syntax
+(`%magic`, `!shell`, `x?`) becomes `pass`.
 """
 
 import ast
