@@ -156,6 +156,36 @@ def _same(value, expected) -> bool:
             and bool(torch.equal(value, expected)))
 
 
+def match_forward(exercise: dict, ns: dict, values: dict, deadline: float, limit: float) -> dict:
+    """Run the student's forward cell on copies of the grader's tensors (its inputs under the student's
+    names) and take each name the exercise needs for the one lecture tensor it equals. Adds the names
+    to `ns` (the lecture's own tensor objects) and their d... names to the exercise's aliases."""
+    import torch
+
+    cell = exercise["forward_cell"]
+    scratch = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in ns.items()}
+    scratch["parameters"] = [scratch[k] for k in PARAMS]
+    for student, lecture in cell.get("inputs", {}).items():
+        if lecture in scratch and student not in scratch:
+            scratch[student] = scratch[lecture]
+    with float_is_grading_dtype():
+        run_statements([cell], scratch, deadline, limit)
+    found = {}
+    for name in cell.get("wanted", []):
+        value = scratch.get(name)
+        if type(value) is not torch.Tensor:
+            continue
+        same = [k for k in FORWARD_ARGS if values[k].shape == value.shape and values[k].dtype == value.dtype
+                and bool(torch.allclose(value, values[k], rtol=1e-7, atol=1e-12))]
+        if len(same) == 1:
+            found[name] = same[0]
+            ns.setdefault(name, ns[same[0]])
+            names = exercise.setdefault("aliases", {}).setdefault(same[0], [])
+            if same[0] in exercise["expected"] and "d" + name not in names:
+                names.append("d" + name)
+    return found
+
+
 def read_answers(ns: dict, exercise: dict, new: list[str], answers) -> dict:
     """The answers from the namespace: `dX` itself, else the variable the student's cmp line compares
     with X, else one unambiguous near-miss name (dlogits_fast, dbhprebn). Returns what was read where."""
@@ -213,6 +243,8 @@ def run_lecture_exercise(harness, exercise: dict, cases: list[dict], answers_cls
             for student, lecture in exercise.get("forward_aliases", {}).items():
                 if student not in ns and lecture in ns:  # the student's name for a lecture tensor (Y_batch)
                     ns[student] = ns[lecture]
+            if exercise.get("forward_cell"):
+                facts["forward_map"] = match_forward(exercise, ns, values, deadline, limit)
             before = {k: id(v) for k, v in ns.items()}
             with float_is_grading_dtype():
                 run_statements(exercise["cells"], ns, deadline, limit, facts["errors"], facts["late"])

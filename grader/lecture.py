@@ -111,6 +111,7 @@ class Section:
     aliases: dict[str, list[str]] = field(default_factory=dict)   # gradient -> the student's variables (cmp lines)
     forward_aliases: dict[str, str] = field(default_factory=dict)  # student's forward name -> lecture's
     elsewhere: set[str] = field(default_factory=set)   # names other sections' statements assign
+    forward_cell: dict | None = None   # the student's forward cell, run to read their names (see _forward_cell)
 
     @property
     def cell_numbers(self) -> list[int]:
@@ -601,6 +602,7 @@ def plan_entries(plan: LecturePlan, timeout: float, n_cases: int) -> dict[str, d
                           "prelude": [e for e in plan.prelude if e["cell"] < max(sec.cell_numbers, default=0)],
                           "provided": list(PROVIDED.get(ex_id, ())), "expected": list(EXPECTED[ex_id]),
                           "aliases": sec.aliases, "forward_aliases": sec.forward_aliases,
+                          "forward_cell": sec.forward_cell,
                           "case_budget": budget, "statement_timeout": max(1.0, min(10.0, budget / 2))}
     return entries
 
@@ -660,6 +662,9 @@ def name_maps(plan: LecturePlan, cells) -> None:
             lecture = forward_name(name)
             if lecture is not None and not name.startswith("d"):
                 sec.forward_aliases.setdefault(name, lecture)
+        unknown = sorted(n for n in loads - bound - builtin_names - set(sec.forward_aliases) if not n.startswith("d"))
+        if unknown:
+            sec.forward_cell = _forward_cell(plan, cells, sec, set(unknown))
         for student, lecture in sorted(sec.forward_aliases.items()):  # dh_pre_act for h_pre_act's gradient
             if lecture in EXPECTED[sec.ex_id] and "d" + student not in sec.aliases.get(lecture, []):
                 sec.aliases.setdefault(lecture, []).append("d" + student)
@@ -667,6 +672,37 @@ def name_maps(plan: LecturePlan, cells) -> None:
             shown = ", ".join(f"{k} as {v}" for k, v in sorted(sec.forward_aliases.items())[:8])
             plan.notes.append(f"exercise {sec.number}: your names for the forward pass were read as the lecture's: "
                               f"{shown}")
+
+
+def _forward_cell(plan: LecturePlan, cells, sec: Section, unknown: set[str]) -> dict | None:
+    """The student's own forward-pass cell that defines names the exercise reads but nothing gives it.
+
+    The worker runs it on the grader's parameters and batch (its inputs read as the lecture's by their
+    names) and takes each of those names for the lecture tensor it equals."""
+    from grader.lecture_find import LECTURE_NAMES, forward_name
+
+    in_sections = {n for other in plan.sections.values() for n in other.cell_numbers}
+    first = min(sec.cell_numbers, default=0)
+    for cell in reversed([c for c in cells if c.kind == "code" and c.tree is not None and c.number < first
+                          and c.number not in in_sections and c.number not in plan.training_cells]):
+        nodes = [node for node in units(cell.tree.body) if skip_reason(node) is None]
+        assigned: set[str] = set()
+        inputs: dict[str, str] = {}
+        for node in nodes:
+            for name in sorted(_loads_of(node) - assigned - set(dir(builtins)) - KNOWN_GLOBALS - LECTURE_NAMES):
+                lecture = forward_name(name)
+                if lecture is not None:
+                    inputs.setdefault(name, lecture)
+            assigned |= assigned_names(node)
+        wanted = sorted(unknown & assigned)
+        if wanted:
+            return {"cell": cell.number, "source": cell.source, "inputs": inputs, "wanted": wanted,
+                    "run": [[node.lineno, node.col_offset] for node in nodes]}
+    return None
+
+
+def _loads_of(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
 def near_matches(name: str, candidates) -> list[str]:
@@ -817,6 +853,11 @@ def _run_notes(run, sec: Section, cases) -> list[str]:
     facts = frame[0].get("lecture") if frame and isinstance(frame[0].get("lecture"), dict) else {}
     notes = [f"exercise {sec.number}: {_where(e['cell'], e['line'])} {e['what']}"
              for e in facts.get("errors", [])[:5] if isinstance(e, dict)]
+    found = facts.get("forward_map") if isinstance(facts.get("forward_map"), dict) else {}
+    if found and sec.forward_cell:
+        shown = ", ".join(f"{k} as {v}" for k, v in sorted(found.items())[:8] if isinstance(v, str))
+        notes.append(f"exercise {sec.number}: your forward pass (cell {sec.forward_cell['cell']}) was run on the "
+                     f"grader's batch to read your names: {shown}")
     late = facts.get("late", [])
     if late:
         notes.append(f"exercise {sec.number}: {len(late)} statement(s) not run: the exercise ran out of time")

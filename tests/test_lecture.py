@@ -453,6 +453,14 @@ def test_renamed_forward_tensors(pattern_reports):
     assert pattern_reports["renamed_forward.ipynb"].score == 70
 
 
+def test_names_only_the_students_forward_cell_explains(pattern_reports):
+    plan = plan_of(nbb.patterns()["renamed_by_running.ipynb"])
+    cell = plan.sections["atomic"].forward_cell
+    assert (cell["cell"], cell["wanted"]) == (10, ["hidden", "out", "pre_bn"])
+    assert all(e["cell"] != 10 for e in plan.sections["atomic"].cells)     # it is not exercise 1's work
+    assert pattern_reports["renamed_by_running.ipynb"].score == 70
+
+
 def test_messages_name_the_real_cause(pattern_reports):
     report = pattern_reports["named_causes.ipynb"]
     # The -1 line raised a NameError: that is the message, with no misconception hint.
