@@ -127,6 +127,7 @@ class LecturePlan:
     # Exercise 4: the cells whose loop trains the network with updates (never part of exercises 1-3).
     # The hook for grading exercise 4 as `train`.
     training_cells: list[int] = field(default_factory=list)
+    prelude_nodes: list[tuple[int, ast.stmt, str]] = field(default_factory=list)  # (cell, statement, source)
 
     def exercise_cells(self) -> dict[str, list[int]]:
         return {ex_id: s.cell_numbers for ex_id, s in self.sections.items()}
@@ -401,8 +402,35 @@ def _is_prelude(node) -> bool:
         return (all(isinstance(t, ast.Name) for t in targets)
                 and all(isinstance(n, (ast.Constant, ast.Tuple, ast.List, ast.UnaryOp, ast.BinOp, ast.unaryop,
                                        ast.operator, ast.Load)) for n in ast.walk(node.value)))
-    # Not cmp, nor the student's own cmp-like helpers: they compare with .grad, which no grader tensor has.
-    return isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name != "cmp" and not reads_grad(node)
+    # Not cmp, nor the student's own cmp-like helpers (they compare with .grad, which no grader tensor has),
+    # nor helpers that plot, load data or train.
+    return (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name != "cmp" and not reads_grad(node)
+            and skip_reason(node) is None)
+
+
+def section_prelude(plan: "LecturePlan", sec: "Section") -> list[dict]:
+    """The prelude statements an exercise needs: those defining names its statements read (and what
+    those read in turn), from the cells before its last one. An unused `import os` stays out."""
+    last = max(sec.cell_numbers, default=0)
+    wanted: set[str] = set()
+    for _, node, _ in sec.statements:
+        wanted |= _loads_of(node)
+    candidates = [(cell, node, source) for cell, node, source in plan.prelude_nodes if cell < last]
+    chosen: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for i, (_, node, _) in enumerate(candidates):
+            if i not in chosen and _bound(node) & wanted:
+                chosen.add(i)
+                wanted |= _loads_of(node)
+                changed = True
+    entries: dict[int, dict] = {}
+    for i in sorted(chosen):
+        cell, node, source = candidates[i]
+        entry = entries.setdefault(cell, {"cell": cell, "source": source, "run": []})
+        entry["run"].append([node.lineno, node.col_offset])
+    return [entries[cell] for cell in sorted(entries)]
 
 
 EXCLUDED = 0  # a cell in no section and not in the prelude: exercise 4's training loop
@@ -450,6 +478,7 @@ def build_plan(cells) -> LecturePlan:
     """The graded exercises' sections (and the prelude) of a lecture-format notebook."""
     sections: dict[str, Section] = {}
     prelude: list[dict] = []
+    prelude_nodes: list[tuple[int, ast.stmt, str]] = []
     headers: list[tuple[int, int]] = []
     current: int | None = None     # the exercise whose section we are in (None: before the first header)
 
@@ -507,6 +536,8 @@ def build_plan(cells) -> LecturePlan:
             names = sorted({name for node in units(cell.tree.body) if (node.lineno, node.col_offset) in chosen
                             for name in _bound(node)})
             prelude.append({"cell": cell.number, "source": cell.source, "run": runs[None], "names": names})
+            prelude_nodes += [(cell.number, node, cell.source) for node in units(cell.tree.body)
+                              if (node.lineno, node.col_offset) in chosen]
         for number in sorted(n for n in members if n is not None):
             target = section(number)
             if target is not None:  # a cell with nothing to run still belongs to its section
@@ -517,7 +548,7 @@ def build_plan(cells) -> LecturePlan:
     for sec in sections.values():
         sec.elsewhere = {name for other in sections.values() if other is not sec
                          for _, node, _ in other.statements for name in assigned_names(node)}
-    plan = LecturePlan(sections=sections, prelude=prelude, headers=headers,
+    plan = LecturePlan(sections=sections, prelude=prelude, headers=headers, prelude_nodes=prelude_nodes,
                        training_cells=sorted(n for n, role in roles.items() if role == 4))
     _found_notes(plan, placed, roles, cells, code_numbers)
     name_maps(plan, cells)
@@ -599,7 +630,7 @@ def plan_entries(plan: LecturePlan, timeout: float, n_cases: int) -> dict[str, d
     budget = 0.85 * timeout / max(1, n_cases)
     for ex_id, sec in plan.sections.items():
         entries[ex_id] = {"mode": "lecture", "number": sec.number, "cells": sec.cells,
-                          "prelude": [e for e in plan.prelude if e["cell"] < max(sec.cell_numbers, default=0)],
+                          "prelude": section_prelude(plan, sec),
                           "provided": list(PROVIDED.get(ex_id, ())), "expected": list(EXPECTED[ex_id]),
                           "aliases": sec.aliases, "forward_aliases": sec.forward_aliases,
                           "forward_cell": sec.forward_cell,
@@ -885,8 +916,7 @@ def scan_plan(plan: LecturePlan, allow=()) -> list:
     files: dict[str, str] = {}
     origins: dict[str, list[tuple[int, int]]] = {}
     for ex_id, sec in plan.sections.items():
-        last = max(sec.cell_numbers, default=0)
-        entries = [e for e in plan.prelude if e["cell"] < last] + sec.cells
+        entries = section_prelude(plan, sec) + sec.cells
         text, origin, plain, plain_origin = [], [], [], []
         for entry in entries:
             wanted = {tuple(position) for position in entry.get("run", [])}

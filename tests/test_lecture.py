@@ -82,15 +82,26 @@ def test_sections_run_only_what_computes_gradients():
     plan = plan_of(nbb.lecture_notebook())
     assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12, 13], "batchnorm": [14, 15]}
     # From the other cells only imports, function definitions and literal constants run
-    # (not matplotlib, not cmp, not data loading).
+    # (not matplotlib, not cmp, not data loading: build_dataset reads `words`).
     prelude = [(e["cell"], e["run"]) for e in plan.prelude]
     assert prelude == [(2, [[1, 0], [2, 0]]),                 # import torch, import torch.nn.functional
-                       (6, [[1, 0], [3, 0], [14, 0]]),        # block_size = 3, def build_dataset, import random
+                       (6, [[1, 0], [14, 0]]),                # block_size = 3, import random
                        (8, [[1, 0], [2, 0]]), (9, [[1, 0]])]  # n_embd = 10, n_hidden = 64, batch_size = 32
+    # ... and of those, each exercise gets what its statements use.
+    from grader.lecture import section_prelude
+    assert [(e["cell"], e["run"]) for e in section_prelude(plan, plan.sections["cross_entropy"])] == [(2, [[2, 0]])]
     ex1 = plan.sections["atomic"]
     assert len(ex1.skipped) == 26 and all(s.reason.startswith("a cmp") for s in ex1.skipped)
     # The training cell of exercise 4 never runs.
     assert all(e["cell"] != 16 for s in plan.sections.values() for e in s.cells)
+
+
+def test_an_unused_import_or_a_plotting_helper_of_another_cell_is_not_carried():
+    from grader.lecture import scan_plan, section_prelude
+    cells = nbb.PREAMBLE + [("code", "import os\ndef show(t):\n    plt.imshow(t)\nK = 27")] + nbb.section_cells()
+    plan = plan_of(nbb.lecture_notebook(cells=cells))
+    assert all(e["cell"] != 11 for e in section_prelude(plan, plan.sections["atomic"]))
+    assert scan_plan(plan) == []
 
 
 @pytest.mark.parametrize("source, reason", [
