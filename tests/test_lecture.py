@@ -529,3 +529,11 @@ def test_gradients_under_exercise_4s_header_stay_there():
         ("code", "# Exercise 4: putting it all together\n" + nbb.EX2_SOLUTION + "dh = dlogits @ W2.T * 0")]
     plan = plan_of(nbb.lecture_notebook(cells=cells))
     assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12, 13], "batchnorm": [14, 15]}
+
+
+def test_an_unheaded_cell_that_does_not_parse_is_still_found_and_its_error_named():
+    from grader.lecture import missing_message
+    cells = nbb.PREAMBLE + [("code", "dlogprobs = torch.zeros_like(logprobs)\ndprobs = (1.0 / probs) * dlogprobs)")]
+    plan = plan_of(nbb.lecture_notebook(cells=cells))
+    sec = plan.sections["atomic"]
+    assert sec.cell_numbers == [11] and "cell 11 does not parse" in missing_message("dprobs", sec, {})
