@@ -550,7 +550,7 @@ def build_plan(cells) -> LecturePlan:
                          for _, node, _ in other.statements for name in assigned_names(node)}
     plan = LecturePlan(sections=sections, prelude=prelude, headers=headers, prelude_nodes=prelude_nodes,
                        training_cells=sorted(n for n, role in roles.items() if role == 4))
-    _found_notes(plan, placed, roles, cells, code_numbers)
+    _found_notes(plan, placed, roles, cells)
     name_maps(plan, cells)
     for sec in sections.values():
         sec.autograd = autograd_uses(sec)
@@ -574,14 +574,20 @@ def build_plan(cells) -> LecturePlan:
 NOT_FOUND = {1: "no '# Exercise 1' header, and no cell assigns its gradients dlogprobs ... dC",
              2: "no '# Exercise 2' header, and no cell computes dlogits in one go from logits",
              3: "no '# Exercise 3' header, and no cell computes dhprebn in one go from dhpreact"}
-WHAT = {1: "assign its gradients", 2: "compute dlogits in one go", 3: "compute dhprebn in one go"}
+WHAT = {1: ("assigns its gradients", "assign its gradients"), 2: ("computes dlogits in one go", "compute dlogits in one go"),
+        3: ("computes dhprebn in one go", "compute dhprebn in one go")}
 
 
 def _spans(numbers: list[int]) -> str:
     return ", ".join(str(n) for n in numbers[:8]) + (f" and {len(numbers) - 8} more" if len(numbers) > 8 else "")
 
 
-def _found_notes(plan: LecturePlan, placed: dict, roles: dict, cells, code_numbers: set[int]) -> None:
+def _cells_do(numbers: list[int], what: tuple[str, str]) -> str:
+    """`cell 11 assigns ...` / `cells 11, 12 assign ...`."""
+    return f"cell {numbers[0]} {what[0]}" if len(numbers) == 1 else f"cells {_spans(numbers)} {what[1]}"
+
+
+def _found_notes(plan: LecturePlan, placed: dict, roles: dict, cells) -> None:
     """What the grader assumed about where the work is, in the notes."""
     by_cell = {cell.number: cell for cell in cells}
     headed = {n for _, n in plan.headers}
@@ -599,17 +605,19 @@ def _found_notes(plan: LecturePlan, placed: dict, roles: dict, cells, code_numbe
             continue
         by_code = [c for c in sec.cell_numbers if placed.get(c) == number and roles.get(c) == number]
         if number not in headed and by_code:
-            plan.notes.append(f"exercise {number}: no '# Exercise {number}' header; cells {_spans(by_code)} "
-                              f"{WHAT[number]}, so they were graded as exercise {number}")
+            plan.notes.append(f"exercise {number}: no '# Exercise {number}' header; {_cells_do(by_code, WHAT[number])}, "
+                              f"so {'it was' if len(by_code) == 1 else 'they were'} graded as exercise {number}")
         elif by_code:
             first_header = min(c for c, n in plan.headers if n == number)
             before = [c for c in by_code if c < first_header]
             if before:
-                plan.notes.append(f"exercise {number}: cells {_spans(before)} come before its header (cell "
-                                  f"{first_header}) and {WHAT[number]}: graded as exercise {number}")
+                come = "comes" if len(before) == 1 else "come"
+                plan.notes.append(f"exercise {number}: {'cell' if len(before) == 1 else 'cells'} {_spans(before)} "
+                                  f"{come} before its header (cell {first_header}) and "
+                                  f"{WHAT[number][len(before) > 1]}: graded as exercise {number}")
     if plan.training_cells:
-        plan.notes.append(f"exercise 4: cell {_spans(plan.training_cells)} trains the network; it is not part "
-                          "of exercises 1 to 3")
+        plan.notes.append(f"exercise 4: {_cells_do(plan.training_cells, ('trains the network', 'train the network'))}; "
+                          "that is not part of exercises 1 to 3")
 
 
 # ---------------------------------------------------------------------------
