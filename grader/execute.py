@@ -30,6 +30,7 @@ from pathlib import Path
 
 from grader.exercises import FORWARD_ARGS, PARAMS
 from grader.lecture import assigned_names, near_matches, units
+from grader.lecture_find import answer_candidates
 
 LECTURE_CHARS = ".abcdefghijklmnopqrstuvwxyz"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -155,6 +156,68 @@ def _same(value, expected) -> bool:
             and bool(torch.equal(value, expected)))
 
 
+def match_forward(exercise: dict, ns: dict, values: dict, deadline: float, limit: float) -> dict:
+    """Run the student's forward cell on copies of the grader's tensors (its inputs under the student's
+    names) and take each name the exercise needs for the one lecture tensor it equals. Adds the names
+    to `ns` (the lecture's own tensor objects) and their d... names to the exercise's aliases."""
+    import torch
+
+    cell = exercise["forward_cell"]
+    scratch = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in ns.items()}
+    scratch["parameters"] = [scratch[k] for k in PARAMS]
+    for student, lecture in cell.get("inputs", {}).items():
+        if lecture in scratch and student not in scratch:
+            scratch[student] = scratch[lecture]
+    with float_is_grading_dtype():
+        run_statements([cell], scratch, deadline, limit)
+    found = {}
+    for name in cell.get("wanted", []):
+        value = scratch.get(name)
+        if type(value) is not torch.Tensor:
+            continue
+        same = [k for k in FORWARD_ARGS if values[k].shape == value.shape and values[k].dtype == value.dtype
+                and bool(torch.allclose(value, values[k], rtol=1e-7, atol=1e-12))]
+        if len(same) == 1:
+            found[name] = same[0]
+            ns.setdefault(name, ns[same[0]])
+            names = exercise.setdefault("aliases", {}).setdefault(same[0], [])
+            if same[0] in exercise["expected"] and "d" + name not in names:
+                names.append("d" + name)
+    return found
+
+
+def read_answers(ns: dict, exercise: dict, new: list[str], answers) -> dict:
+    """The answers from the namespace: `dX` itself, else the variable the student's cmp line compares
+    with X, else one unambiguous near-miss name (dlogits_fast, dbhprebn). Returns what was read where."""
+    import torch
+
+    expected = exercise["expected"]
+    answer_names = {"d" + name for name in expected}
+    used = {}
+    wanted = [name for name in expected if "d" + name not in ns]
+    candidates = {name: answer_candidates("d" + name, new, answer_names) for name in wanted}
+    claims: dict[str, int] = {}
+    for found in candidates.values():
+        for var in found:
+            claims[var] = claims.get(var, 0) + 1
+    for name in expected:
+        var = "d" + name
+        if var in ns:
+            answers.add(name, ns[var])
+            continue
+        for alt in exercise.get("aliases", {}).get(name, []):
+            if alt in ns and (ns[alt] is None or isinstance(ns[alt], torch.Tensor)):
+                answers.add(name, ns[alt])
+                used[name] = [alt, "cmp"]
+                break
+        else:
+            found = candidates.get(name, [])
+            if len(found) == 1 and claims[found[0]] == 1:
+                answers.add(name, ns[found[0]])
+                used[name] = [found[0], "near"]
+    return used
+
+
 def run_lecture_exercise(harness, exercise: dict, cases: list[dict], answers_cls) -> None:
     """One lecture exercise on `cases`: a fresh namespace per case, answers and facts sent back.
 
@@ -177,16 +240,20 @@ def run_lecture_exercise(harness, exercise: dict, cases: list[dict], answers_cls
             ns.update(extra)
             ns["parameters"] = [values[k] for k in PARAMS]
             ns.update(values)
+            for student, lecture in exercise.get("forward_aliases", {}).items():
+                if student not in ns and lecture in ns:  # the student's name for a lecture tensor (Y_batch)
+                    ns[student] = ns[lecture]
+            if exercise.get("forward_cell"):
+                facts["forward_map"] = match_forward(exercise, ns, values, deadline, limit)
             before = {k: id(v) for k, v in ns.items()}
             with float_is_grading_dtype():
                 run_statements(exercise["cells"], ns, deadline, limit, facts["errors"], facts["late"])
-            for name in exercise["expected"]:
-                if "d" + name in ns:
-                    answers.add(name, ns["d" + name])
             new = [k for k, v in ns.items() if k.startswith("d") and before.get(k) != id(v)
                    and (v is None or isinstance(v, torch.Tensor))]
             facts["defined"] = sorted(new)[:100]
+            facts["aliases"] = read_answers(ns, exercise, new, answers)
             if ("logit_maxes" in exercise["expected"] and "dlogit_maxes" not in ns
+                    and "logit_maxes" not in facts["aliases"]
                     and isinstance(ns.get("dlogits"), torch.Tensor)
                     and not near_matches("dlogit_maxes", [k for k in new if k[1:] not in exercise["expected"]])):
                 answers.add("logit_maxes", torch.zeros_like(pristine["logit_maxes"]))

@@ -109,7 +109,8 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
             raise SubmissionError(lecture_format.NO_LECTURE_CASE)
         submitted = [ex for ex in enabled if ex in lecture.sections]
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
-    static = [] if lecture is not None else scan(submission.files, config.integrity.allow)
+    static = (lecture_format.scan_plan(lecture, config.integrity.allow) if lecture is not None
+              else scan(submission.files, config.integrity.allow))
     blocked = {f.exercise for f in static if f.exercise}
     submitted = [ex for ex in submitted if ex not in blocked]
 
@@ -142,7 +143,8 @@ def score_run(run: Run) -> Report:
     if lecture is not None:
         from grader import lecture as lecture_format
 
-        exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name)
+        exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name,
+                                                   static=static)
     else:
         exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex)) for ex in enabled]
     integrity = _integrity_findings(static, outcome)

@@ -8,15 +8,16 @@ Three layouts are recognised, in this order:
 - `functions`: no tags, but code cells define the contract's functions
   (`def backward_atomic(...)`); the last definition wins, as when the
   notebook is run top to bottom;
-- `lecture`: the lecture's own notebook, cells under `# Exercise N` headers
-  (see `grader.lecture`).
+- `lecture`: the lecture's own notebook, found by what its cells compute
+  (`# Exercise N` headers are hints; see `grader.lecture`).
 
 For the first two, each exercise becomes a .py file made of the function's
 cell (its imports, functions and classes, and the assignments they use) plus
 what those need from other cells (imports, functions, classes, constants).
 Other top-level code (checks, prints, training) is left out, so the files
 are graded exactly like submitted .py files. Outputs stored in the notebook
-are ignored. IPython syntax (`%magic`, `!shell`, `x?`) becomes `pass`.
+are ignored. Cells are read as IPython read them (`sanitize`): IPython syntax
+(`%magic`, `!shell`, `x?`) becomes `pass`.
 """
 
 import ast
@@ -45,6 +46,8 @@ PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
 MAGIC_LINE = re.compile(r"^\s*(?:[%!]|\?)(?!=)")
 ASSIGN_MAGIC = re.compile(r"^\s*[\w.\[\], ]+?\s*=\s*[%!](?!=)")
 HELP_LINE = re.compile(r"^\s*[\w.()\[\]]+\?\??\s*$")
+# Lines IPython's transformer could rewrite: an escape first (! % ? , ; /), `x = !cmd` / `x = %magic`, `obj?`.
+MAYBE_IPYTHON = re.compile(r"^\s*[!%?,;/]|=\s*[!%]|\?\s*$", re.MULTILINE)
 
 
 class NotebookError(Exception):
@@ -67,28 +70,86 @@ class Cell:
         return self.source.splitlines()
 
 
-def sanitize(source: str) -> tuple[str, list[int]]:
-    """Plain Python from a cell: dedented like IPython does, magics and shell lines turned into `pass`.
+def ipython8_leading_indent(lines: list[str]) -> list[str]:
+    """IPython 8's rule (IPython 9 changed it to `textwrap.dedent`): the first line's indentation is
+    removed from every line that starts with it, so a cell indented as a whole with comment lines at
+    column 0 still runs, as it did in the students' Jupyter and Colab."""
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip(" \t"))]
+    if not indent:
+        return lines
+    return [line[len(indent):] if line.startswith(indent) else line for line in lines]
 
-    Returns the text (same number of lines) and the 1-based lines that were changed.
+
+def _transformer():
+    """IPython's own input transformer, with IPython 8's leading-indent rule; cell magics are ours.
+
+    Leading empty lines are kept (a student counts lines from the top of the cell)."""
+    from IPython.core.inputtransformer2 import TransformerManager, classic_prompt, ipython_prompt
+
+    manager = TransformerManager()
+    manager.cleanup_transforms = [lambda lines: ipython8_leading_indent(lines), classic_prompt, ipython_prompt]
+    manager.line_transforms = []
+    return manager
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def _neutralise(lines: list[str], changed: list[int]) -> None:
+    for i in changed:
+        line = lines[i]
+        indent = line[: len(line) - len(line.lstrip())]
+        lines[i] = f"{indent}pass  # IPython: {line.strip()}"
+
+
+def sanitize(source: str) -> tuple[str, list[int]]:
+    """Plain Python from a cell, as the student's IPython kernel read it; IPython syntax becomes `pass`.
+
+    Uses IPython's TransformerManager (with IPython 8's indentation rule, see ipython8_leading_indent):
+    a line it rewrites (`%magic`, `!shell`, `x = !ls`, `x?`) is turned into `pass`, so nothing of
+    IPython runs. Returns the text (same number of lines) and the 1-based lines that were changed.
     """
-    text = textwrap.dedent(source)
-    lines = text.splitlines()
+    lines = source.splitlines()
+    stripped = ipython8_leading_indent(lines)
+    text = "\n".join(stripped)
+    if not _parses(text) and _parses(textwrap.dedent(source)):  # IPython 9's rule, if that is what ran
+        stripped = textwrap.dedent(source).splitlines()
+    lines = list(stripped)
     changed = []
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and (match := CELL_MAGIC.match(lines[first])):
         if match.group(1) not in PYTHON_CELL_MAGICS:  # %%bash, %%writefile, ...: not Python at all
             return "\n".join("# " + line for line in lines), list(range(1, len(lines) + 1))
         lines[first] = f"pass  # IPython: {lines[first].strip()}"
-        changed.append(first + 1)
-    for i, line in enumerate(lines):
-        if i == first and changed:
-            continue
-        if MAGIC_LINE.match(line) or ASSIGN_MAGIC.match(line) or HELP_LINE.match(line):
-            indent = line[: len(line) - len(line.lstrip())]
-            lines[i] = f"{indent}pass  # IPython: {line.strip()}"
-            changed.append(i + 1)
-    return "\n".join(lines), changed
+        changed.append(first)
+    magic = list(changed)
+    if not MAYBE_IPYTHON.search("\n".join(lines)):
+        return "\n".join(lines), sorted(i + 1 for i in changed)  # nothing IPython would rewrite: skip its tokenizer
+    try:
+        rewritten = _transformer().transform_cell("\n".join(lines)).splitlines()
+    except Exception:  # noqa: BLE001 - IPython's tokenizer on broken code: fall back to the patterns
+        rewritten = None
+    if rewritten is not None and len(rewritten) == len(lines):
+        for i, (before, after) in enumerate(zip(lines, rewritten)):
+            if i not in changed and before.strip() != after.strip() and "get_ipython()" in after:
+                changed.append(i)
+    else:  # a magic continued over several lines: line by line, with the usual patterns
+        for i, line in enumerate(lines):
+            continued = bool(changed) and changed[-1] == i - 1 and lines[i - 1].rstrip().endswith("\\")
+            if continued:
+                lines[i] = "# IPython: " + line.strip()
+                magic.append(i)
+                changed.append(i)
+            elif i not in changed and (MAGIC_LINE.match(line) or ASSIGN_MAGIC.match(line) or HELP_LINE.match(line)):
+                changed.append(i)
+    _neutralise(lines, [i for i in changed if i not in magic])
+    return "\n".join(lines), sorted(i + 1 for i in changed)
 
 
 def _source(cell) -> str:
@@ -437,15 +498,16 @@ def extract(nb, name: str, data: bytes) -> tuple[dict[str, str], NotebookSubmiss
     if not found:
         from grader.lecture import build_plan, find_headers
 
-        if find_headers(cells):
-            plan = build_plan(cells)
+        plan = build_plan(cells)
+        if find_headers(cells) or plan.sections or plan.training_cells:  # headers, or the lecture's work itself
             info = NotebookSubmission(name=name, format="lecture", data=data, cells=cells,
                                       exercise_cells=plan.exercise_cells(), notes=list(plan.notes), lecture=plan)
             return {}, info
         ids = ", ".join(EXERCISES)
         raise NotebookError(
             f"no exercises found in {name}: no code cell is tagged with an exercise id ({ids}), none defines "
-            "one of the exercise functions (backward_atomic, ...), and no cell starts with '# Exercise 1'")
+            "one of the exercise functions (backward_atomic, ...), no cell starts with '# Exercise 1', and no cell "
+            "computes the lecture's gradients (dlogprobs ... dC, dlogits, dhprebn) or trains with its own backward pass")
 
     fmt = "tagged" if any(how == "tag" for _, how in found.values()) else "functions"
     info = NotebookSubmission(name=name, format=fmt, data=data, cells=cells)

@@ -81,13 +81,27 @@ def test_markdown_headings_count_only_without_code_headers():
 def test_sections_run_only_what_computes_gradients():
     plan = plan_of(nbb.lecture_notebook())
     assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12, 13], "batchnorm": [14, 15]}
-    # Before the first header only imports and function definitions run (not matplotlib, not cmp).
+    # From the other cells only imports, function definitions and literal constants run
+    # (not matplotlib, not cmp, not data loading: build_dataset reads `words`).
     prelude = [(e["cell"], e["run"]) for e in plan.prelude]
-    assert prelude == [(2, [[1, 0], [2, 0]]), (6, [[3, 0], [14, 0]])]  # def build_dataset, import random
+    assert prelude == [(2, [[1, 0], [2, 0]]),                 # import torch, import torch.nn.functional
+                       (6, [[1, 0], [14, 0]]),                # block_size = 3, import random
+                       (8, [[1, 0], [2, 0]]), (9, [[1, 0]])]  # n_embd = 10, n_hidden = 64, batch_size = 32
+    # ... and of those, each exercise gets what its statements use.
+    from grader.lecture import section_prelude
+    assert [(e["cell"], e["run"]) for e in section_prelude(plan, plan.sections["cross_entropy"])] == [(2, [[2, 0]])]
     ex1 = plan.sections["atomic"]
     assert len(ex1.skipped) == 26 and all(s.reason.startswith("a cmp") for s in ex1.skipped)
     # The training cell of exercise 4 never runs.
     assert all(e["cell"] != 16 for s in plan.sections.values() for e in s.cells)
+
+
+def test_an_unused_import_or_a_plotting_helper_of_another_cell_is_not_carried():
+    from grader.lecture import scan_plan, section_prelude
+    cells = nbb.PREAMBLE + [("code", "import os\ndef show(t):\n    plt.imshow(t)\nK = 27")] + nbb.section_cells()
+    plan = plan_of(nbb.lecture_notebook(cells=cells))
+    assert all(e["cell"] != 11 for e in section_prelude(plan, plan.sections["atomic"]))
+    assert scan_plan(plan) == []
 
 
 @pytest.mark.parametrize("source, reason", [
@@ -235,9 +249,11 @@ def test_trouble_variants(grade_it, tmp_path):
     report = grade_nb(grade_it, nbb.lecture_notebook(ex1=ex1, ex2=ex2, ex3=ex3), tmp_path, timeout=4)
     atomic = report.exercise("atomic")
     assert passing(report, "atomic") == {"logprobs", "probs", "counts_sum_inv", "counts_sum", "counts",
-                                         "norm_logits", "logits", "h", "W2"}
-    assert message(report, "atomic", "logit_maxes") == (
-        "dlogit_maxes is not defined by exercise 1's cells; found dlogits_maxes: a typo?")
+                                         "norm_logits", "logit_maxes", "logits", "h", "W2"}
+    # A near-miss name, unambiguous: accepted, with a note saying so.
+    logit_maxes = next(c for c in atomic.checks if c.name == "logit_maxes").cases[0]
+    assert logit_maxes.note == ("read from dlogits_maxes, taken for dlogit_maxes "
+                                "(the name is close and nothing else matches)")
     assert message(report, "atomic", "b2") == "db2 is still None: not attempted yet"
     hpreact = next(c for c in atomic.checks if c.name == "hpreact").cases[0]
     assert hpreact.status == "not_allowed" and "reads autograd's gradient (hpreact.grad" in hpreact.message
@@ -259,7 +275,8 @@ def test_missing_exercise_2_and_a_cmp_only_exercise_3(grade_it, tmp_path):
     report = grade_nb(grade_it, nbb.lecture_notebook(ex2=[], ex3=ex3), tmp_path)
     assert report.exercise("atomic").score == 40
     assert report.exercise("cross_entropy").message == (
-        "exercise 2 is not in the notebook (no cell starts with '# Exercise 2')")
+        "exercise 2 is not in the notebook (no '# Exercise 2' header, and no cell computes dlogits in one go "
+        "from logits)")
     assert report.exercise("cross_entropy").score == 0
     assert message(report, "batchnorm", "hprebn").startswith("dhprebn is not defined by exercise 3's cells "
                                                               "(each exercise runs on its own")
@@ -269,7 +286,8 @@ def test_missing_exercise_3(grade_it, tmp_path):
     report = grade_nb(grade_it, nbb.lecture_notebook(ex3=[]), tmp_path)
     assert report.score == 55
     assert report.exercise("batchnorm").status == "not_submitted"
-    assert "not found in the notebook: '# Exercise 3'" in report.notebook.notes
+    assert ("not found in the notebook: exercise 3 (no '# Exercise 3' header, and no cell computes dhprebn "
+            "in one go from dhpreact)") in report.notebook.notes
 
 
 def test_extra_cells_and_reordered_markdown(grade_it, tmp_path):
@@ -296,3 +314,226 @@ def test_extra_cells_and_reordered_markdown(grade_it, tmp_path):
     assert report.score == 70, [(c.name, c.message) for e in report.exercises for c in e.checks if c.message]
     assert not [f for f in report.integrity if f.pattern == ".grad"]   # printing .grad is not using it
     assert any("plotting" in note for note in report.notebook.notes)
+
+
+# ---------------------------------------------------------------------------
+# The patterns of lecture-notebooks.md, one notebook each (tests/fixtures/notebooks/patterns/, built by
+# builder.patterns()). Each is graded once, through one pre-warmed fork server.
+
+PATTERNS = FIXTURES / "patterns"
+GRADED_IDS = {1: "atomic", 2: "cross_entropy", 3: "batchnorm"}
+
+
+def test_committed_patterns_match_the_builder():
+    import nbformat
+    built = nbb.patterns()
+    assert sorted(built) == sorted(p.name for p in PATTERNS.glob("*.ipynb"))
+    for name, nb in built.items():
+        assert (PATTERNS / name).read_text() == nbformat.writes(nb) + "\n", f"run python {FIXTURES / 'builder.py'}"
+
+
+@pytest.fixture(scope="module")
+def pattern_reports(config, public_cases, tmp_path_factory):
+    from grader.grading import grade
+    from grader.sandbox import choose_level
+    from grader.slot import Slot
+
+    slot = Slot(tmp_path_factory.mktemp("slot"), choose_level(config.isolation), config)
+    try:
+        return {path.name: grade(path, config, cases=public_cases, slot=slot) for path in sorted(PATTERNS.glob("*.ipynb"))}
+    finally:
+        slot.close()
+
+
+def _meta(name):
+    import json
+    return json.loads((PATTERNS / name).read_text())["metadata"]["grader_test"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PATTERNS.glob("*.ipynb")))
+def test_each_pattern_finds_the_work_and_grades_it_right(pattern_reports, name):
+    """Every gradient's verdict agrees with what the notebook's own cmp lines say, and the notes say
+    what the grader assumed."""
+    report, meta = pattern_reports[name], _meta(name)
+    assert report.notebook.format == "lecture"
+    verdicts = {f"{GRADED_IDS[n]}.{c.name}": c.status == "passed" for n in meta["exercises"]
+                for c in report.exercise(GRADED_IDS[n]).checks}
+    assert len(verdicts) == 26 * (1 in meta["exercises"]) + (2 in meta["exercises"]) + (3 in meta["exercises"])
+    assert {k for k, ok in verdicts.items() if not ok} == set(meta["expected_failing"])
+    for text in meta["expect"]:
+        assert any(text in note for note in report.notebook.notes), (text, report.notebook.notes)
+    assert not [n for n in report.notebook.notes if "does not parse" in n]
+
+
+def test_no_headers_exercise_4_stays_out(pattern_reports):
+    plan = plan_of(nbb.patterns()["no_headers.ipynb"])
+    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [13], "batchnorm": [15]}
+    assert plan.training_cells == [16]                # the hook for grading exercise 4 as `train`
+    assert pattern_reports["no_headers.ipynb"].score == 70
+
+
+def test_work_before_an_empty_header_and_a_hundred_cells():
+    plan = plan_of(nbb.patterns()["header_after_work.ipynb"])
+    assert plan.exercise_cells()["atomic"] == list(range(11, 44))   # 32 one-gradient cells, then the header
+    plan = plan_of(nbb.patterns()["hundred_cells.ipynb"])
+    assert len(plan.exercise_cells()["atomic"]) == 65                # code cells of exercise 1, none lost
+
+
+def test_custom_titles_and_merged_cells_are_found_by_their_code():
+    plan = plan_of(nbb.patterns()["custom_titles_merged.ipynb"])
+    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12], "batchnorm": [14]}
+    assert plan.headers == []
+
+
+def test_a_one_go_cell_under_exercise_1s_header_moves_to_its_exercise():
+    cells = nbb.PREAMBLE + [("code", nbb.EX1_HEADER + nbb.EX1_SOLUTION),
+                            ("code", "# now the fast way\n" + nbb.EX2_SOLUTION),
+                            ("code", "# and batchnorm\n" + nbb.EX3_SOLUTION)]
+    plan = plan_of(nbb.lecture_notebook(cells=cells))
+    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12], "batchnorm": [13]}
+
+
+@pytest.mark.parametrize("source, number", [
+    ("# Excercise 2: cross entropy", 2), ("# excercie 3", 3), ("# exercise 2", 2), ("#  Exercise 1", 1),
+    ("# EXERCISE 3:", 3), ("# Example 1: a detour", None), ("# execute 2 cells", None)])
+def test_misspelled_and_lower_case_headers(source, number):
+    nb = nbb.lecture_notebook(cells=[("code", source)])
+    assert [n for _, n in find_headers(cells_of(nb))] == ([number] if number else [])
+
+
+@pytest.mark.parametrize("source, number", [
+    ("* Exercise 1: backprop", 1), ("- Excercise 2", 2), ("## Exercise 2", 2), ("### Exercise 1:", 1),
+    ("**Exercise 3**", 3), ("Some notes on exercise 2", None)])
+def test_markdown_bullets_and_headings(source, number):
+    nb = nbb.lecture_notebook(cells=[("markdown", source)])
+    assert [n for _, n in find_headers(cells_of(nb))] == ([number] if number else [])
+
+
+def test_a_notebook_with_no_exercises_at_all_is_refused(tmp_path):
+    from grader.notebook import NotebookError, extract
+    nb = nbb.lecture_notebook(cells=nbb.PREAMBLE + nbb.POSTAMBLE)
+    with pytest.raises(NotebookError, match="no exercises found"):
+        extract(nb, "empty.ipynb", b"")
+    # One exercise's work, no header: a lecture notebook, with a report saying what is missing.
+    nb = nbb.patterns()["only_exercise_2.ipynb"]
+    files, info = extract(nb, "one.ipynb", b"")
+    assert info.format == "lecture" and info.exercise_cells == {"cross_entropy": [12]}
+
+
+def test_indented_cell_runs_like_ipython_8(pattern_reports):
+    from grader.notebook import sanitize
+    text, _ = sanitize("    # Exercise 1\n# a comment at column 0\n    dx = 1\n    if dx:\n        dy = 2\n")
+    assert text.splitlines() == ["# Exercise 1", "# a comment at column 0", "dx = 1", "if dx:", "    dy = 2"]
+    assert pattern_reports["ipython_indented.ipynb"].exercise("atomic").score == 40
+
+
+def test_constants_helpers_and_the_students_own_cmp(pattern_reports):
+    plan = plan_of(nbb.patterns()["constants_helpers.ipynb"])
+    prelude = {name for entry in plan.prelude for name in entry["names"]}
+    assert {"BATCH_SIZE", "EMBEDDING_DIMENSIONALITY", "VOCAB", "one_hot_rows"} <= prelude
+    assert "check" not in prelude                    # a helper that compares with .grad: not carried, not run
+    assert any(s.reason.startswith("a cmp") for s in plan.sections["atomic"].skipped if s.line == 39)
+    report = pattern_reports["constants_helpers.ipynb"]
+    assert report.score == 70 and not report.integrity
+
+
+def test_student_names_are_read_with_notes(pattern_reports):
+    report = pattern_reports["student_names.ipynb"]
+    notes = {c.name: c.cases[0].note for e in ("atomic", "cross_entropy", "batchnorm")
+             for c in report.exercise(e).checks}
+    assert notes["logprobs"] == "read from dL_dlp: your cmp line compares it with logprobs"
+    assert notes["logit_maxes"] == "read from dlogits_maxes: your cmp line compares it with logit_maxes"
+    assert notes["hprebn"].startswith("read from dhprebn_fast") or notes["hprebn"].startswith("read from dbhprebn")
+    assert report.exercise("atomic").checks[20].cases[0].note == (
+        "read from dbhprebn: your cmp line compares it with hprebn")   # from the commented-out cmp line
+    assert report.exercise("cross_entropy").checks[0].cases[0].note == (
+        "read from dlogits_fast, taken for dlogits (the name is close and nothing else matches)")
+
+
+def test_an_ambiguous_near_miss_is_not_guessed():
+    from grader.lecture_find import answer_candidates
+    assert answer_candidates("dlogits", ["dlogits_fast", "dlogits_v2"], {"dlogits"}) == ["dlogits_fast", "dlogits_v2"]
+    assert answer_candidates("dbnvar", ["dbnvar_inv"], {"dbnvar", "dbnvar_inv"}) == []   # another answer
+
+
+def test_renamed_forward_tensors(pattern_reports):
+    plan = plan_of(nbb.patterns()["renamed_forward.ipynb"])
+    ex1 = plan.sections["atomic"]
+    assert ex1.forward_aliases["Y_batch"] == "Yb" and ex1.forward_aliases["h_pre_act"] == "hpreact"
+    assert ex1.aliases["hpreact"] == ["dh_pre_act"]
+    assert pattern_reports["renamed_forward.ipynb"].score == 70
+
+
+def test_names_only_the_students_forward_cell_explains(pattern_reports):
+    plan = plan_of(nbb.patterns()["renamed_by_running.ipynb"])
+    cell = plan.sections["atomic"].forward_cell
+    assert (cell["cell"], cell["wanted"]) == (10, ["hidden", "out", "pre_bn"])
+    assert all(e["cell"] != 10 for e in plan.sections["atomic"].cells)     # it is not exercise 1's work
+    assert pattern_reports["renamed_by_running.ipynb"].score == 70
+
+
+def test_messages_name_the_real_cause(pattern_reports):
+    report = pattern_reports["named_causes.ipynb"]
+    # The -1 line raised a NameError: that is the message, with no misconception hint.
+    logits = report.exercise("cross_entropy").checks[0]
+    assert logits.cases[0].message == logits.message == (
+        "dlogits is not finished: cell 13, line 2 raised NameError: name 'targets_b' is not defined, "
+        "so that line's change to dlogits never happened")
+    assert logits.hint is None and logits.cases[0].hint is None
+    # The final value of dhpreact is autograd's, though a line before computed it by hand.
+    checks = {c.name: c for c in report.exercise("atomic").checks}
+    assert checks["hpreact"].cases[0].status == "not_allowed"
+    assert "reads autograd's gradient (hpreact.grad, cell 11, line 19)" in checks["hpreact"].cases[0].message
+    assert checks["bngain"].cases[0].status == "not_allowed"        # what it feeds is charged
+    assert [f.line for f in report.integrity if f.pattern == ".grad"] == [19]
+    # Not "a value from another exercise's cells": dlogits is assigned only in exercise 2.
+    assert "another exercise" not in logits.message
+
+
+def test_another_exercises_value_is_said_only_when_true():
+    from grader.lecture import missing_message
+    ex3 = [("code", nbb.EX3_FORWARD), ("code", "cmp('hprebn', dhprebn, hprebn)")]
+    plan = plan_of(nbb.lecture_notebook(ex3=ex3))
+    assert "another exercise's cells" in missing_message("dhprebn", plan.sections["batchnorm"], {})
+    plan = plan_of(nbb.lecture_notebook(ex1=nbb.STARTER_EX1, ex3=ex3))
+    assert "another exercise" not in missing_message("dhprebn", plan.sections["batchnorm"], {})
+
+
+def test_aten_backward_kernel_in_a_cell_costs_that_exercise(pattern_reports):
+    report = pattern_reports["aten_kernel.ipynb"]
+    ex3 = report.exercise("batchnorm")
+    assert ex3.status == "not_allowed" and ex3.score == 0
+    finding = next(f for f in report.integrity if f.exercise == "batchnorm")
+    assert (finding.file, finding.line) == ("cell 15", 1)
+    assert "native_batch_norm_backward" in finding.pattern or "torch.ops" in finding.pattern
+    assert finding.message.startswith("cell 15, line 1:")
+    assert report.exercise("cross_entropy").score == 15
+    # A dbndiff2 of shape (1, 64) for (32, 64) fails, though cmp's broadcasting would pass it.
+    assert passing(report, "atomic") == set(ATOMIC) - {"bndiff2"}
+    assert "wrong shape" in message(report, "atomic", "bndiff2")
+
+
+def test_the_scan_sees_only_what_runs_and_maps_lines_back():
+    from grader.lecture import scan_plan
+    assert scan_plan(plan_of(nbb.lecture_notebook())) == []   # loss.backward() and cmp never run
+    ex2 = [("code", nbb.EX2_FORWARD),
+           ("code", "with torch.no_grad():\n    x = 1\n    dlogits = torch.autograd.functional.jacobian(\n"
+                    "        lambda l: l, logits)")]
+    findings = scan_plan(plan_of(nbb.lecture_notebook(ex2=ex2)))
+    assert {(f.exercise, f.file, f.line) for f in findings} == {("cross_entropy", "cell 13", 3)}
+
+
+def test_gradients_under_exercise_4s_header_stay_there():
+    """A one-step check of exercise 4's backward pass, outside its loop, is not exercise 1's work."""
+    cells = nbb.PREAMBLE + nbb.section_cells(ex4=False) + [
+        ("code", "# Exercise 4: putting it all together\n" + nbb.EX2_SOLUTION + "dh = dlogits @ W2.T * 0")]
+    plan = plan_of(nbb.lecture_notebook(cells=cells))
+    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12, 13], "batchnorm": [14, 15]}
+
+
+def test_an_unheaded_cell_that_does_not_parse_is_still_found_and_its_error_named():
+    from grader.lecture import missing_message
+    cells = nbb.PREAMBLE + [("code", "dlogprobs = torch.zeros_like(logprobs)\ndprobs = (1.0 / probs) * dlogprobs)")]
+    plan = plan_of(nbb.lecture_notebook(cells=cells))
+    sec = plan.sections["atomic"]
+    assert sec.cell_numbers == [11] and "cell 11 does not parse" in missing_message("dprobs", sec, {})

@@ -57,6 +57,24 @@ def test_sanitize_cell_magics_and_indented_cells():
     compile(text, "<cell>", "exec")
 
 
+@pytest.mark.parametrize("source, lines, changed", [
+    # IPython's own transformer decides what is IPython syntax: not a `!` or `?` inside a string or a comparison.
+    ('x = "!not a command"\ny = 1 != 2\nz = a?b if 0 else 1  # (not valid Python: left to the parser)',
+     ['x = "!not a command"', "y = 1 != 2", "z = a?b if 0 else 1  # (not valid Python: left to the parser)"], []),
+    ("names = %who_ls\ntorch.zeros??\n", ["pass  # IPython: names = %who_ls", "pass  # IPython: torch.zeros??"],
+     [1, 2]),
+    # IPython 8's rule: the first line's indentation comes off every line that has it; a comment at column 0 stays.
+    ("    dx = 1\n# note\n    if dx:\n        dy = 2\n", ["dx = 1", "# note", "if dx:", "    dy = 2"], []),
+    # A shell line continued with a backslash: both lines neutralised, the rest untouched.
+    ("!pip install \\\n    torch\nx = 1\n", ["pass  # IPython: !pip install \\", "# IPython: torch", "x = 1"], [1, 2]),
+    # Leading empty lines are kept, so line numbers are the student's.
+    ("\n\n%time y = 2\n", ["", "", "pass  # IPython: %time y = 2"], [3]),
+])
+def test_sanitize_follows_ipython(source, lines, changed):
+    text, got = sanitize(source)
+    assert text.splitlines() == lines and got == changed
+
+
 def test_tagged_notebook_gives_the_contract_files():
     files, info = files_of(solved())
     assert info.format == "tagged" and sorted(files) == sorted(
