@@ -107,7 +107,7 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
 
         if not lecture_format.has_lecture_case(config):
             raise SubmissionError(lecture_format.NO_LECTURE_CASE)
-        submitted = [ex for ex in enabled if ex in lecture.sections]
+        submitted = [ex for ex in enabled if ex in lecture.sections or (ex == "train" and lecture.train)]
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
     static = [] if lecture is not None else scan(submission.files, config.integrity.allow)
     blocked = {f.exercise for f in static if f.exercise}

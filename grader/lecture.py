@@ -32,8 +32,6 @@ NUMBER = {ex_id: number for number, ex_id in GRADED.items()}
 NOT_IN_FORMAT = {
     "embedding": "not in this format: the lecture's notebook has no separate embedding exercise "
                  "(dC is graded as part of exercise 1)",
-    "train": "not in this format: exercise 4 of the lecture's notebook trains the network, "
-             "and the grader does not run training cells",
 }
 EXPECTED = {"atomic": ATOMIC, "cross_entropy": ("logits",), "batchnorm": ("hprebn",)}
 PROVIDED = {"batchnorm": ("dhpreact",)}  # true gradients put in an exercise's namespace
@@ -97,9 +95,13 @@ class LecturePlan:
     prelude: list[dict]
     headers: list[tuple[int, int]]      # (cell, exercise number) in notebook order
     notes: list[str] = field(default_factory=list)
+    train: object | None = None         # exercise 4's loop: grader.lecture_train.TrainPlan (hook)
 
     def exercise_cells(self) -> dict[str, list[int]]:
-        return {ex_id: s.cell_numbers for ex_id, s in self.sections.items()}
+        cells = {ex_id: s.cell_numbers for ex_id, s in self.sections.items()}
+        if self.train is not None:  # exercise 4: grader.lecture_train
+            cells["train"] = self.train.cells
+        return cells
 
 
 # ---------------------------------------------------------------------------
@@ -429,6 +431,10 @@ def build_plan(cells) -> LecturePlan:
     missing = [f"'# Exercise {n}'" for n, ex_id in GRADED.items() if ex_id not in sections]
     if missing:
         plan.notes.append(f"not found in the notebook: {', '.join(missing)}")
+    from grader.lecture_train import find_train  # exercise 4 (hook): found and planned there
+
+    plan.train = find_train(cells)
+    plan.notes += plan.train.notes() if plan.train is not None else []
     return plan
 
 
@@ -452,6 +458,10 @@ def plan_entries(plan: LecturePlan, timeout: float, n_cases: int) -> dict[str, d
         entries[ex_id] = {"mode": "lecture", "number": sec.number, "cells": sec.cells, "prelude": plan.prelude,
                           "provided": list(PROVIDED.get(ex_id, ())), "expected": list(EXPECTED[ex_id]),
                           "case_budget": budget, "statement_timeout": max(1.0, min(10.0, budget / 2))}
+    if plan.train is not None:  # exercise 4 (hook): grader.lecture_train / grader.train_loop
+        from grader.lecture_train import plan_entry
+
+        entries["train"] = plan_entry(plan.train, timeout, n_cases)
     return entries
 
 
@@ -588,6 +598,11 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
     results, findings = [], []
     for ex_id in enabled:
         ex = EXERCISES[ex_id]
+        if ex_id == "train":  # exercise 4 (hook): graded by grader.lecture_train
+            from grader import lecture_train
+
+            results.append(lecture_train.score(plan.train, config, cases, outcome.exercises.get(ex_id), nb_name))
+            continue
         if ex_id in NOT_IN_FORMAT:
             results.append(ExerciseResult(id=ex_id, title=ex.title, file=nb_name, function="-", score=0.0,
                                           max_score=0.0, status="not_submitted", message=NOT_IN_FORMAT[ex_id],
