@@ -152,13 +152,14 @@ def _updates(loop) -> list[ast.stmt]:
 
 
 def _training_loop(unit) -> tuple[ast.stmt, list[ast.stmt]] | None:
-    """The outermost loop in a top-level statement that updates parameters and runs a forward pass."""
-    for node in ast.walk(unit):
-        if isinstance(node, (ast.For, ast.While)):
-            updates = _updates(node)
-            if updates and (_names(node) | _attrs(node)) & FORWARD_HINTS:
-                return node, updates
-    return None
+    """The innermost loop of a top-level statement that updates parameters and runs a forward pass.
+
+    Innermost: in `for epoch in ...: for i in range(max_steps): ...` the steps are the inner loop's.
+    """
+    found = [node for node in ast.walk(unit) if isinstance(node, (ast.For, ast.While)) and _updates(node)
+             and (_names(node) | _attrs(node)) & FORWARD_HINTS]
+    inner = [loop for loop in found if not any(other is not loop and other in ast.walk(loop) for other in found)]
+    return (inner[-1], _updates(inner[-1])) if inner else None
 
 
 def _update_value(node):

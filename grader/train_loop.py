@@ -103,7 +103,11 @@ class Capture:
                            "Xb": ns.get(ex.get("xb_name", "Xb")), "Yb": ns.get(ex.get("yb_name", "Yb"))})
 
     def steps(self, iterable):
-        """The loop's iterable, capped: at most `max_steps` items."""
+        """The loop's iterable, capped: at most `max_steps` items in all (an outer loop may come back to it)."""
+        if self.started >= self.max_steps:
+            return
+        if len(self.snaps) == self.started + 1:
+            self.snaps.pop()  # entered again: the state now supersedes the one taken when it last ran out
         iterator = iter(iterable)
         while True:
             self.snapshot()  # before iteration `started`, which is also the end of the one before

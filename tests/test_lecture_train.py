@@ -175,3 +175,38 @@ def test_a_statement_that_raises_costs_only_what_it_did_not_compute(graded):
     assert f"cell 16, line {line} raised NameError: name 'C_table' is not defined" in message
     assert by_name["trajectory"].cases[0].status == "error" and "did not complete a step" in \
         by_name["trajectory"].cases[0].message
+
+
+def test_nested_loops_cap_the_inner_one():
+    loop = ("for epoch in range(10):\n    for i in range(max_steps):\n        Xb, Yb = Xtr[:32], Ytr[:32]\n"
+            "        loss = F.cross_entropy(logits, Yb)\n        for p, grad in zip(parameters, grads):\n"
+            "            p.data += -lr * grad\n")
+    plan = plan_of(loop)
+    assert plan.loop == (2, 4) and plan.unit == (1, 0)
+
+
+@pytest.mark.parametrize("code, started", [
+    ("for i in range(200000):\n    W1 += 1\n", 3),
+    ("for i in range(200000):\n    W1 += 1\n    if i >= 1:\n        break\n", 2),       # the student's own break
+    ("for epoch in range(5):\n    for i in range(2):\n        W1 += 1\n", 3),          # re-entered by an outer loop
+    ("i = 0\nwhile i < 200000:\n    W1 += 1\n    i += 1\n", 3),
+])
+def test_the_capture_caps_the_loop_and_records_each_step(code, started):
+    """The worker's half on its own: the rewritten loop runs `steps` iterations; one snapshot more than steps."""
+    import ast
+
+    import torch
+
+    from grader.train_loop import STEPS_NAME, TICK_NAME, Capture, _Rewrite
+
+    tree = ast.parse(code)
+    loop = next(node for node in ast.walk(tree) if isinstance(node, (ast.For, ast.While))
+                and any(isinstance(n, ast.AugAssign) for n in node.body))
+    ns = {"W1": torch.zeros(2)}
+    capture = Capture(ns, {}, steps=3)
+    ns[STEPS_NAME], ns[TICK_NAME] = capture.steps, capture.tick
+    body = [_Rewrite((loop.lineno, loop.col_offset), set()).visit(node) for node in tree.body]
+    exec(compile(ast.fix_missing_locations(ast.Module(body=body, type_ignores=[])), "<cell 1>", "exec"), ns)
+    capture.finish()
+    assert capture.started == started and len(capture.snaps) == started + 1
+    assert [float(s["params"]["W1"][0]) for s in capture.snaps] == list(range(started + 1))
