@@ -312,12 +312,10 @@ def find_train(cells) -> TrainPlan | None:
         if cells[i].kind in ("code", "markdown") and _header_number(cells[i]) == 4:
             start = i
             break
-    for other in cells[start:position + 1]:
-        if other.kind != "code" or other.tree is None:
-            continue
+    def setup_entry(other, stop=None):
         run = []
         for node in other.tree.body:
-            if other is cell and node is top:
+            if node is stop:
                 break
             reason = _skip_reason(node, inside_loop=False)
             if reason is None and _training_loop(node) is None:
@@ -326,6 +324,19 @@ def find_train(cells) -> TrainPlan | None:
                 plan.setup_skips.append(Skip(node.lineno, node.col_offset, reason, _stores(node), other.number))
         if run:
             plan.setup.append({"cell": other.number, "source": other.source, "run": run})
+
+    for other in cells[start:position + 1]:
+        if other.kind == "code" and other.tree is not None:
+            setup_entry(other, top if other is cell else None)
+    assigned = {name for entry in plan.setup for name in _stores(_cell_tree(cells, entry["cell"]))}
+    if not set(PARAMS) <= assigned:
+        # No re-initialisation here: the parameters come from the last earlier cell that initialises them all.
+        init = next((c for c in reversed(cells[:start]) if c.kind == "code" and c.tree is not None
+                     and set(PARAMS) <= {n for node in c.tree.body for n in _stores(node)}), None)
+        if init is not None:
+            setup, plan.setup = plan.setup, []
+            setup_entry(init)
+            plan.setup += setup
     for other in cells[:start]:
         if other.kind != "code" or other.tree is None:
             continue
@@ -333,6 +344,10 @@ def find_train(cells) -> TrainPlan | None:
         if run:
             plan.prelude.append({"cell": other.number, "source": other.source, "run": run})
     return plan
+
+
+def _cell_tree(cells, number: int):
+    return next(c.tree for c in cells if c.number == number)
 
 
 def plan_entry(plan: TrainPlan, timeout: float, n_cases: int) -> dict:

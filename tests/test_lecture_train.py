@@ -210,3 +210,14 @@ def test_the_capture_caps_the_loop_and_records_each_step(code, started):
     capture.finish()
     assert capture.started == started and len(capture.snaps) == started + 1
     assert [float(s["params"]["W1"][0]) for s in capture.snaps] == list(range(started + 1))
+
+
+def test_parameters_initialised_in_an_earlier_cell():
+    init, loop = nbb.EX4.split("max_steps = 200000")
+    cells = nbb.PREAMBLE + nbb.section_cells(ex4=False) + [("code", init), ("code", "max_steps = 200000" + loop)]
+    plan = find_train(parse_cells(nbb.lecture_notebook(cells=cells)))
+    assert plan.cell == 17 and [e["cell"] for e in plan.setup] == [16, 17]  # from its `# Exercise 4` header on
+    without_header = [("code", init.replace("# Exercise 4", "# init")), ("code", "max_steps = 200000" + loop)]
+    cells = nbb.PREAMBLE + nbb.section_cells(ex4=False) + without_header
+    plan = find_train(parse_cells(nbb.lecture_notebook(cells=cells)))
+    assert [e["cell"] for e in plan.setup] == [16, 17]  # the last cell that initialises every parameter
