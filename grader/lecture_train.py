@@ -481,7 +481,13 @@ class TrainScorer:
                 return (f"{var} is only computed in {_where(skip.cell, skip.line)}, which the grader does not run "
                         f"({skip.reason}): compute it by hand")
         if step >= 0 and facts.get("partial_error"):
-            return f"{var} was not computed: in step {step + 1}, {facts['partial_error']}"
+            error = str(facts["partial_error"])
+            cause = next((s for s in self.plan.skips for name in s.names if f"name '{name}' is not defined" in error),
+                         None)
+            if cause is not None:  # e.g. `dhpreact = hpreact.grad` was not run, so what needs it raised
+                return (f"{var} was not computed: in step {step + 1}, {error} ({_where(cause.cell, cause.line)}, "
+                        f"which sets it, {cause.reason}, is not run: compute it by hand)")
+            return f"{var} was not computed: in step {step + 1}, {error}"
         return (f"the loop defines no {var} (and {self.plan.grads_name} is not a list of the 7 gradients "
                 "in the order of parameters)")
 

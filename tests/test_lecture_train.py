@@ -35,6 +35,7 @@ COMPARISON = (nbb.EX4_STARTER
 
 MISTAKE = nbb.EX4.replace(DC_LOOP, "    dC[Xb] += demb\n")                       # does not accumulate
 RAISES = nbb.EX4.replace("dC = torch.zeros_like(C)", "dC = torch.zeros_like(C_table)")  # a NameError in step 1
+AUTOGRAD = nbb.EX4.replace("    dembcat = dhprebn @ W1.T\n", "    dembcat = embcat.grad\n")   # autograd's, not by hand
 
 
 def notebook(ex4):
@@ -221,3 +222,13 @@ def test_parameters_initialised_in_an_earlier_cell():
     cells = nbb.PREAMBLE + nbb.section_cells(ex4=False) + without_header
     plan = find_train(parse_cells(nbb.lecture_notebook(cells=cells)))
     assert [e["cell"] for e in plan.setup] == [16, 17]  # the last cell that initialises every parameter
+
+
+def test_a_gradient_read_from_autograd_is_not_run_and_named(graded):
+    report = graded("autograd", AUTOGRAD)
+    by_name = checks(report)
+    assert {n for n, c in by_name.items() if c.status != "passed"} == {"C", "trajectory"}
+    line = AUTOGRAD.splitlines().index("    dembcat = embcat.grad") + 1
+    message = by_name["C"].cases[0].message
+    assert "name 'dembcat' is not defined" in message and f"cell 16, line {line}, which sets it" in message
+    assert "reads autograd's gradient" in message
