@@ -602,6 +602,7 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
             from grader import lecture_train
 
             results.append(lecture_train.score(plan.train, config, cases, outcome.exercises.get(ex_id), nb_name))
+            findings += lecture_train.findings(plan.train)
             continue
         if ex_id in NOT_IN_FORMAT:
             results.append(ExerciseResult(id=ex_id, title=ex.title, file=nb_name, function="-", score=0.0,

@@ -639,6 +639,18 @@ class TrainScorer:
         return result
 
 
+def findings(plan: TrainPlan | None) -> list:
+    """Integrity findings: gradients the loop reads from autograd (`dembcat = embcat.grad`), which are not run."""
+    from grader.report import IntegrityFinding
+
+    if plan is None:
+        return []
+    lines = plan.source.splitlines()
+    return [IntegrityFinding(exercise="train", file=f"cell {s.cell}", line=s.line, pattern=".grad",
+                             message=f"exercise 4 reads autograd's gradient ({lines[s.line - 1].strip()[:80]})")
+            for s in plan.skips if s.reason.startswith("reads autograd") and any(n.startswith("d") for n in s.names)]
+
+
 def score(plan: TrainPlan | None, config, cases, run, nb_name: str):
     """The `train` ExerciseResult of a lecture notebook."""
     from grader.scoring import score_exercise

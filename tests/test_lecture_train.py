@@ -232,3 +232,5 @@ def test_a_gradient_read_from_autograd_is_not_run_and_named(graded):
     message = by_name["C"].cases[0].message
     assert "name 'dembcat' is not defined" in message and f"cell 16, line {line}, which sets it" in message
     assert "reads autograd's gradient" in message
+    assert [(f.exercise, f.file, f.line, f.pattern) for f in report.integrity] == [("train", "cell 16", line, ".grad")]
+    assert "embcat.grad" in report.integrity[0].message
