@@ -312,6 +312,7 @@ def find_train(cells) -> TrainPlan | None:
         if cells[i].kind in ("code", "markdown") and _header_number(cells[i]) == 4:
             start = i
             break
+
     def setup_entry(other, stop=None):
         run = []
         for node in other.tree.body:

