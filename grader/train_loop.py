@@ -133,15 +133,25 @@ class Capture:
             self.snapshot()
 
 
+SPLITS = {"tr": 182625, "dev": 22655, "te": 22866}  # the lecture's split sizes (names.txt, block_size 3)
+
+
 def _data(tensors: dict) -> dict:
-    """Xtr, Ytr (and the other splits) from the case's batches: the grader's data instead of names.txt."""
+    """Xtr, Ytr (and the other splits) from the case's batches, the grader's data instead of names.txt.
+
+    Tiled to the lecture's sizes, so a loop that hard-codes `torch.randint(0, 182625, ...)` still runs.
+    """
     import torch
 
     xs = [tensors["Xb"]] + [tensors[k] for k in sorted(tensors) if k.startswith("traj.Xb.")]
     ys = [tensors["Yb"]] + [tensors[k] for k in sorted(tensors) if k.startswith("traj.Yb.")]
-    Xtr, Ytr = torch.cat(xs).clone(), torch.cat(ys).clone()
-    return {"Xtr": Xtr, "Ytr": Ytr, "Xdev": Xtr.clone(), "Ydev": Ytr.clone(), "Xte": Xtr.clone(),
-            "Yte": Ytr.clone(), "Xval": Xtr.clone(), "Yval": Ytr.clone()}
+    X, Y = torch.cat(xs), torch.cat(ys)
+    out = {}
+    for split, size in SPLITS.items():
+        times = -(-size // X.shape[0])
+        out[f"X{split}"], out[f"Y{split}"] = X.repeat(times, 1)[:size].clone(), Y.repeat(times)[:size].clone()
+    out["Xval"], out["Yval"] = out["Xdev"], out["Ydev"]
+    return out
 
 
 def namespace(tensors: dict, case: dict) -> dict:

@@ -23,7 +23,8 @@ DC_LOOP = "    for k in range(Xb.shape[0]):\n      for j in range(Xb.shape[1]):\
 BACKWARD = nbb.EX4[nbb.EX4.index("    dlogits = F.softmax"):nbb.EX4.index("    lr = 0.1")]
 
 # The starter's loop with the backward pass filled in and the update switched to the student's grads,
-# keeping `loss.backward()` for comparison and the early `if i >= 100: break` (as the lecture does).
+# keeping `loss.backward()` for comparison and the early `if i >= 100: break` (as the lecture does),
+# printing every step, and drawing batches from a hard-coded training-set size.
 COMPARISON = (nbb.EX4_STARTER
               .replace("  dC, dW1, db1, dW2, db2, dbngain, dbnbias = None, None, None, None, None, None, None\n"
                        "  grads = [dC, dW1, db1, dW2, db2, dbngain, dbnbias]\n",
@@ -31,7 +32,8 @@ COMPARISON = (nbb.EX4_STARTER
               .replace("    p.data += -lr * p.grad # the old way, with autograd's gradient\n"
                        "    #p.data += -lr * grad # the new way: TODO enable\n",
                        "    #p.data += -lr * p.grad # the old way\n    p.data += -lr * grad\n")
-              .replace("  lossi.append(", "  print(f'step {i}')\n  lossi.append("))
+              .replace("  lossi.append(", "  print(f'step {i}')\n  lossi.append(")
+              .replace("torch.randint(0, Xtr.shape[0],", "torch.randint(0, 182625,"))  # the lecture's Xtr size
 
 MISTAKE = nbb.EX4.replace(DC_LOOP, "    dC[Xb] += demb\n")                       # does not accumulate
 RAISES = nbb.EX4.replace("dC = torch.zeros_like(C)", "dC = torch.zeros_like(C_table)")  # a NameError in step 1
@@ -134,6 +136,7 @@ def test_the_lectures_loop_filled_in_gets_full_marks(graded):
 
 
 def test_loss_backward_kept_for_comparison_and_the_loop_is_capped(graded, config):
+    assert "loss.backward()" in COMPARISON and "if i >= 100:" in COMPARISON and "randint(0, 182625," in COMPARISON
     report = graded("comparison", COMPARISON)
     ex = train(report)
     assert ex.status == "passed" and ex.score == 20, ex.message
