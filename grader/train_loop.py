@@ -65,7 +65,7 @@ class _Rewrite(ast.NodeTransformer):
                 node.iter = ast.copy_location(ast.Call(ast.Name(STEPS_NAME, ast.Load()), [node.iter], []), node.iter)
             else:
                 tick = ast.copy_location(ast.Call(ast.Name(TICK_NAME, ast.Load()), [], []), node.test)
-                node.test = ast.copy_location(ast.BoolOp(ast.And(), [tick, node.test]), node.test)
+                node.test = ast.copy_location(ast.BoolOp(ast.And(), [node.test, tick]), node.test)  # counts a step
         return node
 
 

@@ -194,6 +194,7 @@ def test_nested_loops_cap_the_inner_one():
     ("for i in range(200000):\n    W1 += 1\n    if i >= 1:\n        break\n", 2),       # the student's own break
     ("for epoch in range(5):\n    for i in range(2):\n        W1 += 1\n", 3),          # re-entered by an outer loop
     ("i = 0\nwhile i < 200000:\n    W1 += 1\n    i += 1\n", 3),
+    ("i = 0\nwhile i < 2:\n    W1 += 1\n    i += 1\n", 2),                        # the student's own end
 ])
 def test_the_capture_caps_the_loop_and_records_each_step(code, started):
     """The worker's half on its own: the rewritten loop runs `steps` iterations; one snapshot more than steps."""
