@@ -39,6 +39,14 @@ def _cmp(*args, **kwargs):
     return None  # the lecture's cmp reads .grad; the grader compares itself
 
 
+def _tqdm(iterable=None, *args, **kwargs):
+    return iterable  # progress bars: their import is not run (notebook tooling), the loop still is
+
+
+def _trange(*args, **kwargs):
+    return range(*args)
+
+
 def _error(err: BaseException, cell: int, node: ast.stmt, step: int | None) -> dict:
     filename = f"<cell {cell}>"
     frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == filename]
@@ -272,6 +280,8 @@ def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> N
             ns.update(_data(tensors))
             ns["vocab_size"], ns["block_size"] = tensors["C"].shape[0], tensors["Xb"].shape[1]  # the data's shape
             ns["cmp"] = _cmp
+            ns.setdefault("tqdm", _tqdm)
+            ns.setdefault("trange", _trange)
             tree = ast.parse(source, filename)
             unit = next(node for node in tree.body if [node.lineno, node.col_offset] == exercise["unit"])
             unit = _Rewrite(tuple(exercise["loop"]), {tuple(p) for p in exercise.get("skip", [])}).visit(unit)

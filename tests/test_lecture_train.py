@@ -35,7 +35,9 @@ COMPARISON = (nbb.EX4_STARTER
               .replace("  lossi.append(", "  print(f'step {i}')\n  lossi.append(")
               .replace("torch.randint(0, Xtr.shape[0],", "torch.randint(0, 182625,"))  # the lecture's Xtr size
 
-MISTAKE = nbb.EX4.replace(DC_LOOP, "    dC[Xb] += demb\n")                       # does not accumulate
+MISTAKE = (nbb.EX4.replace(DC_LOOP, "    dC[Xb] += demb\n")                      # does not accumulate
+           .replace("for i in range(max_steps):", "for i in tqdm(range(max_steps)):")
+           .replace("n_embd = 10\n", "from tqdm import tqdm\nn_embd = 10\n"))       # a progress bar, not run
 RAISES = nbb.EX4.replace("dC = torch.zeros_like(C)", "dC = torch.zeros_like(C_table)")  # a NameError in step 1
 AUTOGRAD = nbb.EX4.replace("    dembcat = dhprebn @ W1.T\n", "    dembcat = embcat.grad\n")   # autograd's, not by hand
 
@@ -148,6 +150,7 @@ def test_loss_backward_kept_for_comparison_and_the_loop_is_capped(graded, config
 
 
 def test_one_classic_mistake_fails_only_what_it_breaks(graded):
+    assert "tqdm(range(max_steps))" in MISTAKE
     report = graded("mistake", MISTAKE)
     failing = {name for name, c in checks(report).items() if c.status != "passed"}
     assert failing == {"C", "trajectory"}
