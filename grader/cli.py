@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from grader import __version__
-from grader.config import ConfigError, load_config
+from grader.config import ConfigError, find_config, load_config
 from grader.safe_text import one_line
 
 EXIT_OK, EXIT_BELOW_MIN, EXIT_USAGE = 0, 1, 2
@@ -48,7 +48,7 @@ def cmd_grade(args) -> int:
     from grader.report import write_report
     from grader.submission import SubmissionError
 
-    config = load_config(args.config)
+    config = find_config(args.config)
     secret = read_secret(args.secret_file)
     try:
         report = grade(Path(args.path), config, secret=secret, timeout=args.timeout,
@@ -92,7 +92,7 @@ def _positive_int(value: str) -> int:
 def cmd_batch(args) -> int:
     from grader.batch import run_batch
 
-    config = load_config(args.config)
+    config = find_config(args.config)
     secret = read_secret(args.secret_file)
     out = Path(args.out)
     result = run_batch(Path(args.directory), out, config, secret=secret, jobs=args.jobs, timeout=args.timeout,
@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grade", help="grade one submission (a folder or a .zip of the exercise files)")
     g.add_argument("path", help="the submission: a folder, a .zip or a notebook (.ipynb)")
     g.add_argument("--out", default="report.json", help="where to write the JSON report (default: report.json)")
-    g.add_argument("--config", default="grading.yaml", help="the grading policy (default: grading.yaml)")
+    g.add_argument("--config", help="the grading policy (default: grading.yaml in the current folder, else the "
+                                    "course policy packaged with the grader)")
     g.add_argument("--timeout", type=_positive, help="seconds per exercise (overrides grading.yaml)")
     g.add_argument("--secret-file", help="file holding the hidden-case secret (else $GRADER_SECRET)")
     g.add_argument("--min-score", type=float, help="exit 1 when the score (in points) is below this")
@@ -199,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", required=True, help="output folder: <name>.json reports, gradebook.sqlite/.csv, summary")
     bt.add_argument("--jobs", type=_positive_int, help="submissions graded at once (default: the number of CPUs)")
     bt.add_argument("--timeout", type=_positive, help="seconds per exercise (overrides grading.yaml)")
-    bt.add_argument("--config", default="grading.yaml", help="the grading policy (default: grading.yaml)")
+    bt.add_argument("--config", help="the grading policy (default: grading.yaml in the current folder, else the "
+                                     "course policy packaged with the grader)")
     bt.add_argument("--secret-file", help="file holding the hidden-case secret (else $GRADER_SECRET)")
     bt.add_argument("--regrade", action="store_true", help="grade every submission again, even unchanged ones")
     bt.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")

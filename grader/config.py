@@ -1,12 +1,18 @@
-"""The course's grading policy (`grading.yaml`), validated with pydantic."""
+"""The course's grading policy (`grading.yaml`), validated with pydantic.
+
+Which policy applies: `--config` when given, else `grading.yaml` in the current folder, else
+the course policy packaged with the grader (`grader/grading.yaml`, a copy of the repository's
+top-level `grading.yaml`, which stays the source), so a student grades from any folder.
+"""
 
 import hashlib
+import importlib.resources
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from grader.exercises import EXERCISES
 
@@ -111,6 +117,11 @@ class GradingConfig(Strict):
     hidden_cases: list[ShapeSpec] = Field(default_factory=list)
     hidden_visibility: Literal["hidden", "after_due_date", "after_published", "visible"] = "after_published"
     late: LatePolicy | None = Field(None, description="deadline and late penalty (gradebook only, never a report)")
+    _source: str = PrivateAttr("")  # where it was read from (the report records it); not in the fingerprint
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @field_validator("exercises")
     @classmethod
@@ -170,6 +181,26 @@ def _describe_error(err: ValidationError) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
+def packaged_policy() -> Path:
+    """The course policy installed with the grader (package data)."""
+    return Path(str(importlib.resources.files("grader").joinpath("grading.yaml")))
+
+
+PACKAGED_SOURCE = "the course policy packaged with the grader"
+
+
+def find_config(path: str | Path | None, cwd: Path | None = None) -> GradingConfig:
+    """`path` if given (it must exist); else grading.yaml in `cwd` (the current folder); else the packaged policy."""
+    if path:
+        return load_config(Path(path))
+    local = (cwd or Path.cwd()) / "grading.yaml"
+    if local.is_file():
+        return load_config(local)
+    config = load_config(packaged_policy())
+    config._source = f"{PACKAGED_SOURCE} (no grading.yaml in {local.parent})"
+    return config
+
+
 def load_config(path: Path) -> GradingConfig:
     try:
         data = yaml.safe_load(Path(path).read_text())
@@ -180,6 +211,8 @@ def load_config(path: Path) -> GradingConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        return GradingConfig.model_validate(data)
+        config = GradingConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"{path}: {_describe_error(err)}") from None
+    config._source = str(Path(path).resolve())
+    return config

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from grader import __version__
-from grader.config import GradingConfig
+from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.exercises import EXERCISES
 from grader.integrity import scan
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
@@ -107,7 +107,7 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
 
         if not lecture_format.has_lecture_case(config):
             raise SubmissionError(lecture_format.NO_LECTURE_CASE)
-        submitted = [ex for ex in enabled if ex in lecture.sections]
+        submitted = [ex for ex in enabled if ex in lecture.sections or (ex == "train" and lecture.train)]
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
     static = (lecture_format.scan_plan(lecture, config.integrity.allow) if lecture is not None
               else scan(submission.files, config.integrity.allow))
@@ -153,7 +153,7 @@ def score_run(run: Run) -> Report:
             messages = [f.message for f in integrity if f.exercise == ex]
             if messages:
                 exercises[i] = score_not_allowed(ex, config, cases, messages, outcome.exercises.get(ex))
-    notes = []
+    notes = [f"Grading policy: {config.source}."] if config.source.startswith(PACKAGED_SOURCE) else []
     hidden = any(c.spec.hidden for c in cases)
     if not hidden:
         notes.append("Hidden cases were not run (no GRADER_SECRET or --secret-file): "
@@ -169,6 +169,7 @@ def score_run(run: Run) -> Report:
         grader_version=__version__,
         config_version=config.version,
         config_fingerprint=config.fingerprint(),
+        config_source=config.source,
         submission=SubmissionInfo(path=str(path), kind=submission.kind, sha256=submission.sha256,
                                   student_id=run.student_id, files=sorted(submission.files)),
         started_at=run.started_at,

@@ -156,6 +156,10 @@ class Harness:
             from grader.execute import run_lecture_exercise
 
             return run_lecture_exercise(self, exercise, cases, Answers)
+        if exercise.get("mode") == "lecture_train":  # exercise 4's loop in the lecture's notebook: grader.train_loop
+            from grader.train_loop import run_train_loop
+
+            return run_train_loop(self, exercise, cases, Answers)
         function = self.load_function(exercise)
         if function is None:
             return

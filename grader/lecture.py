@@ -41,8 +41,6 @@ NUMBER = {ex_id: number for number, ex_id in GRADED.items()}
 NOT_IN_FORMAT = {
     "embedding": "not in this format: the lecture's notebook has no separate embedding exercise "
                  "(dC is graded as part of exercise 1)",
-    "train": "not in this format: exercise 4 of the lecture's notebook trains the network, "
-             "and the grader does not run training cells",
 }
 EXPECTED = {"atomic": ATOMIC, "cross_entropy": ("logits",), "batchnorm": ("hprebn",)}
 PROVIDED = {"batchnorm": ("dhpreact",)}  # true gradients put in an exercise's namespace
@@ -125,12 +123,15 @@ class LecturePlan:
     headers: list[tuple[int, int]]      # (cell, exercise number) in notebook order
     notes: list[str] = field(default_factory=list)
     # Exercise 4: the cells whose loop trains the network with updates (never part of exercises 1-3).
-    # The hook for grading exercise 4 as `train`.
     training_cells: list[int] = field(default_factory=list)
     prelude_nodes: list[tuple[int, ast.stmt, str]] = field(default_factory=list)  # (cell, statement, source)
+    train: object | None = None         # exercise 4's loop: grader.lecture_train.TrainPlan
 
     def exercise_cells(self) -> dict[str, list[int]]:
-        return {ex_id: s.cell_numbers for ex_id, s in self.sections.items()}
+        cells = {ex_id: s.cell_numbers for ex_id, s in self.sections.items()}
+        if self.train is not None:  # exercise 4: grader.lecture_train
+            cells["train"] = self.train.cells
+        return cells
 
 
 # ---------------------------------------------------------------------------
@@ -568,6 +569,10 @@ def build_plan(cells) -> LecturePlan:
     for number, ex_id in GRADED.items():
         if ex_id not in sections:
             plan.notes.append(f"not found in the notebook: exercise {number} ({NOT_FOUND[number]})")
+    from grader.lecture_train import find_train  # exercise 4: found and planned there
+
+    plan.train = find_train(cells)
+    plan.notes += plan.train.notes() if plan.train is not None else []
     return plan
 
 
@@ -643,6 +648,10 @@ def plan_entries(plan: LecturePlan, timeout: float, n_cases: int) -> dict[str, d
                           "aliases": sec.aliases, "forward_aliases": sec.forward_aliases,
                           "forward_cell": sec.forward_cell,
                           "case_budget": budget, "statement_timeout": max(1.0, min(10.0, budget / 2))}
+    if plan.train is not None:  # exercise 4 (hook): grader.lecture_train / grader.train_loop
+        from grader.lecture_train import plan_entry
+
+        entries["train"] = plan_entry(plan.train, timeout, n_cases)
     return entries
 
 
@@ -976,6 +985,12 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
             result.file = nb_name
             result.function = f"cell {cells[0]}" if len(cells) == 1 else f"cells {', '.join(map(str, cells))}"
             results.append(result)
+            continue
+        if ex_id == "train":  # exercise 4: graded by grader.lecture_train
+            from grader import lecture_train
+
+            results.append(lecture_train.score(plan.train, config, cases, outcome.exercises.get(ex_id), nb_name))
+            findings += lecture_train.findings(plan.train)
             continue
         if ex_id in NOT_IN_FORMAT:
             results.append(ExerciseResult(id=ex_id, title=ex.title, file=nb_name, function="-", score=0.0,

@@ -588,8 +588,9 @@ def finish_report(report, info: NotebookSubmission, *, config, level: str, execu
         report.notebook = NotebookInfo(format="lecture", exercise_cells=info.exercise_cells,
                                        notes=list(info.lecture.notes))
         report.notes.append("The lecture's notebook: exercises 1 to 3 were graded by running their cells with the "
-                            "grader's forward pass (the lecture's shapes) in scope; data loading, plotting and "
-                            "training cells were not run.")
+                            "grader's forward pass (the lecture's shapes) in scope, exercise 4 by running its "
+                            "training loop for a few capped steps on the grader's data; data loading, plotting "
+                            "and the rest of training were not run.")
     else:
         annotate_report(report, info)
     report.integrity += list(findings)

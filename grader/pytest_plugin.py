@@ -26,7 +26,8 @@ def pytest_addoption(parser):
     group.addoption("--backprop-submission", metavar="PATH",
                     help="grade this submission (folder, .zip or notebook): one test per gradient")
     group.addoption("--backprop-config", metavar="FILE",
-                    help="the grading policy (default: grading.yaml in the current folder, else in rootdir)")
+                    help="the grading policy (default: grading.yaml in the current folder, else in rootdir, "
+                         "else the course policy packaged with the grader)")
     group.addoption("--backprop-secret-file", metavar="FILE",
                     help="hidden-case secret (else $GRADER_SECRET; without one, public cases only)")
     group.addoption("--backprop-report", metavar="FILE", help="also write the JSON report to FILE")
@@ -57,17 +58,15 @@ def pytest_configure(config):
     if not path.exists():
         raise pytest.UsageError(f"--backprop-submission: {path} does not exist")
     config_file = _setting(config, "config")
-    if config_file:
-        candidates = [config_file]
-    else:
-        candidates = [config.invocation_params.dir / "grading.yaml", config.rootpath / "grading.yaml"]
-    from grader.config import ConfigError, load_config
+    from grader.config import ConfigError, find_config
 
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        raise pytest.UsageError(f"grading policy not found: {candidates[0]} (give --backprop-config)")
+    if config_file and not config_file.is_file():
+        raise pytest.UsageError(f"grading policy not found: {config_file} (check --backprop-config)")
+    if not config_file:  # grading.yaml in the current folder, else in rootdir, else the packaged policy
+        local = [config.invocation_params.dir / "grading.yaml", config.rootpath / "grading.yaml"]
+        config_file = next((c for c in local if c.is_file()), None)
     try:
-        grading = load_config(found)
+        grading = find_config(config_file, cwd=config.invocation_params.dir)
     except ConfigError as err:
         raise pytest.UsageError(str(err)) from None
     config.pluginmanager.register(BackpropSession(config, path, grading), "backprop-ninja-session")

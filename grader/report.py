@@ -136,6 +136,8 @@ class Report(BaseModel):
     grader_version: str
     config_version: str
     config_fingerprint: str
+    config_source: str = Field("", description="where the grading policy came from: a grading.yaml path, or the "
+                                                "course policy packaged with the grader")
     submission: SubmissionInfo
     started_at: str
     finished_at: str

@@ -405,7 +405,8 @@ class SubmissionRunner:
                 return settled
             elif run is None or meta.get("exercise") != current:
                 continue  # out of order, or not for the exercise in progress
-            elif kind == "exercise_error":
+            elif kind == "exercise_error" and run.error is None:
+                # The first error stands: a masked hidden-case one never replaces the public cases' real one.
                 run.error = {k: str(meta.get(k, ""))[:4000] for k in ("status", "message", "traceback")}
             elif kind == "result":
                 run.results[str(meta.get("case"))] = (clean_result(meta), blob)

@@ -72,6 +72,7 @@ class Zygote:
         self.go_fd = go_fd
         self.cwd = plan["cwd"]
         self.spent: dict[str, float] = {}
+        self.failed: set[str] = set()  # exercises whose child reported an exercise-level error (an import error)
 
     def send(self, meta: dict, blob: bytes = b"") -> None:
         channel.send(self.fd, meta, blob)
@@ -158,7 +159,9 @@ class Zygote:
                              quiet)
         status = self.reap(pid, killed=outcome != "eof")
         if outcome == "done":
-            return True
+            # Failed as a whole (e.g. on import): the hidden cases would fail the same way, and their
+            # masked message must not replace the real error, file and line.
+            return ex_id not in self.failed
         if outcome == "timeout":
             error = {"status": "timeout",
                      "message": f"did not finish within {self.plan['timeout']:g} s (an infinite loop, or far too slow)"}
@@ -214,6 +217,7 @@ class Zygote:
                     self.send({**(_quiet_result(meta) if quiet else meta), "exercise": ex_id}, blob)
                 elif kind == "exercise_error" and not errors:
                     errors += 1
+                    self.failed.add(ex_id)
                     if quiet:
                         meta = {"status": "error", "message": "failed on the hidden cases (details stay hidden)"}
                     self.send({**meta, "type": "exercise_error", "exercise": ex_id})

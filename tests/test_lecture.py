@@ -80,7 +80,7 @@ def test_markdown_headings_count_only_without_code_headers():
 
 def test_sections_run_only_what_computes_gradients():
     plan = plan_of(nbb.lecture_notebook())
-    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12, 13], "batchnorm": [14, 15]}
+    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [12, 13], "batchnorm": [14, 15], "train": [16]}
     # From the other cells only imports, function definitions and literal constants run
     # (not matplotlib, not cmp, not data loading: build_dataset reads `words`).
     prelude = [(e["cell"], e["run"]) for e in plan.prelude]
@@ -160,10 +160,9 @@ def test_lecture_cases_and_config(config, public_cases, all_cases):
 def test_correct_notebook_karpathy_style_full_marks(grade_it):
     report = grade_it(FIXTURES / "lecture_correct.ipynb")
     assert report.notebook.format == "lecture"
-    assert report.score == report.max_score == 70
-    assert [e.id for e in report.exercises if e.max_score] == ["atomic", "cross_entropy", "batchnorm"]
-    for ex_id in ("embedding", "train"):
-        assert report.exercise(ex_id).message.startswith("not in this format")
+    assert report.score == report.max_score == 90  # exercise 4 included: tests/test_lecture_train.py
+    assert [e.id for e in report.exercises if e.max_score] == ["atomic", "cross_entropy", "batchnorm", "train"]
+    assert report.exercise("embedding").message.startswith("not in this format")
     bnmeani = next(c for c in report.exercise("atomic").checks if c.name == "bnmeani")
     assert "keepdim" in bnmeani.cases[0].note                      # the lecture's (64,) passes with a note
     assert report.exercise("atomic").function == "cell 11"
@@ -171,7 +170,7 @@ def test_correct_notebook_karpathy_style_full_marks(grade_it):
 
 def test_hidden_cases_of_the_lecture_shape_apply(grade_it, all_cases):
     report = grade_it(FIXTURES / "lecture_correct.ipynb", cases=all_cases)
-    assert report.score == 70
+    assert report.score == 90
     check = report.exercise("batchnorm").checks[0]
     assert [c.case for c in check.cases] == ["lecture", "hidden-1"]
 
@@ -228,7 +227,7 @@ def test_layout_variants_all_pass(grade_it, tmp_path):
                     "dhprebn = bngain*bnvar_inv/32 * (32*dhpreact - dhpreact.sum(0) - "
                     "32/31*bnraw*(dhpreact*bnraw).sum(0))\n")]
     report = grade_nb(grade_it, nbb.lecture_notebook(ex1=ex1, ex2=ex2, ex3=ex3), tmp_path)
-    assert report.score == 70, [(c.name, c.message) for e in report.exercises for c in e.checks if c.message]
+    assert report.score == 90, [(c.name, c.message) for e in report.exercises for c in e.checks if c.message]
     checks = {c.name: c for c in report.exercise("atomic").checks}
     assert "exactly zero" in checks["logit_maxes"].cases[0].note
     assert "keepdim" in checks["b2"].cases[0].note and "keepdim" in checks["bngain"].cases[0].note
@@ -284,7 +283,7 @@ def test_missing_exercise_2_and_a_cmp_only_exercise_3(grade_it, tmp_path):
 
 def test_missing_exercise_3(grade_it, tmp_path):
     report = grade_nb(grade_it, nbb.lecture_notebook(ex3=[]), tmp_path)
-    assert report.score == 55
+    assert report.score == 75
     assert report.exercise("batchnorm").status == "not_submitted"
     assert ("not found in the notebook: exercise 3 (no '# Exercise 3' header, and no cell computes dhprebn "
             "in one go from dhpreact)") in report.notebook.notes
@@ -311,7 +310,7 @@ def test_extra_cells_and_reordered_markdown(grade_it, tmp_path):
            ("code", "# backward pass\n" + nbb.EX3_SOLUTION),
            ("code", "dhprebn.shape, bngain.shape, bnvar_inv.shape, dbnraw.shape")]   # dbnraw is exercise 1's
     report = grade_nb(grade_it, nbb.lecture_notebook(ex1=ex1, ex2=ex2, ex3=ex3), tmp_path)
-    assert report.score == 70, [(c.name, c.message) for e in report.exercises for c in e.checks if c.message]
+    assert report.score == 90, [(c.name, c.message) for e in report.exercises for c in e.checks if c.message]
     assert not [f for f in report.integrity if f.pattern == ".grad"]   # printing .grad is not using it
     assert any("plotting" in note for note in report.notebook.notes)
 

@@ -102,5 +102,5 @@ def test_usage_errors(tmp_path):
     proc = pytest_run(tmp_path, "--backprop-submission=nowhere/")
     assert proc.returncode == 4 and "does not exist" in proc.stderr
     (tmp_path / "sub").mkdir()
-    proc = pytest_run(tmp_path, "--backprop-submission=sub")
-    assert proc.returncode == 4 and "grading policy not found" in proc.stderr
+    proc = pytest_run(tmp_path, "--backprop-submission=sub", "--backprop-config=missing.yaml")
+    assert proc.returncode == 4 and "grading policy not found" in proc.stderr and "missing.yaml" in proc.stderr
