@@ -366,9 +366,9 @@ def test_each_pattern_finds_the_work_and_grades_it_right(pattern_reports, name):
 
 def test_no_headers_exercise_4_stays_out(pattern_reports):
     plan = plan_of(nbb.patterns()["no_headers.ipynb"])
-    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [13], "batchnorm": [15]}
-    assert plan.training_cells == [16]                # the hook for grading exercise 4 as `train`
-    assert pattern_reports["no_headers.ipynb"].score == 70
+    assert plan.exercise_cells() == {"atomic": [11], "cross_entropy": [13], "batchnorm": [15], "train": [16]}
+    assert plan.training_cells == [16]                # never part of exercises 1-3; graded as `train`
+    assert pattern_reports["no_headers.ipynb"].score == 90   # exercises 1-4
 
 
 def test_work_before_an_empty_header_and_a_hundred_cells():
@@ -433,7 +433,7 @@ def test_constants_helpers_and_the_students_own_cmp(pattern_reports):
     assert "check" not in prelude                    # a helper that compares with .grad: not carried, not run
     assert any(s.reason.startswith("a cmp") for s in plan.sections["atomic"].skipped if s.line == 39)
     report = pattern_reports["constants_helpers.ipynb"]
-    assert report.score == 70 and not report.integrity
+    assert report.score == 90 and not report.integrity
 
 
 def test_student_names_are_read_with_notes(pattern_reports):
@@ -460,7 +460,7 @@ def test_renamed_forward_tensors(pattern_reports):
     ex1 = plan.sections["atomic"]
     assert ex1.forward_aliases["Y_batch"] == "Yb" and ex1.forward_aliases["h_pre_act"] == "hpreact"
     assert ex1.aliases["hpreact"] == ["dh_pre_act"]
-    assert pattern_reports["renamed_forward.ipynb"].score == 70
+    assert pattern_reports["renamed_forward.ipynb"].score == 90
 
 
 def test_names_only_the_students_forward_cell_explains(pattern_reports):
@@ -468,7 +468,7 @@ def test_names_only_the_students_forward_cell_explains(pattern_reports):
     cell = plan.sections["atomic"].forward_cell
     assert (cell["cell"], cell["wanted"]) == (10, ["hidden", "out", "pre_bn"])
     assert all(e["cell"] != 10 for e in plan.sections["atomic"].cells)     # it is not exercise 1's work
-    assert pattern_reports["renamed_by_running.ipynb"].score == 70
+    assert pattern_reports["renamed_by_running.ipynb"].score == 90
 
 
 def test_messages_name_the_real_cause(pattern_reports):
