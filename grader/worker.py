@@ -313,7 +313,7 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
 
         run_notebook(plan, channel_fd)
         os._exit(0)
-    guard.install()
+    kernels = guard.install()  # noqa: F841 - the kernel blocks last as long as this frame (it never returns)
     confine.set_dumpable(False)  # children cannot read or write this process through /proc
     os.chdir(plan["cwd"])
     for case in plan["cases"]:  # read once here (or by the fork server), not once per exercise child
