@@ -265,13 +265,13 @@ def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bo
         confine.die_with_parent(parent)
         confine.set_dumpable(True)  # its own /proc entries; the worker above stays undumpable
         confine.install_filter()
-        from grader import guard
-        from grader.harness import Harness
+        from grader import guard, harness
 
+        harness.restrict(exercise)  # only this exercise's own inputs stay in this process
         guard.submission = plan["submission"]
         guard.report = lambda finding: channel.send(fd, {"type": "integrity", **finding})
         sys.path.insert(0, plan["submission"])
-        Harness(plan, fd).run_exercise(exercise, cases)
+        harness.Harness(plan, fd).run_exercise(exercise, cases)
         channel.send(fd, {"type": "child_done"})
     except BaseException:  # noqa: BLE001 - a broken pipe, or the grader's own bug: say so, then go
         code = 70
@@ -326,7 +326,29 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
     os._exit(0)
 
 
+class StagedOnly:
+    """A meta-path finder that refuses every grader module not staged beside this file.
+
+    The sandbox holds only the worker's modules (grader.sandbox.stage_package); without this an editable
+    install's finder would still find the rest (the reference code in grader.cases) in the repository.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def find_spec(self, name, path=None, target=None):
+        parts = name.split(".")
+        if parts[0] == "grader" and len(parts) > 1 and not os.path.isfile(os.path.join(self.folder, f"{parts[1]}.py")):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def refuse_unstaged() -> None:
+    sys.meta_path.insert(0, StagedOnly(os.path.dirname(os.path.abspath(__file__))))
+
+
 def main() -> None:
+    refuse_unstaged()
     parser = argparse.ArgumentParser(prog="grader.worker")
     parser.add_argument("plan", nargs="?")
     parser.add_argument("--channel", type=int, default=None)

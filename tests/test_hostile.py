@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, SOLUTIONS
 from grader import sandbox
 from grader.cli import main as cli_main
-from grader.config import IntegrityConfig
+from grader.config import IntegrityConfig, load_config
 from grader.exercises import EXERCISES
 from grader.integrity import RULES
 
@@ -164,8 +165,15 @@ def world(tmp_path, monkeypatch):
     listener.close()
 
 
+def scan_off(config):
+    """The config with the static scan widened to everything: it would stop most attacks here before they run,
+    and these tests are about what happens to one that gets through."""
+    return config.model_copy(update={"integrity": IntegrityConfig(allow=list(RULES))})
+
+
 def grade_contained(world, grade_it, folder, **kwargs):
     started = time.monotonic()
+    kwargs.setdefault("config", scan_off(load_config(ROOT / "grading.yaml")))
     report = grade_it(folder, timeout=TIMEOUT, **kwargs)
     world.assert_untouched(report.model_dump_json(), started)
     return report
@@ -250,9 +258,13 @@ def test_vandalism_secrets_network_and_disk(world, submission, tmp_path):
                                       READ_PATHS=world.read_paths(), PORT=world.port))
     out = world.out_dir / "report.json"
     out.write_text("the previous report")
+    policy = yaml.safe_load((ROOT / "grading.yaml").read_text())
+    policy["integrity"] = {"allow": list(RULES)}  # the scan would stop os and open before they run
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(yaml.safe_dump(policy))
     started = time.monotonic()
     code = cli_main(["grade", str(sub), "--out", str(out), "--timeout", str(TIMEOUT), "--quiet",
-                     "--config", str(ROOT / "grading.yaml"), "--secret-file", str(world.secret_file)])
+                     "--config", str(lenient), "--secret-file", str(world.secret_file)])
     assert code == 0
     text = out.read_text()
     world.assert_untouched(text, started)
@@ -298,11 +310,11 @@ def test_syntax_errors_recursion_and_segfaults(world, submission, grade_it):
 
 # --- autograd -------------------------------------------------------------------------------
 
-def test_autograd_is_not_allowed(world, submission, grade_it):
+def test_autograd_is_not_allowed(world, submission, grade_it, config):
     files = replaced("atomic__backward.py", "batchnorm__uses_helper.py", "cross_entropy__obfuscated.py",
                      "embedding__functorch.py", "train__exec.py")
     files["autograd_helper.py"] = attack("autograd_helper.py")
-    report = grade_contained(world, grade_it, submission(replace=files))
+    report = grade_contained(world, grade_it, submission(replace=files), config=config)
     assert_attacked(report, "atomic", {"not_allowed"}, "atomic.py line 6", ".requires_grad_()", "by hand")
     assert_attacked(report, "batchnorm", {"not_allowed"}, "autograd_helper.py line 2", "imported by batchnorm.py")
     assert_attacked(report, "cross_entropy", {"not_allowed"}, "cross_entropy.py line")
@@ -338,10 +350,10 @@ def test_the_runtime_guard_catches_what_the_scan_was_told_to_allow(world, submis
 
 # --- correct code is left alone -----------------------------------------------------------
 
-def test_a_correct_solution_with_threads_keeps_full_marks(world, submission, grade_it):
+def test_a_correct_solution_with_threads_keeps_full_marks(world, submission, grade_it, config):
     reference = (SOLUTIONS / "atomic.py").read_text().replace("def backward_atomic(", "def _reference(")
     sub = submission(replace={"atomic.py": reference + "\n\n" + attack("atomic__threads_correct.py")})
-    report = grade_contained(world, grade_it, sub)
+    report = grade_contained(world, grade_it, sub, config=config)
     assert report.score == report.max_score, [(e.id, e.message) for e in report.exercises]
     assert report.integrity == []
 
