@@ -103,7 +103,7 @@ ALLOWED_BUILTINS = _EXCEPTIONS | set(
     "abs all any ascii bin bool bytes callable chr classmethod complex dict divmod enumerate filter float format "
     "frozenset hash hex id input int isinstance issubclass iter len list map max min next object oct ord pow print "
     "property range repr reversed round set slice sorted staticmethod str sum super tuple type zip "
-    "None True False NotImplemented Ellipsis __name__ __debug__".split())
+    "None True False NotImplemented Ellipsis __name__ __debug__ __all__ __slots__ __doc__".split())
 BUILTIN_NAMES = set(dir(builtins))
 # Dunder attributes that are plain: super().__init__(), a function's name.
 SAFE_DUNDER_ATTRS = {"__init__", "__name__"}
@@ -120,7 +120,7 @@ PY_METHODS = set(
     "strip lstrip rstrip startswith endswith replace upper lower title capitalize ljust rjust center zfill "
     "splitlines partition rpartition removeprefix removesuffix isdigit isalpha isalnum isspace find rfind format "
     "encode decode real imag conjugate is_integer bit_length as_integer_ratio numerator denominator "
-    "start stop step submit result is_alive".split())
+    "start stop step submit result is_alive eps tiny resolution bits smallest_normal".split())
 
 NUMPY = set(
     "pi e inf nan newaxis sqrt exp log log2 log10 abs sum mean prod max min maximum minimum array asarray zeros "
@@ -329,13 +329,18 @@ class _Scanner(ast.NodeVisitor):
     def visit_Import(self, node):
         for alias in node.names:
             self.module_allowed(node, alias.name)
+            if alias.asname:
+                self.check_identifier(node, alias.asname)
 
     def visit_ImportFrom(self, node):
         module = node.module or ""
         if node.level:  # from . import helper / from .helper import f: the submission's own files
+            if module and module.split(".")[0] not in self.own:
+                self.hit(node, "import", f"from .{module} import ...")
             for alias in node.names:
                 if not module and alias.name not in self.own:
                     self.hit(node, "import", f"from . import {alias.name}")
+                self.check_identifier(node, alias.asname or alias.name)
             return
         if not self.module_allowed(node, module):
             return

@@ -107,6 +107,9 @@ AROUND = [
     ("match x:\n    case torch.Tensor(grad_fn=g): pass", "autograd"),
     ("hasattr(x, 'grad')", "getattr"),
     ("f = lambda: torch", "module_value"),
+    ("from .grader import cases", "import"),
+    ("import math as open", "builtin"),
+    ("g = (i for i in [1])\nf = g.gi_frame.f_back", "attribute"),
 ]
 
 CORRECT = [
@@ -145,6 +148,10 @@ CORRECT = [
     "import torch\nfrom torch import nn\ndef f(p, grad, lr):\n    p.data += -lr * grad\n"
     "    return nn.functional.softmax(p, dim=0)",
     "input = 3\nid = 4\nkind = type(input)",
+    "import torch\n__all__ = ['eps']\neps = torch.finfo(torch.float64).eps",
+    "import threading\nfrom concurrent.futures import ThreadPoolExecutor\n"
+    "with ThreadPoolExecutor(2) as pool:\n    r = pool.submit(len, [1]).result()\n"
+    "t = threading.Thread(target=print)\nt.start()\nt.join()",
 ]
 
 
