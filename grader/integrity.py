@@ -120,7 +120,7 @@ PY_METHODS = set(
     "strip lstrip rstrip startswith endswith replace upper lower title capitalize ljust rjust center zfill "
     "splitlines partition rpartition removeprefix removesuffix isdigit isalpha isalnum isspace find rfind format "
     "encode decode real imag conjugate is_integer bit_length as_integer_ratio numerator denominator "
-    "start stop step submit result is_alive eps tiny resolution bits smallest_normal".split())
+    "start stop step submit result is_alive eps tiny resolution bits smallest_normal write flush".split())
 
 NUMPY = set(
     "pi e inf nan newaxis sqrt exp log log2 log10 abs sum mean prod max min maximum minimum array asarray zeros "
@@ -145,6 +145,7 @@ MODULES = {
     "fractions": {"Fraction"}, "time": {"time", "perf_counter", "monotonic"},
     # Threads (capped by the sandbox), without settrace/setprofile, which hand out frames.
     "threading": {"Thread", "Lock", "RLock", "Event", "Barrier", "Semaphore"},
+    "sys": {"stderr", "stdout", "maxsize", "float_info", "version", "version_info"},  # a warning on stderr
     "concurrent.futures": {"ThreadPoolExecutor", "as_completed", "wait"},
     "matplotlib": set(), "matplotlib.pyplot": set(),  # a lecture notebook's import cell; plotting never runs
 }

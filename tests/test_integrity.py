@@ -149,6 +149,7 @@ CORRECT = [
     "    return nn.functional.softmax(p, dim=0)",
     "input = 3\nid = 4\nkind = type(input)",
     "import torch\n__all__ = ['eps']\neps = torch.finfo(torch.float64).eps",
+    "import sys\nprint('warning: slow', file=sys.stderr)\nsys.stdout.write('x')\nsys.stdout.flush()",
     "import threading\nfrom concurrent.futures import ThreadPoolExecutor\n"
     "with ThreadPoolExecutor(2) as pool:\n    r = pool.submit(len, [1]).result()\n"
     "t = threading.Thread(target=print)\nt.start()\nt.join()",
