@@ -208,45 +208,27 @@ def _dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__") and len(name) > 4
 
 
-class _Defined(ast.NodeVisitor):
+class _Defined:
     """What a file defines: every bound name, top-level names (its module attributes), class attributes."""
 
-    def __init__(self):
+    def __init__(self, tree: ast.Module, nodes: list):
         self.bound: set[str] = set()       # names bound other than by an import
         self.attributes: set[str] = set()  # attribute stores, methods and class-body names
-        self.top: set[str] = set()         # a module's own attributes, for `helper.name`
-
-    def scan(self, tree: ast.Module) -> "_Defined":
-        for node in tree.body:
-            for target in _targets(node):
-                self.top.add(target)
-        self.visit(tree)
-        return self
-
-    def visit_Name(self, node):
-        if not isinstance(node.ctx, ast.Load):
-            self.bound.add(node.id)
-
-    def visit_arg(self, node):
-        self.bound.add(node.arg)
-
-    def visit_FunctionDef(self, node):
-        self.bound.add(node.name)
-        self.attributes.add(node.name)
-        self.generic_visit(node)
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_ClassDef(self, node):
-        self.bound.add(node.name)
-        for item in node.body:
-            self.attributes.update(_targets(item))
-        self.generic_visit(node)
-
-    def visit_Attribute(self, node):
-        if not isinstance(node.ctx, ast.Load):
-            self.attributes.add(node.attr)
-        self.generic_visit(node)
+        self.top: set[str] = set().union(*(_targets(node) for node in tree.body))  # for `helper.name`
+        for node in nodes:
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                self.bound.add(node.id)
+            elif isinstance(node, ast.arg):
+                self.bound.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.bound.add(node.name)
+                self.attributes.add(node.name)
+            elif isinstance(node, ast.ClassDef):
+                self.bound.add(node.name)
+                for item in node.body:
+                    self.attributes.update(_targets(item))
+            elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+                self.attributes.add(node.attr)
 
 
 def _targets(node) -> set[str]:
@@ -262,7 +244,9 @@ def _targets(node) -> set[str]:
     return set()
 
 
-class _Scanner(ast.NodeVisitor):
+class _Scanner:
+    """Checks each node once, innermost first (so a chain like torch.ops.aten.x is reported at its first step)."""
+
     def __init__(self, own: dict[str, set[str]], owned: set[str], defined: _Defined, allow: set[str]):
         self.own = own              # the submission's modules -> their own names
         self.owned = owned          # attribute names the submission defines (that may be exempted)
@@ -274,9 +258,9 @@ class _Scanner(ast.NodeVisitor):
         self.flagged: set[int] = set()
 
     # -- set-up ---------------------------------------------------------------------------------
-    def run(self, tree: ast.Module) -> None:
+    def run(self, nodes: list) -> None:
         imported: dict[str, set[str]] = {}
-        for node in ast.walk(tree):
+        for node in nodes:
             if isinstance(node, ast.Attribute):
                 self.receivers.add(id(node.value))
             for name, path in self._import_aliases(node):
@@ -287,7 +271,12 @@ class _Scanner(ast.NodeVisitor):
         for name, paths in imported.items():
             if len(paths) == 1 and name not in self.defined.bound:  # one meaning only, or it is a plain name
                 self.aliases[name] = paths.pop()
-        self.visit(tree)
+        # A docstring or a bare string is inert text.
+        inert = {id(n.value) for n in nodes if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        for node in reversed(nodes):  # breadth-first reversed: every node after its children
+            method = getattr(self, f"visit_{type(node).__name__}", None)
+            if method is not None and id(node) not in inert:
+                method(node)
 
     def _import_aliases(self, node):
         if isinstance(node, ast.Import):
@@ -369,7 +358,6 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_arg(self, node):
         self.check_identifier(node, node.arg)
-        self.generic_visit(node)
 
     def visit_FunctionDef(self, node):
         if _dunder(node.name):
@@ -377,13 +365,11 @@ class _Scanner(ast.NodeVisitor):
                 self.hit(node, "introspection", f"def {node.name}")
         else:
             self.check_identifier(node, node.name)
-        self.generic_visit(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_ClassDef(self, node):
         self.check_identifier(node, node.name)
-        self.generic_visit(node)
 
     def visit_Global(self, node):
         for name in node.names:
@@ -394,10 +380,6 @@ class _Scanner(ast.NodeVisitor):
     def visit_ExceptHandler(self, node):
         if node.name:
             self.check_identifier(node, node.name)
-        self.generic_visit(node)
-
-    def visit_alias(self, node):
-        pass  # checked with their import
 
     # -- attributes ------------------------------------------------------------------------------
     def resolve(self, node) -> str | None:
@@ -424,7 +406,6 @@ class _Scanner(ast.NodeVisitor):
         return name in GENERAL or (name in self.owned and (name not in NEVER_OWNED or name in OWNABLE))
 
     def visit_Attribute(self, node):
-        self.generic_visit(node)  # the receiver first: only the first step off the list is reported
         if id(node.value) in self.flagged:
             self.flagged.add(id(node))
             return
@@ -444,7 +425,6 @@ class _Scanner(ast.NodeVisitor):
         for name in node.kwd_attrs:
             if not self.attribute_allowed(None, name):
                 self.hit(node, _rule(name, "attribute"), f".{name}")
-        self.generic_visit(node)
 
     # -- calls and strings -------------------------------------------------------------------------
     def visit_Call(self, node):
@@ -456,12 +436,6 @@ class _Scanner(ast.NodeVisitor):
         if isinstance(func, ast.Attribute) and func.attr == "format" and isinstance(func.value, ast.Constant) \
                 and re.search(r"\{[^}:!]*[.\[]", str(func.value.value)):
             self.hit(node, "getattr", "str.format with an attribute field")
-        self.generic_visit(node)
-
-    def visit_Expr(self, node):
-        if isinstance(node.value, ast.Constant):
-            return  # a docstring or a bare string: inert text
-        self.generic_visit(node)
 
     def visit_Constant(self, node):
         """A string naming autograd's switches, as in torch.zeros(3, **{'requires_grad': True})."""
@@ -476,10 +450,10 @@ def _parse(source: str):
         return None  # the worker reports why it cannot be imported
 
 
-def _imports(tree: ast.AST) -> set[str]:
+def _imports(nodes: list) -> set[str]:
     """Top-level module names a file imports."""
     names = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -492,13 +466,13 @@ def _imports(tree: ast.AST) -> set[str]:
     return names
 
 
-def _importers(trees: dict[str, ast.AST]) -> dict[str, set[str]]:
+def _importers(nodes: dict[str, list]) -> dict[str, set[str]]:
     """File -> the exercise ids that import it, directly or through other files."""
-    modules = {name.removesuffix(".py"): name for name in trees}
-    edges = {name: {modules[m] for m in _imports(tree) if m in modules} for name, tree in trees.items()}
-    result = {name: set() for name in trees}
+    modules = {name.removesuffix(".py"): name for name in nodes}
+    edges = {name: {modules[m] for m in _imports(found) if m in modules} for name, found in nodes.items()}
+    result = {name: set() for name in nodes}
     for ex in EXERCISES.values():
-        if ex.file not in trees:
+        if ex.file not in nodes:
             continue
         seen, stack = set(), [ex.file]
         while stack:
@@ -523,15 +497,16 @@ def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list
     """Every finding in a submission (file name -> source), one per exercise it costs."""
     trees = {name: tree for name, source in sorted(files.items())
              if name.endswith(".py") and (tree := _parse(source)) is not None}
-    defined = {name: _Defined().scan(tree) for name, tree in trees.items()}
+    nodes = {name: list(ast.walk(tree)) for name, tree in trees.items()}
+    defined = {name: _Defined(tree, nodes[name]) for name, tree in trees.items()}
     own = {ex.module: {ex.function} for ex in EXERCISES.values()}  # the contract's files, submitted or not
     own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()})
     owned = set().union(*(d.attributes for d in defined.values())) | {ex.function for ex in EXERCISES.values()}
-    importers = _importers(trees)
+    importers = _importers(nodes)
     findings = []
     for name, tree in trees.items():
         scanner = _Scanner(own, owned, defined[name], set(allow))
-        scanner.run(tree)
+        scanner.run(nodes[name])
         hits = sorted(set(scanner.hits))[:MAX_PER_FILE]
         own_ex = next((ex.id for ex in EXERCISES.values() if ex.file == name), None)
         for line, rule, construct in hits:
