@@ -23,6 +23,8 @@ the whole class of findings) or one construct as a finding names it
 
 import ast
 import builtins
+import functools
+import importlib.util
 import re
 from dataclasses import dataclass
 
@@ -192,6 +194,15 @@ def check_allow(entries: list[str]) -> list[str]:
     return entries
 
 
+@functools.cache
+def _installed(top: str) -> bool:
+    """Whether a top-level module exists here (looked up, never imported; the sandbox sees no more than this)."""
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return True
+
+
 def _rule(name: str, default: str) -> str:
     if name in AUTOGRAD_NAMES:
         return AUTOGRAD_NAMES[name]
@@ -263,8 +274,9 @@ class _Scanner:
         for node in nodes:
             if isinstance(node, ast.Attribute):
                 self.receivers.add(id(node.value))
-            for name, path in self._import_aliases(node):
-                imported.setdefault(name, set()).add(path)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for name, path in self._import_aliases(node):
+                    imported.setdefault(name, set()).add(path)
         for name, path in DEFAULT_ALIASES.items():
             if name not in imported and name not in self.defined.bound:
                 self.aliases[name] = path
@@ -273,10 +285,13 @@ class _Scanner:
                 self.aliases[name] = paths.pop()
         # A docstring or a bare string is inert text.
         inert = {id(n.value) for n in nodes if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        methods = {}
         for node in reversed(nodes):  # breadth-first reversed: every node after its children
-            method = getattr(self, f"visit_{type(node).__name__}", None)
-            if method is not None and id(node) not in inert:
-                method(node)
+            kind = type(node)
+            if kind not in methods:
+                methods[kind] = getattr(self, f"visit_{kind.__name__}", None)
+            if methods[kind] is not None and id(node) not in inert:
+                methods[kind](node)
 
     def _import_aliases(self, node):
         if isinstance(node, ast.Import):
@@ -309,6 +324,8 @@ class _Scanner:
         top = path.split(".")[0]
         if path in MODULES or top in self.own or f"import {path}" in self.allow or f"import {top}" in self.allow:
             return True
+        if not _installed(top):
+            return True  # it cannot be imported in the sandbox either: the worker reports ModuleNotFoundError
         parts = path.split(".")
         rule = MODULE_RULES.get(top, "import")
         for part in parts[1:]:

@@ -186,10 +186,14 @@ def test_a_helper_module_gives_only_its_own_names():
     assert [(f.file, f.line, f.pattern) for f in findings] == [("atomic.py", 4, ".torch")]
 
 
+def test_a_module_that_is_not_installed_is_left_to_the_worker():
+    assert scan({"batchnorm.py": "import torch_utils_that_do_not_exist\nfrom nowhere_at_all import x\n"}) == []
+
+
 def test_a_course_can_widen_the_list():
-    source = "import scipy\nimport torch\ny = scipy.special.expit(1) + torch.load('f')\nopen('x')\n"
-    assert {f.pattern for f in scan({"atomic.py": source})} == {"import scipy", "torch.load", "open"}
-    assert scan({"atomic.py": source}, allow=["import scipy", "torch.load", "open"]) == []
+    source = "import json\nimport torch\ny = json.dumps(1) + torch.load('f')\nopen('x')\n"
+    assert {f.pattern for f in scan({"atomic.py": source})} == {"import json", "torch.load", "open"}
+    assert scan({"atomic.py": source}, allow=["import json", "torch.load", "open"]) == []
     assert IntegrityConfig(allow=["import scipy", "torch.load", "open", ".foo", "eval"]).allow[-1] == "eval"
     for bad in ("nope", "grader.cases", "import os; x", "torch load"):
         with pytest.raises(ValueError, match="unknown integrity rule"):
