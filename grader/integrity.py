@@ -148,6 +148,7 @@ MODULES = {
     # Threads (capped by the sandbox), without settrace/setprofile, which hand out frames.
     "threading": {"Thread", "Lock", "RLock", "Event", "Barrier", "Semaphore"},
     "sys": {"stderr", "stdout", "maxsize", "float_info", "version", "version_info"},  # a warning on stderr
+    "warnings": {"warn"},
     "concurrent.futures": {"ThreadPoolExecutor", "as_completed", "wait"},
     "matplotlib": set(), "matplotlib.pyplot": set(),  # a lecture notebook's import cell; plotting never runs
 }
