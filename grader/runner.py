@@ -77,25 +77,25 @@ def serialized(tensors: dict) -> bytes:
     return entry[1]
 
 
-def clean_result(meta: dict, hidden: bool = False) -> dict:
+def clean_result(meta: dict, hidden: bool = False, expected: set[str] = frozenset()) -> dict:
     """A result frame reduced to the fields and types scoring reads: the worker side is not trusted.
 
     A hidden case's result keeps only its verdict-bearing fields, from fixed sets (grader.worker reduces
     it the same way first): nothing free-form, no shapes, no timing.
     """
     if hidden:
-        from grader.worker import NOTE_STATUSES, TRAJECTORY_STATUSES
+        from grader.worker import NOTE_STATUSES, TRAJECTORY_STATUSES, _known
 
         notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
         out = {"type": "result", "case": _text(meta.get("case"), 100),
-               "notes": {_text(k, 100): {"status": v["status"] if v.get("status") in NOTE_STATUSES else "wrong_type",
+               "notes": {_text(k, 100): {"status": _known(v.get("status"), NOTE_STATUSES, "wrong_type"),
                                          "message": ""}
-                         for k, v in list(notes.items())[:200] if isinstance(v, dict)}}
+                         for k, v in list(notes.items())[:200] if isinstance(v, dict) and k in expected}}
         if isinstance(meta.get("error"), dict):
             out["error"] = {"message": "raised an exception on a hidden case", "traceback": ""}
         if isinstance(meta.get("trajectory"), dict):
             status = meta["trajectory"].get("status")
-            out["trajectory"] = {"status": status if status in TRAJECTORY_STATUSES else "failed", "message": ""}
+            out["trajectory"] = {"status": _known(status, TRAJECTORY_STATUSES, "failed"), "message": ""}
         return out
     out = {"type": "result", "case": _text(meta.get("case"), 100)}
     notes = meta.get("notes")
@@ -344,6 +344,14 @@ class SubmissionRunner:
         make_readable(self.mounts.inputs)
         return described
 
+    def _expected(self, ex_id: str) -> set[str]:
+        """The answer keys exercise `ex_id` can send back (a hidden case's result keeps no other)."""
+        from grader.worker import expected_keys
+
+        ex = EXERCISES[ex_id]
+        return expected_keys({"gradient_checks": ex.gradient_checks, "trajectory": ex.id == "train"},
+                             self.config.train.steps)
+
     def _hidden_inputs(self) -> list[tuple[str, bytes]]:
         return [(file, serialized(tensors)) for file, tensors in self._hidden]
 
@@ -484,7 +492,7 @@ class SubmissionRunner:
             elif kind == "exercise_error":
                 run.error = {k: str(meta.get(k, ""))[:4000] for k in ("status", "message", "traceback")}
             elif kind == "result" and (str(meta.get("case")) in self._hidden_names) == hidden:
-                run.results[str(meta.get("case"))] = (clean_result(meta, hidden), blob)
+                run.results[str(meta.get("case"))] = (clean_result(meta, hidden, self._expected(current)), blob)
             elif kind == "integrity" and len(run.findings) < MAX_FINDINGS \
                     and (finding := clean_finding(meta, current, files, hidden)) is not None \
                     and finding not in run.findings:  # the hidden phase's flag once

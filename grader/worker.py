@@ -248,6 +248,11 @@ TRAJECTORY_STATUSES = {"ok", "failed", "not_implemented"}
 HIDDEN_ATTEMPT = "autograd on a hidden case"
 
 
+def _known(value, allowed: set[str], default: str) -> str:
+    """`value` if it is one of `allowed` (a worker's JSON may hold anything, lists too), else `default`."""
+    return value if isinstance(value, str) and value in allowed else default
+
+
 def expected_keys(exercise: dict, steps: int) -> set[str]:
     """The answer keys an exercise's child can send back."""
     keys = set(exercise["gradient_checks"])
@@ -263,13 +268,13 @@ def _quiet_result(meta: dict, expected: set[str]) -> dict:
     """
     notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
     keep = {"type": "result", "case": meta.get("case"),
-            "notes": {k: {"status": v.get("status") if v.get("status") in NOTE_STATUSES else "wrong_type"}
+            "notes": {k: {"status": _known(v.get("status"), NOTE_STATUSES, "wrong_type")}
                       for k, v in notes.items() if k in expected and isinstance(v, dict)}}
     if "error" in meta:
         keep["error"] = {"message": "raised an exception on a hidden case", "traceback": ""}
     if "trajectory" in meta:
         status = meta["trajectory"].get("status") if isinstance(meta["trajectory"], dict) else None
-        keep["trajectory"] = {"status": status if status in TRAJECTORY_STATUSES else "failed", "message": ""}
+        keep["trajectory"] = {"status": _known(status, TRAJECTORY_STATUSES, "failed"), "message": ""}
     return keep
 
 

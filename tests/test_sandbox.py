@@ -357,3 +357,26 @@ def test_output_keeps_head_and_tail_and_counts_the_rest():
     text = stream.text()
     assert text.startswith("HEAD") and text.endswith("TAIL") and len(text) < 1100
     assert stream.dropped == 100_008 - 1000 and "bytes dropped" in text
+
+
+def test_what_comes_back_is_checked_against_what_it_can_be():
+    from grader.runner import clean_finding, clean_result
+    from grader.worker import _quiet_result
+
+    files = {"atomic.py": 5, "helper.py": 2}
+    forged = {"pattern": "p", "message": "m", "file": "SECRET.py", "line": 10**100}
+    assert clean_finding(forged, "atomic", files, hidden=False) == {"pattern": "p", "message": "m", "file": None,
+                                                                    "line": None}
+    assert clean_finding({**forged, "file": "helper.py", "line": 2}, "atomic", files, False)["line"] == 2
+    assert clean_finding({**forged, "file": "helper.py", "line": 3}, "atomic", files, False)["line"] is None
+    assert clean_finding({**forged, "file": ["x"], "line": True}, "atomic", files, False)["file"] is None
+    assert clean_finding({"pattern": 1}, "atomic", files, hidden=False) is None
+    flag = clean_finding({**forged, "message": "SECRET"}, "atomic", files, hidden=True)
+    assert flag["file"] is None and flag["line"] is None and "SECRET" not in json.dumps(flag)
+    odd = {"case": "h", "notes": {"C": {"status": ["SECRET"]}, "SECRET": {"status": "SECRET"}},
+           "trajectory": {"status": {"SECRET": 1}}, "error": {"message": "SECRET"}, "seconds": 1234.5,
+           "lecture": {"SECRET": 1}}
+    for reduced in (_quiet_result(odd, {"C"}), clean_result(odd, hidden=True, expected={"C"})):
+        text = json.dumps(reduced)
+        assert "SECRET" not in text and "1234" not in text, text
+        assert reduced["notes"]["C"]["status"] == "wrong_type" and reduced["trajectory"]["status"] == "failed"
