@@ -70,17 +70,14 @@ class Limits(Strict):
 
 class IntegrityConfig(Strict):
     allow: list[str] = Field(default_factory=list,
-                             description="rule ids of the integrity scan to allow, e.g. [eval] (see grader.integrity.RULES)")
+                             description="rule ids of the integrity scan to allow (see grader.integrity.RULES), or single constructs such as 'import scipy' or 'torch.load'")
 
     @field_validator("allow")
     @classmethod
     def _known_rules(cls, value):
-        from grader.integrity import RULES
+        from grader.integrity import check_allow
 
-        unknown = sorted(set(value) - set(RULES))
-        if unknown:
-            raise ValueError(f"unknown integrity rule {', '.join(unknown)} (known: {', '.join(RULES)})")
-        return value
+        return check_allow(value)
 
 
 class NotebookConfig(Strict):

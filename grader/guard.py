@@ -1,12 +1,25 @@
 """Locking autograd out of the worker: autograd computes the answers, so it is not allowed.
 
 `install()` runs once in the worker before any student code exists; every
-per-exercise child inherits it. Grad mode is switched off (and stays off in
-new threads, where torch would switch it back on), forward-mode AD is off,
-and each entry point that could compute a gradient is replaced by a function
-that reports the attempt through `report` (set by the child) and raises.
-The static scan (grader.integrity) catches the plain uses; this catches the
-dynamic ones.
+per-exercise child inherits it (fork copies the thread's state). Three layers,
+the lowest first:
+- the dispatcher: the autograd dispatch keys are excluded in the thread's
+  dispatch state, so no operation records a graph whatever grad mode or
+  `requires_grad` say, and every aten `*_backward` kernel (tanh_backward,
+  _softmax_backward_data, nll_loss_backward, native_batch_norm_backward,
+  embedding_dense_backward, ...) is overridden, for each dispatch key it has
+  a kernel for, by one that reports the attempt and raises;
+- the engine: the autograd engine's Python handles are replaced or removed;
+- Python: each entry point that could compute a gradient (torch.autograd,
+  torch.func, grad-mode switches, inference_mode(False), requires_grad_)
+  reports the attempt through `report` (set by the child) and raises.
+Nothing here keeps the originals it replaced (no closures, defaults or
+attributes hold them), and the functions that could lift the dispatch
+exclusion are deleted from every loaded module, so the student's code
+cannot put them back. New threads run with the autograd keys excluded too.
+What this cannot stop is code that walks frames or the garbage collector
+(or uses ctypes) to find the kernel registrations: the static scan
+(grader.integrity) bans those, and it catches the plain uses first.
 """
 
 import _thread
@@ -14,6 +27,7 @@ import importlib
 import os
 import sys
 import threading
+import warnings
 
 import torch
 
@@ -23,6 +37,11 @@ MESSAGE = ("{construct} is not allowed: PyTorch's automatic differentiation comp
 report = None       # callable(finding dict), set by the per-exercise child
 submission = ""     # the student's folder, to name the file and line of an attempt
 CONSTRUCTS: set[str] = set()  # every construct an attempt can name (the worker checks reports against it)
+AUTOGRAD_KEYS = ("AutogradFunctionality", "AutogradOther", "AutogradNestedTensor")
+# torch._C functions that could lift the exclusion or reach the engine: deleted wherever they are bound.
+UNSAFE = ("_dispatch_tls_set_dispatch_key_excluded", "_dispatch_tls_set_dispatch_key_included",
+          "_ForceDispatchKeyGuard", "_SetExcludeDispatchKeyGuard", "_ImperativeEngine", "_EngineBase",
+          "_dispatch_library")
 
 
 def message(construct: str) -> str:
@@ -57,7 +76,7 @@ def _blocked(construct: str):
 
     def blocked(*args, **kwargs):
         attempt(construct)
-    blocked.__name__ = construct.rsplit(".", 1)[-1]
+    blocked.__name__ = construct.rsplit(".", 1)[-1].split(" ")[0]
     return blocked
 
 
@@ -90,60 +109,148 @@ ENTRY_POINTS = [
     ("torch._C", "_enter_dual_level", "forward-mode AD (dual_level)"),
     ("torch._functorch.predispatch", "_enter_dual_level", "forward-mode AD (dual_level)"),
     ("torch._functorch.predispatch", "_enter_dual_level_impl", "forward-mode AD (dual_level)"),
+    ("torch.autograd.graph", "_engine_run_backward", "the autograd engine (run_backward)"),
 ]
 
 
-def _only_off(original, construct: str):
-    """A switch that may be turned off, never on."""
+def _only_off(construct: str):
+    """A grad-mode switch that may be turned off, never on (it holds nothing: grad mode is off already)."""
     CONSTRUCTS.add(construct)
 
     def switch(mode, *args, **kwargs):
-        if mode:
+        if mode and not torch.is_grad_enabled():
             attempt(construct)
-        return original(mode, *args, **kwargs)
     return switch
 
 
-def _grad_off_in_new_threads(start):
-    """torch's grad mode is per thread and on by default: turn it off before the thread's code."""
-    set_grad = torch._C._set_grad_enabled
+class _InferenceMode:
+    """Stands in for torch._C._InferenceMode: inference mode (autograd off) is already on, and stays on."""
+
+    def __init__(self, mode=True):
+        if not mode:  # InferenceMode(False) would put the autograd keys back
+            attempt("torch.inference_mode(False)")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _NoEngine:
+    """Stands in for the autograd engine (torch.autograd.Variable._execution_engine)."""
+
+    def run_backward(self, *args, **kwargs):
+        attempt("the autograd engine (run_backward)")
+
+    def queue_callback(self, *args, **kwargs):
+        attempt("the autograd engine (queue_callback)")
+
+    def is_checkpoint_valid(self):
+        return True
+
+
+def _in_new_threads(start):
+    """A new thread starts with the autograd keys included: exclude them before the thread's code runs."""
+    below = torch._C._AutoDispatchBelowAutograd  # can only exclude more
 
     def start_thread(function, *args, **kwargs):
         def run(*a, **k):
-            set_grad(False)
-            return function(*a, **k)
+            with below():
+                return function(*a, **k)
         return start(run, *args, **kwargs)
     return start_thread
 
 
 def _requires_grad_property():
     """`tensor.requires_grad = True` reports the attempt; reading it works as before."""
-    base = torch._C.TensorBase.requires_grad
+    base = torch._C.TensorBase.requires_grad  # torch's own descriptor, not something replaced
 
     def set_requires_grad(self, value):
         if value:
             attempt("requires_grad=True")
-        base.__set__(self, value)
     return property(lambda self: base.__get__(self, type(self)), set_requires_grad)
 
 
-def install() -> None:
+def _exclude_autograd() -> None:
+    for key in AUTOGRAD_KEYS:
+        torch._C._dispatch_tls_set_dispatch_key_excluded(getattr(torch._C.DispatchKey, key), True)
+
+
+def backward_ops() -> list[str]:
+    """Every aten operator overload whose name says it is a backward kernel."""
+    return sorted(name.removeprefix("aten::") for name in torch._C._dispatch_get_all_op_names()
+                  if name.startswith("aten::") and "backward" in name)
+
+
+KERNEL_KEYS = ("CPU", "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional",
+               "CompositeImplicitAutograd")
+
+
+def _block_kernels():
+    """Override every backward kernel, for each dispatch key it has, with one that reports and raises.
+
+    Returns the registration handle: it must stay alive (the caller keeps it in a frame that never returns).
+    """
+    library = torch._C._dispatch_library("IMPL", "aten", "", "grader/guard.py", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "overriding a previously registered kernel": that is the point
+        for name in backward_ops():
+            blocked = _blocked(f"torch.ops.aten.{name.split('.')[0]} (a backward kernel)")
+            for key in KERNEL_KEYS:
+                if torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", key):
+                    library.impl(name, key, blocked)
+    return library
+
+
+def _scrub(originals: dict[int, object]) -> None:
+    """Replace (or delete) every module-level binding of an original, so no module still hands it out."""
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            if id(value) in originals:
+                replacement = originals[id(value)]
+                if replacement is None:
+                    del namespace[name]
+                else:
+                    namespace[name] = replacement
+
+
+def install():
+    """Lock autograd out of this process (and the children it forks). Returns what must be kept alive."""
+    import torch.autograd.variable as variable
+
     torch.set_grad_enabled(False)
     torch._C._set_fwd_grad_enabled(False)
-    torch._C._set_grad_enabled = _only_off(torch._C._set_grad_enabled, "torch.enable_grad / set_grad_enabled(True)")
-    torch._C._set_fwd_grad_enabled = _only_off(torch._C._set_fwd_grad_enabled, "forward-mode AD")
-    # inference_mode(False) switches grad mode back on in C++.
-    CONSTRUCTS.update({"torch.inference_mode(False)", ".requires_grad_()", "requires_grad=True"})
-    inference = torch._C._InferenceMode
-    torch._C._InferenceMode = lambda mode: inference(mode) if mode else attempt("torch.inference_mode(False)")
+    _exclude_autograd()
+    kernels = _block_kernels()
+    CONSTRUCTS.update({"torch.enable_grad / set_grad_enabled(True)", "forward-mode AD",
+                       "torch.inference_mode(False)", ".requires_grad_()", "requires_grad=True", ".backward()",
+                       "the autograd engine (run_backward)", "the autograd engine (queue_callback)"})
+    grad_switch = _only_off("torch.enable_grad / set_grad_enabled(True)")
+    fwd_switch = _only_off("forward-mode AD")
+    originals: dict[int, object] = {
+        id(torch._C._set_grad_enabled): grad_switch, id(torch._C._set_fwd_grad_enabled): fwd_switch,
+        id(torch._C._InferenceMode): _InferenceMode, id(variable.Variable._execution_engine): _NoEngine(),
+        id(torch.Tensor.backward): _blocked(".backward()"),
+        **{id(getattr(torch._C, name)): None for name in UNSAFE if hasattr(torch._C, name)},
+    }
+    keep = [torch._C._set_grad_enabled, torch._C._set_fwd_grad_enabled, torch._C._InferenceMode,
+            variable.Variable._execution_engine, torch.Tensor.backward,
+            *(getattr(torch._C, name) for name in UNSAFE if hasattr(torch._C, name))]  # ids stay valid while scrubbing
     for module, attr, construct in ENTRY_POINTS:
         _replace(module, attr, construct)
-    torch.Tensor.backward = _blocked(".backward()")
-    requires_grad_ = torch.Tensor.requires_grad_
+    variable.Variable._execution_engine = originals[id(variable.Variable._execution_engine)]
+    torch.Tensor.backward = originals[id(torch.Tensor.backward)]
     torch.Tensor.requires_grad_ = lambda self, requires_grad=True: (
-        attempt(".requires_grad_()") if requires_grad else requires_grad_(self, False))
+        attempt(".requires_grad_()") if requires_grad else self)
     torch.Tensor.requires_grad = _requires_grad_property()
     for module, name in ((threading, "_start_new_thread"), (threading, "_start_joinable_thread"),
                          (_thread, "start_new_thread"), (_thread, "start_new"), (_thread, "start_joinable_thread")):
         if hasattr(module, name):
-            setattr(module, name, _grad_off_in_new_threads(getattr(module, name)))
+            setattr(module, name, _in_new_threads(getattr(module, name)))
+    _scrub(originals)
+    del keep
+    return kernels

@@ -40,6 +40,35 @@ def preload(file: str, blob: bytes | None = None, path: str | None = None) -> No
         _STAMPS[file] = stamp
 
 
+def visible(exercise: dict):
+    """Which case tensors an exercise's child may hold: its own arguments, never another's.
+
+    A case also carries `dhpreact` and `demb` (inputs of batchnorm and embedding), which are autograd's
+    gradients of two of atomic's tensors: atomic's child must not have them to copy.
+    """
+    if exercise.get("mode") == "lecture":
+        names = {*FORWARD_ARGS, *exercise.get("provided", [])}
+    else:
+        names = set(exercise["tensor_args"]) | (set(PARAMS) if exercise.get("trajectory") else set())
+    trajectory = bool(exercise.get("trajectory")) or exercise.get("id") == "train"
+    return lambda name: name in names or (trajectory and name.startswith("traj."))
+
+
+def restrict(exercise: dict) -> None:
+    """In an exercise's child, before any student code: drop every preloaded tensor that is not its own."""
+    keep = visible(exercise)
+    for file, tensors in list(PRELOADED.items()):
+        PRELOADED[file] = {name: tensor for name, tensor in tensors.items() if keep(name)}
+
+
+def add_inputs(file: str, blob: bytes) -> None:
+    """Tensors that came down the go pipe (hidden cases, or a public case's private part), added to `file`'s."""
+    from safetensors.torch import load
+
+    tensors = load(blob)
+    PRELOADED[file] = {**PRELOADED.get(file, {}), **tensors}
+
+
 class Answers:
     """Turns what a student function returned into plain tensors plus per-key notes."""
 
@@ -99,6 +128,7 @@ class Harness:
         self.memory_mb = plan["memory_mb"]
         self._inputs: dict[str, dict] = {}
         self.cases: list[dict] = []
+        self.exercise: dict | None = None  # the exercise this child runs: its inputs only
 
     def send(self, meta: dict, blob: bytes = b"") -> None:
         channel.send(self.fd, meta, blob)
@@ -126,7 +156,8 @@ class Harness:
             tensors = PRELOADED.get(case["file"])
             if tensors is None:
                 tensors = load_file(os.path.join(self.plan["inputs"], case["file"]))
-            self._inputs[case["name"]] = tensors
+            keep = visible(self.exercise) if self.exercise is not None else (lambda name: True)
+            self._inputs[case["name"]] = {name: t for name, t in tensors.items() if keep(name)}
         return self._inputs[case["name"]]
 
     def load_function(self, exercise: dict):
@@ -152,6 +183,7 @@ class Harness:
         return function(**kwargs)
 
     def run_exercise(self, exercise: dict, cases: list[dict]) -> None:
+        self.exercise = exercise
         if exercise.get("mode") == "lecture":  # cells of the lecture's notebook, not a module: grader.execute
             from grader.execute import run_lecture_exercise
 

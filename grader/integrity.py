@@ -1,22 +1,39 @@
-"""Static scan of a submission for autograd and for the usual ways around a scan.
+"""Static scan of a submission: an allow list of what a hand-written backward pass needs.
 
-Autograd computes the grader's answers, so a submission may not use it. This
-reads the source with `ast` (nothing is run) and reports each construct with
-its file and line. A finding costs the exercise whose file has it, and every
-exercise that imports (directly or not) a helper file that has it. The
-worker's runtime guard (grader.guard) catches what a scan cannot see.
+Autograd computes the grader's answers, so a submission may not use it, nor
+anything that reaches around a check: computed attribute access, dunders,
+torch's internals and kernels, the interpreter's namespaces, imports beyond a
+few. A deny list of spellings is beaten by aliasing, so this reads the source
+with `ast` (nothing is run) and lets through only:
+- imports of torch, torch.nn.functional (and torch.nn, linalg, special, fft),
+  math, numpy, a few pure standard modules, and the submission's own files;
+- attributes of those modules that compute forward values (grader.allowlist),
+  tensor methods, the methods of Python's containers and strings, and the
+  names the submission defines itself (never one of torch's autograd names);
+- Python's builtins that computing needs (range, len, zip, print, ...);
+- a module only as `module.name`, never as a value that could be passed on.
+Everything else is a finding with its file, line and why; a finding costs the
+exercise whose file has it, and every exercise that imports that file. The
+worker's runtime guard (grader.guard) is the backstop for what slips through.
 
-Rule ids (the keys of RULES) are what grading.yaml's `integrity.allow` lists.
+`grading.yaml`'s `integrity.allow` widens the list: a rule id (a RULES key:
+the whole class of findings) or one construct as a finding names it
+(`import scipy`, `torch.load`, `open`, `.foo`).
 """
 
 import ast
+import builtins
+import functools
+import importlib.util
 import re
 from dataclasses import dataclass
 
+from grader import allowlist
 from grader.exercises import EXERCISES
 
 AUTOGRAD = "PyTorch's automatic differentiation computes the answers, so each gradient must be written out by hand"
 DYNAMIC = "code that builds names or code at run time cannot be checked, so write the call out directly"
+KERNELS = "PyTorch's built-in kernels (backward ones included) are the answer key, so each gradient must be written out by hand"
 
 RULES = {
     "backward": AUTOGRAD,
@@ -34,8 +51,7 @@ RULES = {
     "hessian": AUTOGRAD,
     "jacobian": AUTOGRAD,
     "forward_ad": AUTOGRAD,
-    "backward_kernel": ("PyTorch's built-in backward kernels are the answer key, so each gradient must be "
-                        "written out by hand"),
+    "backward_kernel": KERNELS,
     "torch_internals": "torch's private internals (torch._C and friends) are off limits in this assignment",
     "getattr": DYNAMIC,
     "__import__": DYNAMIC,
@@ -44,45 +60,109 @@ RULES = {
     "eval": DYNAMIC,
     "compile": DYNAMIC,
     "dynamic_namespace": DYNAMIC,
-    "introspection": ("reaching into the interpreter (frames, memory, object internals) is off limits in "
-                      "this assignment"),
+    "introspection": ("reaching into the interpreter (frames, memory, object internals, dunder attributes) is off "
+                      "limits in this assignment"),
     "pickle": "loading pickled or marshalled data can run hidden code, so it is off limits in this assignment",
+    # The allow list's own classes of findings.
+    "import": ("a backward pass needs only torch, torch.nn.functional, math, numpy, a few pure standard modules "
+               "(typing, dataclasses, functools, itertools, collections, ...) and your own files"),
+    "builtin": "this built-in is not needed for a backward pass and could reach around the checks",
+    "attribute": ("it is not among the tensor methods and forward functions this assignment allows (it could reach "
+                  "around the autograd ban); write the computation with tensor operations"),
+    "module_value": ("use a module only as `module.name(...)`: passing it around or renaming it with `=` hides what "
+                     "is called (`import ... as ...` is fine)"),
 }
 
-# Attribute (and imported) names, and the rule each one breaks.
-ATTRIBUTES = {
+# Autograd's names, and the rule each one breaks (as a module attribute, a tensor attribute or an import).
+AUTOGRAD_NAMES = {
     "backward": "backward", "grad": "grad", "grad_fn": "autograd", "retain_grad": "autograd",
     "retains_grad": "autograd", "register_hook": "autograd", "_execution_engine": "autograd",
     "requires_grad": "requires_grad", "requires_grad_": "requires_grad", "autograd": "autograd",
     "enable_grad": "enable_grad", "set_grad_enabled": "set_grad_enabled",
-    "_set_grad_enabled": "set_grad_enabled", "functorch": "functorch",
+    "_set_grad_enabled": "set_grad_enabled", "functorch": "functorch", "func": "torch.func",
     "vjp": "vjp", "jvp": "jvp", "jacrev": "jacrev", "jacfwd": "jacfwd", "hessian": "hessian",
-    "jacobian": "jacobian", "hvp": "jacobian", "vhp": "jacobian", "linearize": "jvp",
+    "jacobian": "jacobian", "hvp": "jacobian", "vhp": "jacobian", "linearize": "jvp", "vmap": "torch.func",
     "grad_and_value": "torch.func", "forward_ad": "forward_ad", "make_dual": "forward_ad",
-    "dual_level": "forward_ad", "unpack_dual": "forward_ad",
+    "dual_level": "forward_ad", "unpack_dual": "forward_ad", "ops": "backward_kernel", "library": "backward_kernel",
     "_C": "torch_internals", "_functorch": "torch_internals", "_autograd": "torch_internals",
-    "__dict__": "dynamic_namespace", "__builtins__": "dynamic_namespace",
-    "__globals__": "introspection", "__code__": "introspection", "__closure__": "introspection",
-    "__subclasses__": "introspection", "__mro__": "introspection", "__bases__": "introspection",
-    "__getattribute__": "introspection", "__getattr__": "introspection", "f_globals": "introspection",
-    "f_locals": "introspection", "f_back": "introspection", "__loader__": "introspection",
+    "modules": "dynamic_namespace", "__dict__": "dynamic_namespace", "__builtins__": "dynamic_namespace",
 }
-# Attributes a student may define for their own classes (a Layer with .backward()):
-# then the scan leaves them to the runtime guard, which still catches torch's.
-OWNABLE = {"backward", "grad"}
-MODULES = {
+# Standard modules with a rule of their own when imported.
+MODULE_RULES = {
     "importlib": "importlib", "pkgutil": "importlib", "runpy": "importlib", "code": "exec", "codeop": "exec",
-    "builtins": "dynamic_namespace", "functorch": "functorch",
-    "ctypes": "introspection", "inspect": "introspection", "gc": "introspection",
+    "builtins": "dynamic_namespace", "sys": "dynamic_namespace", "functorch": "functorch",
+    "ctypes": "introspection", "inspect": "introspection", "gc": "introspection", "operator": "getattr",
     "pickle": "pickle", "marshal": "pickle", "dill": "pickle", "cloudpickle": "pickle", "shelve": "pickle",
 }
-NAMES = {"__import__": "__import__", "exec": "exec", "eval": "eval", "compile": "compile",
-         "globals": "dynamic_namespace", "__builtins__": "dynamic_namespace"}
-# Strings that name a forbidden thing, as in vars(torch)["autograd"] (plain words like "grad" or "code" are fine).
-STRINGS = {**{k: v for k, v in ATTRIBUTES.items() if k not in OWNABLE}, **NAMES,
-           "functorch": "functorch", "importlib": "importlib", "builtins": "dynamic_namespace"}
-ATTR_FUNCTIONS = {"getattr": 1, "setattr": 1, "delattr": 1, "hasattr": 1, "attrgetter": 0, "methodcaller": 0}
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+BUILTIN_RULES = {"__import__": "__import__", "exec": "exec", "eval": "eval", "compile": "compile",
+                 "getattr": "getattr", "setattr": "getattr", "delattr": "getattr", "hasattr": "getattr",
+                 "globals": "dynamic_namespace", "locals": "dynamic_namespace", "vars": "dynamic_namespace",
+                 "dir": "dynamic_namespace", "__builtins__": "dynamic_namespace", "breakpoint": "introspection"}
+
+_EXCEPTIONS = {n for n in dir(builtins) if isinstance(getattr(builtins, n), type)
+               and issubclass(getattr(builtins, n), BaseException)}
+ALLOWED_BUILTINS = _EXCEPTIONS | set(
+    "abs all any ascii bin bool bytes callable chr classmethod complex dict divmod enumerate filter float format "
+    "frozenset hash hex id input int isinstance issubclass iter len list map max min next object oct ord pow print "
+    "property range repr reversed round set slice sorted staticmethod str sum super tuple type zip "
+    "None True False NotImplemented Ellipsis __name__ __debug__ __all__ __slots__ __doc__".split())
+BUILTIN_NAMES = set(dir(builtins))
+# Dunder attributes that are plain: super().__init__(), a function's name.
+SAFE_DUNDER_ATTRS = {"__init__", "__name__"}
+# Dunder methods a student's class may define (operators, containers, printing); not attribute or torch hooks.
+SAFE_DUNDER_DEFS = set(
+    "__init__ __call__ __repr__ __str__ __len__ __iter__ __next__ __getitem__ __setitem__ __contains__ __eq__ "
+    "__ne__ __lt__ __le__ __gt__ __ge__ __hash__ __bool__ __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ "
+    "__mul__ __rmul__ __imul__ __truediv__ __rtruediv__ __itruediv__ __matmul__ __rmatmul__ __pow__ __rpow__ "
+    "__neg__ __pos__ __abs__ __enter__ __exit__ __post_init__".split())
+
+PY_METHODS = set(
+    "append extend insert pop remove reverse sort index count clear copy keys values items get update setdefault "
+    "popitem add discard union intersection difference symmetric_difference issubset issuperset join split rsplit "
+    "strip lstrip rstrip startswith endswith replace upper lower title capitalize ljust rjust center zfill "
+    "splitlines partition rpartition removeprefix removesuffix isdigit isalpha isalnum isspace find rfind format "
+    "encode decode real imag conjugate is_integer bit_length as_integer_ratio numerator denominator "
+    "start stop step submit result is_alive eps tiny resolution bits smallest_normal write flush".split())
+
+NUMPY = set(
+    "pi e inf nan newaxis sqrt exp log log2 log10 abs sum mean prod max min maximum minimum array asarray zeros "
+    "ones arange linspace eye float64 float32 int64 int32 isclose allclose round floor ceil tanh sign square "
+    "finfo dtype ndarray shape reshape transpose dot matmul".split())
+TORCH_NN = {"functional"}
+# Modules that may be imported, and the attributes they give (None: only via `from m import name`, any public name).
+MODULES = {
+    "torch": allowlist.TORCH, "torch.nn": TORCH_NN, "torch.nn.functional": allowlist.FUNCTIONAL,
+    "torch.linalg": allowlist.LINALG, "torch.special": allowlist.SPECIAL, "torch.fft": allowlist.FFT,
+    "math": allowlist.MATH, "numpy": NUMPY, "__future__": {"annotations"},
+    "typing": {"Any", "Optional", "Union", "Dict", "List", "Tuple", "Callable", "Sequence", "Iterable", "Mapping",
+               "TYPE_CHECKING", "NamedTuple", "TypedDict", "Literal"},
+    "dataclasses": {"dataclass", "field", "fields", "asdict", "astuple", "replace"},
+    "functools": {"reduce", "partial", "lru_cache", "cache", "wraps", "cached_property", "total_ordering"},
+    "itertools": {"product", "chain", "combinations", "permutations", "accumulate", "repeat", "count", "cycle",
+                  "islice", "starmap", "zip_longest", "pairwise", "groupby", "tee", "compress", "takewhile",
+                  "dropwhile", "filterfalse"},
+    "collections": {"defaultdict", "OrderedDict", "namedtuple", "Counter", "deque"},
+    "copy": {"copy", "deepcopy"}, "random": {"seed", "random", "randint", "choice", "shuffle", "sample", "uniform"},
+    "statistics": {"mean", "median", "stdev", "variance", "fmean"},
+    "fractions": {"Fraction"}, "time": {"time", "perf_counter", "monotonic"},
+    # Threads (capped by the sandbox), without settrace/setprofile, which hand out frames.
+    "threading": {"Thread", "Lock", "RLock", "Event", "Barrier", "Semaphore"},
+    "sys": {"stderr", "stdout", "maxsize", "float_info", "version", "version_info"},  # a warning on stderr
+    "warnings": {"warn"},
+    "concurrent.futures": {"ThreadPoolExecutor", "as_completed", "wait"},
+    "matplotlib": set(), "matplotlib.pyplot": set(),  # a lecture notebook's import cell; plotting never runs
+}
+SUBMODULES = {path.rsplit(".", 1)[1]: path for path in MODULES if "." in path}
+TORCH_CLASSES = {"torch.Tensor": allowlist.TENSOR}
+DEFAULT_ALIASES = {"torch": "torch", "F": "torch.nn.functional"}  # what lecture notebooks get without importing
+# Every name the general (unknown receiver) attribute check allows.
+GENERAL = (allowlist.TENSOR | PY_METHODS | allowlist.TORCH | allowlist.FUNCTIONAL | allowlist.LINALG
+           | allowlist.SPECIAL | allowlist.FFT | allowlist.MATH | NUMPY) - {"nn", "linalg", "special", "fft"}
+# A name the student defines never exempts these (torch's own autograd and internal attributes).
+NEVER_OWNED = allowlist.TENSOR_EXCLUDED | allowlist.TENSOR_PRIVATE | set(AUTOGRAD_NAMES) | {"torch", "sys"}
+OWNABLE = {"backward", "grad"}  # a Layer class's .backward()/.grad: left to the runtime guard, which catches torch's
+DANGEROUS_STRING = {"requires_grad", "grad_fn", "_C", "autograd", "__globals__", "__builtins__", "__import__"}
+CONSTRUCT = re.compile(r"^(import [A-Za-z_][\w.]*|[A-Za-z_][\w.]*|\.[A-Za-z_]\w*)$")
 MAX_PER_FILE = 20
 
 
@@ -96,109 +176,289 @@ class Finding:
     message: str
 
 
-class _Scanner(ast.NodeVisitor):
-    def __init__(self, owned: set[str]):
-        self.owned = owned
+def _construct_known(entry: str) -> bool:
+    if not CONSTRUCT.match(entry):
+        return False
+    if entry.startswith(("import ", ".")):
+        return True
+    if "." in entry:  # torch.load, numpy.load: a module's attribute
+        return entry.rsplit(".", 1)[0] in MODULES
+    return entry in BUILTIN_NAMES  # open, hasattr
+
+
+def check_allow(entries: list[str]) -> list[str]:
+    """grading.yaml's integrity.allow: rule ids or single constructs; anything else is a clear error."""
+    bad = [e for e in entries if e not in RULES and not _construct_known(e)]
+    if bad:
+        raise ValueError(f"unknown integrity rule {', '.join(bad)}: list a rule id ({', '.join(RULES)}) or one "
+                         "construct as a finding names it, e.g. 'import scipy', 'torch.load', 'open' or '.foo'")
+    return entries
+
+
+@functools.cache
+def _installed(top: str) -> bool:
+    """Whether a top-level module exists here (looked up, never imported; the sandbox sees no more than this)."""
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return True
+
+
+def _rule(name: str, default: str) -> str:
+    if name in AUTOGRAD_NAMES:
+        return AUTOGRAD_NAMES[name]
+    if "backward" in name:
+        return "backward_kernel"
+    if name.startswith("__") and name.endswith("__"):
+        return "introspection"
+    if name.startswith("_"):
+        return "torch_internals"
+    return default
+
+
+def _dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and len(name) > 4
+
+
+class _Defined:
+    """What a file defines: every bound name, top-level names (its module attributes), class attributes."""
+
+    def __init__(self, tree: ast.Module, nodes: list):
+        self.bound: set[str] = set()       # names bound other than by an import
+        self.attributes: set[str] = set()  # attribute stores, methods and class-body names
+        self.top: set[str] = set().union(*(_targets(node) for node in tree.body))  # for `helper.name`
+        for node in nodes:
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                self.bound.add(node.id)
+            elif isinstance(node, ast.arg):
+                self.bound.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.bound.add(node.name)
+                self.attributes.add(node.name)
+            elif isinstance(node, ast.ClassDef):
+                self.bound.add(node.name)
+                for item in node.body:
+                    self.attributes.update(_targets(item))
+            elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+                self.attributes.add(node.attr)
+
+
+def _targets(node) -> set[str]:
+    """Names a top-level statement binds (not imports of modules: `helper.torch` is not the helper's own)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        known = MODULES.get(node.module, ())
+        return {a.asname or a.name for a in node.names if a.name in known and f"{node.module}.{a.name}" not in MODULES}
+    return set()
+
+
+class _Scanner:
+    """Checks each node once, innermost first (so a chain like torch.ops.aten.x is reported at its first step)."""
+
+    def __init__(self, own: dict[str, set[str]], owned: set[str], defined: _Defined, allow: set[str]):
+        self.own = own              # the submission's modules -> their own names
+        self.owned = owned          # attribute names the submission defines (that may be exempted)
+        self.defined = defined
+        self.allow = allow
         self.hits: list[tuple[int, str, str]] = []  # (line, rule, construct)
-        self.torch_names = {"torch"}
+        self.aliases: dict[str, str] = {}           # local name -> module path, 'own:helper' or 'open:scipy'
+        self.receivers: set[int] = set()             # ids of nodes used as `node.attr`
+        self.flagged: set[int] = set()
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def run(self, nodes: list) -> None:
+        imported: dict[str, set[str]] = {}
+        for node in nodes:
+            if isinstance(node, ast.Attribute):
+                self.receivers.add(id(node.value))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for name, path in self._import_aliases(node):
+                    imported.setdefault(name, set()).add(path)
+        for name, path in DEFAULT_ALIASES.items():
+            if name not in imported and name not in self.defined.bound:
+                self.aliases[name] = path
+        for name, paths in imported.items():
+            if len(paths) == 1 and name not in self.defined.bound:  # one meaning only, or it is a plain name
+                self.aliases[name] = paths.pop()
+        # A docstring or a bare string is inert text.
+        inert = {id(n.value) for n in nodes if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        methods = {}
+        for node in reversed(nodes):  # breadth-first reversed: every node after its children
+            kind = type(node)
+            if kind not in methods:
+                methods[kind] = getattr(self, f"visit_{kind.__name__}", None)
+            if methods[kind] is not None and id(node) not in inert:
+                methods[kind](node)
+
+    def _import_aliases(self, node):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = alias.name if alias.asname else alias.name.split(".")[0]
+                yield alias.asname or target, self._module_kind(target)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            for alias in node.names:
+                if node.level or base in self.own:
+                    if alias.name in self.own:  # from . import helper
+                        yield alias.asname or alias.name, f"own:{alias.name}"
+                elif f"{base}.{alias.name}" in MODULES:
+                    yield alias.asname or alias.name, f"{base}.{alias.name}"
+
+    def _module_kind(self, path: str) -> str:
+        if path in self.own:
+            return f"own:{path}"
+        if path in MODULES:
+            return path
+        return f"open:{path}"  # allowed by the course (else the import itself is a finding)
 
     def hit(self, node, rule: str, construct: str) -> None:
-        self.hits.append((getattr(node, "lineno", 0), rule, construct))
+        self.flagged.add(id(node))
+        if rule not in self.allow and construct not in self.allow and construct.rstrip("()") not in self.allow:
+            self.hits.append((getattr(node, "lineno", 0), rule, construct))
 
-    def check_attribute(self, node, name: str, construct: str) -> None:
-        rule = ATTRIBUTES.get(name)
-        if rule is None and "backward" in name and name not in self.owned:
-            rule = "backward_kernel"
-        if rule is not None and not (name in OWNABLE and name in self.owned):
-            self.hit(node, rule, construct)
-
-    def check_module(self, node, module: str) -> None:
-        parts = module.split(".")
-        for i, part in enumerate(parts):
-            if part in MODULES and i == 0:
-                self.hit(node, MODULES[part], f"import {module}")
-            elif part == "func" and i > 0 and parts[i - 1] == "torch":
-                self.hit(node, "torch.func", f"import {module}")
-            elif part in ATTRIBUTES and part not in OWNABLE:
-                self.hit(node, ATTRIBUTES[part], f"import {module}")
+    # -- imports ---------------------------------------------------------------------------------
+    def module_allowed(self, node, path: str) -> bool:
+        top = path.split(".")[0]
+        if path in MODULES or top in self.own or f"import {path}" in self.allow or f"import {top}" in self.allow:
+            return True
+        if not _installed(top):
+            return True  # it cannot be imported in the sandbox either: the worker reports ModuleNotFoundError
+        parts = path.split(".")
+        rule = MODULE_RULES.get(top, "import")
+        for part in parts[1:]:
+            rule = _rule(part, rule) if rule == "import" else rule
+        self.hit(node, rule, f"import {path}")
+        return False
 
     def visit_Import(self, node):
         for alias in node.names:
-            self.check_module(node, alias.name)
-            if alias.name == "torch":
-                self.torch_names.add(alias.asname or "torch")
+            self.module_allowed(node, alias.name)
+            if alias.asname:
+                self.check_identifier(node, alias.asname)
 
     def visit_ImportFrom(self, node):
         module = node.module or ""
-        self.check_module(node, module)
+        if node.level:  # from . import helper / from .helper import f: the submission's own files
+            if module and module.split(".")[0] not in self.own:
+                self.hit(node, "import", f"from .{module} import ...")
+            for alias in node.names:
+                if not module and alias.name not in self.own:
+                    self.hit(node, "import", f"from . import {alias.name}")
+                self.check_identifier(node, alias.asname or alias.name)
+            return
+        if not self.module_allowed(node, module):
+            return
+        known = MODULES.get(module)
         for alias in node.names:
             construct = f"from {module} import {alias.name}"
-            if module == "torch" and alias.name == "func":
-                self.hit(node, "torch.func", construct)
-            elif alias.name in MODULES:
-                self.hit(node, MODULES[alias.name], construct)
-            else:
-                self.check_attribute(node, alias.name, construct)
+            if alias.name == "*" and module.split(".")[0] not in self.own:
+                self.hit(node, "import", construct)
+            elif known is not None and alias.name not in known and f"{module}.{alias.name}" not in MODULES:
+                self.hit(node, _rule(alias.name, "attribute"), construct)
+            self.check_identifier(node, alias.asname or alias.name)
 
-    def visit_Attribute(self, node):
-        if node.attr == "func" and isinstance(node.value, ast.Name) and node.value.id in self.torch_names:
-            self.hit(node, "torch.func", f"{node.value.id}.func")
-        elif node.attr == "modules" and isinstance(node.value, ast.Name) and node.value.id == "sys":
-            self.hit(node, "dynamic_namespace", "sys.modules")
-        else:
-            call = "()" if node.attr in ("backward", "requires_grad_", "retain_grad") else ""
-            self.check_attribute(node, node.attr, f".{node.attr}{call}")
-        self.generic_visit(node)
+    # -- names -----------------------------------------------------------------------------------
+    def check_identifier(self, node, name: str) -> None:
+        if name in BUILTIN_NAMES and name not in ALLOWED_BUILTINS:
+            self.hit(node, BUILTIN_RULES.get(name, "builtin"), name)
+        elif _dunder(name) and name not in ALLOWED_BUILTINS:
+            self.hit(node, BUILTIN_RULES.get(name, "introspection"), name)
 
     def visit_Name(self, node):
-        if node.id in NAMES:
-            self.hit(node, NAMES[node.id], node.id)
+        self.check_identifier(node, node.id)
+        path = self.aliases.get(node.id)
+        if path is not None and id(node) not in self.receivers and isinstance(node.ctx, ast.Load):
+            self.hit(node, "module_value", f"{node.id} (a module) as a value")
 
+    def visit_arg(self, node):
+        self.check_identifier(node, node.arg)
+
+    def visit_FunctionDef(self, node):
+        if _dunder(node.name):
+            if node.name not in SAFE_DUNDER_DEFS:
+                self.hit(node, "introspection", f"def {node.name}")
+        else:
+            self.check_identifier(node, node.name)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        self.check_identifier(node, node.name)
+
+    def visit_Global(self, node):
+        for name in node.names:
+            self.check_identifier(node, name)
+
+    visit_Nonlocal = visit_Global
+
+    def visit_ExceptHandler(self, node):
+        if node.name:
+            self.check_identifier(node, node.name)
+
+    # -- attributes ------------------------------------------------------------------------------
+    def resolve(self, node) -> str | None:
+        """The module (or torch class) an expression statically is, if any."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.resolve(node.value)
+            if base is not None and f"{base}.{node.attr}" in MODULES | TORCH_CLASSES:
+                return f"{base}.{node.attr}"
+        return None
+
+    def attribute_allowed(self, receiver: str | None, name: str) -> bool:
+        if _dunder(name):
+            return name in SAFE_DUNDER_ATTRS
+        if receiver in MODULES:
+            return name in MODULES[receiver] or f"{receiver}.{name}" in MODULES
+        if receiver in TORCH_CLASSES:
+            return name in TORCH_CLASSES[receiver]
+        if receiver is not None and receiver.startswith("own:"):
+            return name in self.own.get(receiver[4:], set())
+        if receiver is not None and receiver.startswith("open:"):
+            return not name.startswith("_")
+        return name in GENERAL or (name in self.owned and (name not in NEVER_OWNED or name in OWNABLE))
+
+    def visit_Attribute(self, node):
+        if id(node.value) in self.flagged:
+            self.flagged.add(id(node))
+            return
+        receiver = self.resolve(node.value)
+        name = node.attr
+        if not self.attribute_allowed(receiver, name):
+            where = receiver if receiver in MODULES or receiver in TORCH_CLASSES else None
+            construct = f"{where}.{name}" if where else f".{name}"
+            if name in ("backward", "requires_grad_", "retain_grad"):
+                construct += "()"
+            self.hit(node, _rule(name, "attribute"), construct)
+        elif receiver is not None and f"{receiver}.{name}" in MODULES and id(node) not in self.receivers \
+                and isinstance(node.ctx, ast.Load):
+            self.hit(node, "module_value", f"{receiver}.{name} (a module) as a value")
+
+    def visit_MatchClass(self, node):  # `case X(attr=...)` reads attributes by name
+        for name in node.kwd_attrs:
+            if not self.attribute_allowed(None, name):
+                self.hit(node, _rule(name, "attribute"), f".{name}")
+
+    # -- calls and strings -------------------------------------------------------------------------
     def visit_Call(self, node):
-        func = node.func
-        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-        if name in ATTR_FUNCTIONS and len(node.args) > ATTR_FUNCTIONS[name]:
-            target = node.args[ATTR_FUNCTIONS[name]]
-            if isinstance(target, ast.Constant) and isinstance(target.value, str):
-                for part in target.value.split("."):
-                    self.check_attribute(node, part, f"{name}(..., {target.value!r})")
-            else:
-                self.hit(node, "getattr", f"{name}() with a computed name")
-        if name == "vars" and node.args:
-            self.hit(node, "dynamic_namespace", "vars(...)")
         for keyword in node.keywords:
             if keyword.arg == "requires_grad" and not (
                     isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
                 self.hit(node, "requires_grad", "requires_grad=True")
-        self.generic_visit(node)
-
-    def visit_Expr(self, node):
-        if isinstance(node.value, ast.Constant):
-            return  # a docstring or a bare string: inert text
-        self.generic_visit(node)
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "format" and isinstance(func.value, ast.Constant) \
+                and re.search(r"\{[^}:!]*[.\[]", str(func.value.value)):
+            self.hit(node, "getattr", "str.format with an attribute field")
 
     def visit_Constant(self, node):
-        """A string naming a forbidden thing, as in vars(torch)['autograd']."""
-        if isinstance(node.value, str) and IDENTIFIER.match(node.value):
-            parts = node.value.split(".")
-            for i, part in enumerate(parts):
-                rule = STRINGS.get(part)
-                if part == "func" and i > 0 and parts[i - 1] == "torch":
-                    rule = "torch.func"
-                if rule is not None:
-                    self.hit(node, rule, repr(node.value))
-                    return
-
-
-def _owned_names(tree: ast.AST) -> set[str]:
-    """Functions, classes and attributes the submission defines itself (and the contract's functions)."""
-    owned = {ex.function for ex in EXERCISES.values()}
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            owned.add(node.name)
-        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-            owned.add(node.attr)
-    return owned
+        """A string naming autograd's switches, as in torch.zeros(3, **{'requires_grad': True})."""
+        if isinstance(node.value, str) and node.value in DANGEROUS_STRING:
+            self.hit(node, _rule(node.value, "autograd"), repr(node.value))
 
 
 def _parse(source: str):
@@ -208,10 +468,10 @@ def _parse(source: str):
         return None  # the worker reports why it cannot be imported
 
 
-def _imports(tree: ast.AST) -> set[str]:
+def _imports(nodes: list) -> set[str]:
     """Top-level module names a file imports."""
     names = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -224,13 +484,13 @@ def _imports(tree: ast.AST) -> set[str]:
     return names
 
 
-def _importers(trees: dict[str, ast.AST]) -> dict[str, set[str]]:
+def _importers(nodes: dict[str, list]) -> dict[str, set[str]]:
     """File -> the exercise ids that import it, directly or through other files."""
-    modules = {name.removesuffix(".py"): name for name in trees}
-    edges = {name: {modules[m] for m in _imports(tree) if m in modules} for name, tree in trees.items()}
-    result = {name: set() for name in trees}
+    modules = {name.removesuffix(".py"): name for name in nodes}
+    edges = {name: {modules[m] for m in _imports(found) if m in modules} for name, found in nodes.items()}
+    result = {name: set() for name in nodes}
     for ex in EXERCISES.values():
-        if ex.file not in trees:
+        if ex.file not in nodes:
             continue
         seen, stack = set(), [ex.file]
         while stack:
@@ -255,18 +515,22 @@ def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list
     """Every finding in a submission (file name -> source), one per exercise it costs."""
     trees = {name: tree for name, source in sorted(files.items())
              if name.endswith(".py") and (tree := _parse(source)) is not None}
-    owned = set().union(*(_owned_names(tree) for tree in trees.values()))
-    importers = _importers(trees)
+    nodes = {name: list(ast.walk(tree)) for name, tree in trees.items()}
+    defined = {name: _Defined(tree, nodes[name]) for name, tree in trees.items()}
+    own = {ex.module: {ex.function} for ex in EXERCISES.values()}  # the contract's files, submitted or not
+    own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()})
+    owned = set().union(*(d.attributes for d in defined.values())) | {ex.function for ex in EXERCISES.values()}
+    importers = _importers(nodes)
     findings = []
     for name, tree in trees.items():
-        scanner = _Scanner(owned)
-        scanner.visit(tree)
-        hits = sorted({h for h in scanner.hits if h[1] not in allow})[:MAX_PER_FILE]
-        own = next((ex.id for ex in EXERCISES.values() if ex.file == name), None)
+        scanner = _Scanner(own, owned, defined[name], set(allow))
+        scanner.run(nodes[name])
+        hits = sorted(set(scanner.hits))[:MAX_PER_FILE]
+        own_ex = next((ex.id for ex in EXERCISES.values() if ex.file == name), None)
         for line, rule, construct in hits:
             exercises = sorted(importers.get(name, ())) or [None]
             for ex_id in exercises:
-                via = None if ex_id is None or ex_id == own else EXERCISES[ex_id].file
+                via = None if ex_id is None or ex_id == own_ex else EXERCISES[ex_id].file
                 findings.append(Finding(ex_id, name, line or None, rule, construct,
                                         _message(name, line, construct, rule, via)))
     return findings

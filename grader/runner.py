@@ -78,8 +78,26 @@ def serialized(tensors: dict) -> bytes:
     return entry[1]
 
 
-def clean_result(meta: dict) -> dict:
-    """A result frame reduced to the fields and types scoring reads: the worker side is not trusted."""
+def clean_result(meta: dict, hidden: bool = False, expected: set[str] = frozenset()) -> dict:
+    """A result frame reduced to the fields and types scoring reads: the worker side is not trusted.
+
+    A hidden case's result keeps only its verdict-bearing fields, from fixed sets (grader.worker reduces
+    it the same way first): nothing free-form, no shapes, no timing.
+    """
+    if hidden:
+        from grader.worker import NOTE_STATUSES, TRAJECTORY_STATUSES, _known
+
+        notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
+        out = {"type": "result", "case": _text(meta.get("case"), 100),
+               "notes": {_text(k, 100): {"status": _known(v.get("status"), NOTE_STATUSES, "wrong_type"),
+                                         "message": ""}
+                         for k, v in list(notes.items())[:200] if isinstance(v, dict) and k in expected}}
+        if isinstance(meta.get("error"), dict):
+            out["error"] = {"message": "raised an exception on a hidden case", "traceback": ""}
+        if isinstance(meta.get("trajectory"), dict):
+            status = meta["trajectory"].get("status")
+            out["trajectory"] = {"status": _known(status, TRAJECTORY_STATUSES, "failed"), "message": ""}
+        return out
     out = {"type": "result", "case": _text(meta.get("case"), 100)}
     notes = meta.get("notes")
     if isinstance(notes, dict):
@@ -104,6 +122,53 @@ def clean_result(meta: dict) -> dict:
     return out
 
 
+def line_counts(folder: Path) -> dict[str, int]:
+    """The submission's Python files (relative paths) and their line counts: what a finding may name."""
+    counts = {}
+    for path in sorted(folder.rglob("*.py"))[:1000]:
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as fh:
+                counts[str(path.relative_to(folder))] = sum(1 for _ in fh)
+    return counts
+
+
+# Case tensors that are answers of another exercise (autograd's gradients of atomic's hpreact and emb, the
+# inputs of batchnorm and embedding): never in an input file, where atomic's child could read them.
+PRIVATE_INPUTS = ("dhpreact", "demb")
+_SPLIT: dict[int, tuple[dict, dict, dict]] = {}
+
+
+def split_inputs(tensors: dict) -> tuple[dict, dict]:
+    """(what may be written to the input file, what goes down the pipe), made once per case."""
+    entry = _SPLIT.get(id(tensors))
+    if entry is None or entry[0] is not tensors:
+        if len(_SPLIT) > 256:
+            _SPLIT.clear()
+        entry = _SPLIT[id(tensors)] = (tensors, {k: v for k, v in tensors.items() if k not in PRIVATE_INPUTS},
+                                       {k: v for k, v in tensors.items() if k in PRIVATE_INPUTS})
+    return entry[1], entry[2]
+
+
+def clean_finding(meta: dict, ex_id: str, files: dict[str, int], hidden: bool) -> dict | None:
+    """A runtime integrity report checked against what it can be: a file of the submission, a line in it.
+
+    In the hidden phase it is only a flag (file, line and text are fixed), whatever the worker sent.
+    """
+    if hidden:
+        from grader.worker import HIDDEN_ATTEMPT
+
+        return {"pattern": HIDDEN_ATTEMPT, "file": None, "line": None,
+                "message": (f"{HIDDEN_ATTEMPT} is not allowed: PyTorch's automatic differentiation computes the "
+                            "answers, so every gradient must be written out by hand")}
+    if not isinstance(meta.get("pattern"), str) or not isinstance(meta.get("message"), str):
+        return None
+    file, line = meta.get("file"), meta.get("line")
+    file = file if isinstance(file, str) and file in files else None
+    lines = files.get(file or EXERCISES[ex_id].file, 0)
+    line = line if type(line) is int and 1 <= line <= lines else None
+    return {"pattern": meta["pattern"][:100], "message": meta["message"][:500], "file": file, "line": line}
+
+
 class WorkerChannel:
     """The grading side of one worker's pipes: frames in, the go signal (and hidden inputs) out, output captured."""
 
@@ -126,16 +191,15 @@ class WorkerChannel:
         finally:
             os.close(fd)
 
-    def go(self, hidden: list[tuple[str, bytes]] | None = None) -> None:
-        """Release the worker: once to start, once more with the hidden cases' inputs (never written to disk)."""
+    def go(self, inputs: list[tuple[str, bytes]] = ()) -> None:
+        """Release the worker, with case tensors that never touch the disk: once to start (the public cases'
+        private part), once more with the hidden cases' inputs."""
         if self._go_w is None:
             return
-        data = b"g"
-        if hidden is not None:
-            out = bytearray(data)
-            for file, blob in hidden:
-                out += frame_bytes({"type": "hidden", "file": file}, blob)
-            data = bytes(out + frame_bytes({"type": "end"}))
+        out = bytearray(b"g")
+        for file, blob in inputs:
+            out += frame_bytes({"type": "inputs", "file": file}, blob)
+        data = bytes(out + frame_bytes({"type": "end"}))
         _write_before(self._go_w, data, time.monotonic() + GRACE + len(data) / 20e6)  # 20 MB/s at worst
 
     def next_frame(self, deadline: float):
@@ -235,6 +299,8 @@ class SubmissionRunner:
         self._early = None
         self._plans = 0
         self._hidden: list[tuple[str, dict]] = []  # sent down the go pipe once the public cases are done
+        self._hidden_names: set[str] = set()
+        self._private: list[tuple[str, dict]] = []  # public cases' private part: down the go pipe at the start
         self.extra: dict[str, dict] = {}  # per exercise: more plan fields (the lecture notebook's cells)
 
     def _worker(self, plan_path: Path, max_total: int = 1 << 30):
@@ -265,14 +331,27 @@ class SubmissionRunner:
             file = f"case-{case.spec.name}.safetensors"
             if case.spec.hidden:
                 self._hidden.append((file, case.inputs))
-            elif written.get(file) is not case.inputs:  # a fork server's folder keeps the batch's public inputs
-                save_file(case.inputs, str(self.mounts.inputs / file))
-                written[file] = case.inputs
+                self._hidden_names.add(case.spec.name)
+            else:
+                public, private = split_inputs(case.inputs)
+                if private:
+                    self._private.append((file, private))
+                if written.get(file) is not case.inputs:  # a fork server's folder keeps the batch's public inputs
+                    save_file(public, str(self.mounts.inputs / file))
+                    written[file] = case.inputs
             largest = max(t.numel() for t in case.inputs.values())
             described.append({"name": case.spec.name, "file": file, "ints": case.ints, "hidden": case.spec.hidden,
                               "max_numel": 16 * largest + 4096})
         make_readable(self.mounts.inputs)
         return described
+
+    def _expected(self, ex_id: str) -> set[str]:
+        """The answer keys exercise `ex_id` can send back (a hidden case's result keeps no other)."""
+        from grader.worker import expected_keys
+
+        ex = EXERCISES[ex_id]
+        return expected_keys({"gradient_checks": ex.gradient_checks, "trajectory": ex.id == "train"},
+                             self.config.train.steps)
 
     def _hidden_inputs(self) -> list[tuple[str, bytes]]:
         return [(file, serialized(tensors)) for file, tensors in self._hidden]
@@ -341,6 +420,8 @@ class SubmissionRunner:
         started = 0.0
         deadline = time.monotonic() + STARTUP_TIMEOUT
         hello = False
+        hidden = False  # once the hidden inputs went down: only verdicts may come back
+        files = line_counts(self.mounts.submission)
 
         def fail_current(status: str, message: str) -> None:
             if current is not None:
@@ -392,30 +473,32 @@ class SubmissionRunner:
             run = outcome.exercises.get(current) if current is not None else None
             if kind == "hello" and not hello:
                 hello = True
-                worker.go()
+                worker.go([(file, serialized(tensors)) for file, tensors in self._private])
                 deadline = time.monotonic() + GRACE + STARTUP_TIMEOUT / 4
             elif kind == "exercise_start" and meta.get("exercise") in pending and current is None:
                 current = meta["exercise"]
                 started = time.monotonic()
                 deadline = started + self.timeout + MARGIN
             elif kind == "need_hidden" and current is None:
+                hidden = True
                 worker.go(self._hidden_inputs())
                 deadline = time.monotonic() + GRACE
             elif kind == "done":
                 return settled
             elif run is None or meta.get("exercise") != current:
                 continue  # out of order, or not for the exercise in progress
-            elif kind == "exercise_error" and run.error is None:
+            elif kind == "exercise_error" and run.error is None and hidden:
                 # The first error stands: a masked hidden-case one never replaces the public cases' real one.
+                run.error = {"status": "error", "message": "failed on the hidden cases (details stay hidden)",
+                             "traceback": ""}
+            elif kind == "exercise_error" and run.error is None:
                 run.error = {k: str(meta.get(k, ""))[:4000] for k in ("status", "message", "traceback")}
-            elif kind == "result":
-                run.results[str(meta.get("case"))] = (clean_result(meta), blob)
-            elif kind == "integrity" and len(run.findings) < MAX_FINDINGS and isinstance(meta.get("pattern"), str) \
-                    and isinstance(meta.get("message"), str):
-                line, file = meta.get("line"), meta.get("file")
-                run.findings.append({"pattern": meta["pattern"][:100], "message": meta["message"][:500],
-                                     "file": file[:200] if isinstance(file, str) and file else None,
-                                     "line": line if type(line) is int else None})
+            elif kind == "result" and (str(meta.get("case")) in self._hidden_names) == hidden:
+                run.results[str(meta.get("case"))] = (clean_result(meta, hidden, self._expected(current)), blob)
+            elif kind == "integrity" and len(run.findings) < MAX_FINDINGS \
+                    and (finding := clean_finding(meta, current, files, hidden)) is not None \
+                    and finding not in run.findings:  # the hidden phase's flag once
+                run.findings.append(finding)
             elif kind == "exercise_end":
                 run.seconds += time.monotonic() - started
                 settled.add(current)

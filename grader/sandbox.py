@@ -79,12 +79,56 @@ def prepare(mounts: Mounts) -> Mounts:
     return mounts
 
 
+# The worker's entry points; everything they import at module level is staged, and every import of
+# the worker-only modules' functions (they run nowhere else). Nothing else of the package is.
+WORKER_ENTRY = ("worker", "harness", "forkserver", "guard", "execute")
+WORKER_ONLY = ("worker", "harness", "forkserver")
+# The answer key and the grading side: staging fails loudly if the worker ever imports one of them.
+NEVER_STAGED = frozenset({"cases", "scoring", "diagnosis", "grading", "compare", "release", "cli", "batch",
+                          "gradebook", "runner", "sandbox", "slot", "config", "report"})
+
+
+def _grader_imports(path: Path, everywhere: bool) -> set[str]:
+    """The grader modules a file imports: at module level, or (`everywhere`) also inside functions."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = ast.walk(tree) if everywhere else (n for top in tree.body for n in ast.walk(top)
+                                               if not isinstance(top, (ast.FunctionDef, ast.ClassDef)))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "grader":
+            if node.module == "grader":
+                found.update(alias.name for alias in node.names)
+            else:
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("grader."))
+    return found
+
+
+@functools.cache
+def worker_modules() -> tuple[str, ...]:
+    """The import closure of the worker's entry points (module names without .py)."""
+    seen, stack = {"__init__"}, list(WORKER_ENTRY)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        if name in NEVER_STAGED:
+            raise RuntimeError(f"grader.{name} is the grading side or the answer key and must never reach the "
+                               "sandbox; the worker must not import it")
+        seen.add(name)
+        stack.extend(_grader_imports(PACKAGE / f"{name}.py", everywhere=name in WORKER_ONLY))
+    return tuple(sorted(seen))
+
+
 def stage_package(lib: Path) -> Path:
-    """Copy the grader package's .py files into `lib/grader`, readable by an unprivileged worker."""
+    """Copy the worker's modules of the grader package (only those) into `lib/grader`, readable by `nobody`."""
     target = lib / "grader"
     target.mkdir(parents=True, exist_ok=True)
-    for source in PACKAGE.glob("*.py"):
-        shutil.copyfile(source, target / source.name)
+    for name in worker_modules():
+        shutil.copyfile(PACKAGE / f"{name}.py", target / f"{name}.py")
     make_readable(lib)
     return lib
 

@@ -24,7 +24,6 @@ import argparse
 import gc
 import json
 import os
-import re
 import shutil
 import signal
 import sys
@@ -40,6 +39,33 @@ HIDDEN_WAIT = 60.0      # seconds for the grader to send them
 
 # Taken before any student code runs, which may rebind os._exit and friends.
 _exit, _kill, _getpid = os._exit, os.kill, os.getpid
+
+
+def receive_inputs(go_fd: int) -> list[tuple[str, bytes]] | None:
+    """Case tensors sent down the go pipe after its `g` (never through a file), added to what was preloaded.
+
+    Hidden cases' inputs come this way, and the public cases' `dhpreact` and `demb` (autograd's gradients
+    of atomic's tensors: an input file would let atomic's child read them). None if the grader did not send.
+    """
+    from grader import harness
+
+    reader = channel.FrameReader(go_fd, max_meta=4096, max_total=MAX_HIDDEN)
+    deadline = time.monotonic() + HIDDEN_WAIT
+    received = []
+    try:
+        if os.read(go_fd, 1) != b"g":
+            return None
+        while (frame := reader.read(deadline)) is not None:
+            meta, blob = frame
+            if meta.get("type") == "end":
+                for file, data in received:
+                    harness.add_inputs(file, data)
+                return received
+            if meta.get("type") == "inputs" and isinstance(meta.get("file"), str):
+                received.append((meta["file"], blob))
+    except (OSError, channel.ProtocolError, channel.Timeout):
+        pass
+    return None
 
 
 def describe_end(status: int, memory_mb: int) -> str:
@@ -94,22 +120,7 @@ class Zygote:
         if self.go_fd is None:
             return False
         self.send({"type": "need_hidden"})
-        from grader import harness
-
-        reader = channel.FrameReader(self.go_fd, max_meta=4096, max_total=MAX_HIDDEN)
-        deadline = time.monotonic() + HIDDEN_WAIT
-        try:
-            if os.read(self.go_fd, 1) != b"g":
-                return False
-            while (frame := reader.read(deadline)) is not None:
-                meta, blob = frame
-                if meta.get("type") == "end":
-                    return True
-                if meta.get("type") == "hidden" and isinstance(meta.get("file"), str):
-                    harness.preload(meta["file"], blob)
-        except (OSError, channel.ProtocolError, channel.Timeout):
-            pass
-        return False
+        return receive_inputs(self.go_fd) is not None
 
     def run_phase(self, exercise: dict, cases: list[dict], quiet: bool) -> bool:
         """One exercise on `cases`, bracketed by start and end frames; False if the child failed."""
@@ -156,7 +167,7 @@ class Zygote:
         os.close(write_fd)
         ex_id = exercise["id"]
         outcome = self.relay(read_fd, ex_id, {c["name"] for c in cases}, self.max_blob(exercise, cases), deadline,
-                             quiet)
+                             quiet, expected_keys(exercise, self.plan["train"]["steps"]))
         status = self.reap(pid, killed=outcome != "eof")
         if outcome == "done":
             # Failed as a whole (e.g. on import): the hidden cases would fail the same way, and their
@@ -187,7 +198,8 @@ class Zygote:
             pass
         return os.waitpid(pid, 0)[1]
 
-    def relay(self, fd: int, ex_id: str, names: set[str], max_blob: int, deadline: float, quiet: bool) -> str:
+    def relay(self, fd: int, ex_id: str, names: set[str], max_blob: int, deadline: float, quiet: bool,
+              expected: set[str]) -> str:
         """Pass the child's frames on; 'done', 'eof', 'timeout' or what was garbled.
 
         From a quiet (hidden-case) child only verdict-bearing fields pass: its messages could carry
@@ -214,14 +226,18 @@ class Zygote:
                     continue
                 if kind == "result" and isinstance(case, str) and case in names and case not in seen:
                     seen.add(meta["case"])
-                    self.send({**(_quiet_result(meta) if quiet else meta), "exercise": ex_id}, blob)
+                    self.send({**(_quiet_result(meta, expected) if quiet else meta), "exercise": ex_id}, blob)
                 elif kind == "exercise_error" and not errors:
                     errors += 1
                     self.failed.add(ex_id)
                     if quiet:
                         meta = {"status": "error", "message": "failed on the hidden cases (details stay hidden)"}
                     self.send({**meta, "type": "exercise_error", "exercise": ex_id})
-                elif kind == "integrity" and findings < MAX_FINDINGS and (not quiet or _known_attempt(meta)):
+                elif kind == "integrity" and quiet:
+                    if not findings:
+                        findings += 1
+                        self.send(hidden_attempt(ex_id))
+                elif kind == "integrity" and findings < MAX_FINDINGS:
                     findings += 1
                     self.send({"type": "integrity", "exercise": ex_id,
                                **{k: meta.get(k) for k in ("pattern", "file", "line", "message")}})
@@ -231,27 +247,47 @@ class Zygote:
             os.close(fd)
 
 
-def _quiet_result(meta: dict) -> dict:
-    """A hidden case's result with only what scoring reads for a verdict (no free text reaches the report)."""
+NOTE_STATUSES = {"ok", "not_implemented", "wrong_type", "wrong_shape", "missing"}  # what harness.Answers writes
+TRAJECTORY_STATUSES = {"ok", "failed", "not_implemented"}
+HIDDEN_ATTEMPT = "autograd on a hidden case"
+
+
+def _known(value, allowed: set[str], default: str) -> str:
+    """`value` if it is one of `allowed` (a worker's JSON may hold anything, lists too), else `default`."""
+    return value if isinstance(value, str) and value in allowed else default
+
+
+def expected_keys(exercise: dict, steps: int) -> set[str]:
+    """The answer keys an exercise's child can send back."""
+    keys = set(exercise["gradient_checks"])
+    if exercise.get("trajectory"):
+        keys |= {f"step{i}.{k}" for i in range(steps) for k in ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")}
+    return keys
+
+
+def _quiet_result(meta: dict, expected: set[str]) -> dict:
+    """A hidden case's result with only what scoring reads for a verdict: known keys, statuses from a fixed set.
+
+    Nothing free-form (messages, shapes, timings, lecture facts) crosses: it could carry the hidden inputs.
+    """
     notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
     keep = {"type": "result", "case": meta.get("case"),
-            "notes": {str(k)[:100]: {"status": str(v.get("status"))[:40]} for k, v in list(notes.items())[:100]
-                      if isinstance(v, dict)}}
-    if isinstance(meta.get("error"), dict):
+            "notes": {k: {"status": _known(v.get("status"), NOTE_STATUSES, "wrong_type")}
+                      for k, v in notes.items() if k in expected and isinstance(v, dict)}}
+    if "error" in meta:
         keep["error"] = {"message": "raised an exception on a hidden case", "traceback": ""}
-    if isinstance(meta.get("trajectory"), dict):
-        keep["trajectory"] = {"status": str(meta["trajectory"].get("status"))[:40], "message": ""}
+    if "trajectory" in meta:
+        status = meta["trajectory"].get("status") if isinstance(meta["trajectory"], dict) else None
+        keep["trajectory"] = {"status": _known(status, TRAJECTORY_STATUSES, "failed"), "message": ""}
     return keep
 
 
-def _known_attempt(meta: dict) -> bool:
-    """A runtime integrity report from a hidden-case child, if it holds nothing but a known construct."""
+def hidden_attempt(ex_id: str) -> dict:
+    """A runtime integrity report from a hidden-case child, reduced to a flag: no file, line or text of its own."""
     from grader import guard
 
-    file, pattern = meta.get("file"), meta.get("pattern")
-    return (isinstance(pattern, str) and pattern in guard.CONSTRUCTS and meta.get("message") == guard.message(pattern)
-            and (file is None or re.fullmatch(r"[\w.-]{1,100}\.py", str(file)) is not None)
-            and (meta.get("line") is None or type(meta.get("line")) is int))
+    return {"type": "integrity", "exercise": ex_id, "pattern": HIDDEN_ATTEMPT, "file": None, "line": None,
+            "message": guard.message(HIDDEN_ATTEMPT)}
 
 
 def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bool, inherited, parent: int) -> None:
@@ -269,13 +305,13 @@ def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bo
         confine.die_with_parent(parent)
         confine.set_dumpable(True)  # its own /proc entries; the worker above stays undumpable
         confine.install_filter()
-        from grader import guard
-        from grader.harness import Harness
+        from grader import guard, harness
 
+        harness.restrict(exercise)  # only this exercise's own inputs stay in this process
         guard.submission = plan["submission"]
         guard.report = lambda finding: channel.send(fd, {"type": "integrity", **finding})
         sys.path.insert(0, plan["submission"])
-        Harness(plan, fd).run_exercise(exercise, cases)
+        harness.Harness(plan, fd).run_exercise(exercise, cases)
         channel.send(fd, {"type": "child_done"})
     except BaseException:  # noqa: BLE001 - a broken pipe, or the grader's own bug: say so, then go
         code = 70
@@ -305,8 +341,7 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
     from grader import guard, harness
 
     channel.send(channel_fd, {"type": "hello", "pid": os.getpid()})
-    if go_fd is not None:
-        os.read(go_fd, 1)  # the grader has written the public inputs and the plan
+    private = receive_inputs(go_fd) if go_fd is not None else None  # go: the plan and public inputs are written
     with open(plan_path) as fh:
         plan = json.load(fh)
     torch.set_default_dtype({"float64": torch.float64, "float32": torch.float32}[plan["dtype"]])
@@ -317,12 +352,14 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
 
         run_notebook(plan, channel_fd)
         os._exit(0)
-    guard.install()
+    kernels = guard.install()  # noqa: F841 - the kernel blocks last as long as this frame (it never returns)
     confine.set_dumpable(False)  # children cannot read or write this process through /proc
     os.chdir(plan["cwd"])
     for case in plan["cases"]:  # read once here (or by the fork server), not once per exercise child
         if not case.get("hidden"):
             harness.preload(case["file"], path=os.path.join(plan["inputs"], case["file"]))
+    for file, data in private or ():
+        harness.add_inputs(file, data)
     gc.freeze()  # children do not copy this process's memory just to garbage-collect it
     Zygote(plan, channel_fd, go_fd).run()
     sys.stdout.flush()
@@ -330,7 +367,29 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
     os._exit(0)
 
 
+class StagedOnly:
+    """A meta-path finder that refuses every grader module not staged beside this file.
+
+    The sandbox holds only the worker's modules (grader.sandbox.stage_package); without this an editable
+    install's finder would still find the rest (the reference code in grader.cases) in the repository.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def find_spec(self, name, path=None, target=None):
+        parts = name.split(".")
+        if parts[0] == "grader" and len(parts) > 1 and not os.path.isfile(os.path.join(self.folder, f"{parts[1]}.py")):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def refuse_unstaged() -> None:
+    sys.meta_path.insert(0, StagedOnly(os.path.dirname(os.path.abspath(__file__))))
+
+
 def main() -> None:
+    refuse_unstaged()
     parser = argparse.ArgumentParser(prog="grader.worker")
     parser.add_argument("plan", nargs="?")
     parser.add_argument("--channel", type=int, default=None)

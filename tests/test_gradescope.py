@@ -133,8 +133,9 @@ def test_run_autograder_end_to_end_with_hidden_cases(autograder_zip, tmp_path, c
     assert 0 < results["score"] < 100 and results["score"] == pytest.approx(report["score"], abs=1e-6)
     everything = "".join(p.read_text(errors="replace") for p in (root / "results").iterdir()) + proc.stdout
     assert SECRET not in everything  # ... and went nowhere else
-    assert "PROBE" in report["output"]["stdout"]  # the probe ran
-    if report["isolation"]["level"] == "bwrap":  # the worker sees only the submission and its inputs
+    # The allow list stops the probe (glob, open) before it runs; test_sandbox shows what bwrap hides from it.
+    assert {(f["file"], f["pattern"]) for f in report["integrity"]} >= {("embedding.py", "open")}
+    if "PROBE" in report["output"]["stdout"] and report["isolation"]["level"] == "bwrap":
         assert str(secret_path) + " unreadable" in report["output"]["stdout"]
 
 

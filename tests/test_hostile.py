@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, SOLUTIONS
 from grader import sandbox
 from grader.cli import main as cli_main
-from grader.config import IntegrityConfig
+from grader.config import IntegrityConfig, load_config
 from grader.exercises import EXERCISES
 from grader.integrity import RULES
 
@@ -164,8 +165,15 @@ def world(tmp_path, monkeypatch):
     listener.close()
 
 
+def scan_off(config):
+    """The config with the static scan widened to everything: it would stop most attacks here before they run,
+    and these tests are about what happens to one that gets through."""
+    return config.model_copy(update={"integrity": IntegrityConfig(allow=list(RULES))})
+
+
 def grade_contained(world, grade_it, folder, **kwargs):
     started = time.monotonic()
+    kwargs.setdefault("config", scan_off(load_config(ROOT / "grading.yaml")))
     report = grade_it(folder, timeout=TIMEOUT, **kwargs)
     world.assert_untouched(report.model_dump_json(), started)
     return report
@@ -250,9 +258,13 @@ def test_vandalism_secrets_network_and_disk(world, submission, tmp_path):
                                       READ_PATHS=world.read_paths(), PORT=world.port))
     out = world.out_dir / "report.json"
     out.write_text("the previous report")
+    policy = yaml.safe_load((ROOT / "grading.yaml").read_text())
+    policy["integrity"] = {"allow": list(RULES)}  # the scan would stop os and open before they run
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(yaml.safe_dump(policy))
     started = time.monotonic()
     code = cli_main(["grade", str(sub), "--out", str(out), "--timeout", str(TIMEOUT), "--quiet",
-                     "--config", str(ROOT / "grading.yaml"), "--secret-file", str(world.secret_file)])
+                     "--config", str(lenient), "--secret-file", str(world.secret_file)])
     assert code == 0
     text = out.read_text()
     world.assert_untouched(text, started)
@@ -298,11 +310,11 @@ def test_syntax_errors_recursion_and_segfaults(world, submission, grade_it):
 
 # --- autograd -------------------------------------------------------------------------------
 
-def test_autograd_is_not_allowed(world, submission, grade_it):
+def test_autograd_is_not_allowed(world, submission, grade_it, config):
     files = replaced("atomic__backward.py", "batchnorm__uses_helper.py", "cross_entropy__obfuscated.py",
                      "embedding__functorch.py", "train__exec.py")
     files["autograd_helper.py"] = attack("autograd_helper.py")
-    report = grade_contained(world, grade_it, submission(replace=files))
+    report = grade_contained(world, grade_it, submission(replace=files), config=config)
     assert_attacked(report, "atomic", {"not_allowed"}, "atomic.py line 6", ".requires_grad_()", "by hand")
     assert_attacked(report, "batchnorm", {"not_allowed"}, "autograd_helper.py line 2", "imported by batchnorm.py")
     assert_attacked(report, "cross_entropy", {"not_allowed"}, "cross_entropy.py line")
@@ -338,10 +350,10 @@ def test_the_runtime_guard_catches_what_the_scan_was_told_to_allow(world, submis
 
 # --- correct code is left alone -----------------------------------------------------------
 
-def test_a_correct_solution_with_threads_keeps_full_marks(world, submission, grade_it):
+def test_a_correct_solution_with_threads_keeps_full_marks(world, submission, grade_it, config):
     reference = (SOLUTIONS / "atomic.py").read_text().replace("def backward_atomic(", "def _reference(")
     sub = submission(replace={"atomic.py": reference + "\n\n" + attack("atomic__threads_correct.py")})
-    report = grade_contained(world, grade_it, sub)
+    report = grade_contained(world, grade_it, sub, config=config)
     assert report.score == report.max_score, [(e.id, e.message) for e in report.exercises]
     assert report.integrity == []
 
@@ -367,4 +379,91 @@ def test_hidden_inputs_never_reach_the_report(world, submission, grade_it, all_c
         values = repr(case.inputs["Xb"].tolist())
         assert (values in text) != case.spec.hidden, case.spec.name
     assert_attacked(report, "embedding", {"failed"}, "LEAK")
+    assert_full_marks(report, "atomic", "cross_entropy", "batchnorm", "train")
+
+
+# --- the answer key: ways around the ban, the grader's own code, other exercises' inputs ------
+
+AROUND = ("atomic__alias_getattr.py", "batchnorm__aten_kernel.py", "cross_entropy__aten_kernels.py",
+          "embedding__aten_kernel.py", "train__tanh_backward.py")
+
+
+def _line_of(name: str, text: str) -> int:
+    """The first line of attack file `name` that holds `text`."""
+    return next(i for i, line in enumerate(attack(name).splitlines(), 1) if text in line)
+
+
+def test_ways_around_the_ban_are_stopped_by_the_scan(world, submission, grade_it, config):
+    report = grade_contained(world, grade_it, submission(replace=replaced(*AROUND)), config=config)
+    expected = {"atomic": ("atomic__alias_getattr.py", "_ga = getattr"),
+                "batchnorm": ("batchnorm__aten_kernel.py", "torch.ops.aten.native_batch_norm_backward"),
+                "cross_entropy": ("cross_entropy__aten_kernels.py", "nll_loss_backward"),
+                "embedding": ("embedding__aten_kernel.py", "torch.ops.aten.embedding_dense_backward"),
+                "train": ("train__tanh_backward.py", "torch.ops.aten.tanh_backward")}
+    for ex_id, (name, text) in expected.items():
+        assert_attacked(report, ex_id, {"not_allowed"}, f"{EXERCISES[ex_id].file} line", "is not allowed")
+        assert _line_of(name, text) in {f.line for f in report.integrity if f.exercise == ex_id}, ex_id
+    assert report.isolation.workers_started == 0  # flagged exercises are not even run
+
+
+def test_ways_around_the_ban_are_stopped_at_run_time(world, submission, grade_it):
+    report = grade_contained(world, grade_it, submission(replace=replaced(*AROUND)))
+    patterns = {}
+    for f in report.integrity:
+        assert f.file == EXERCISES[f.exercise].file and f.line, f  # each names the student's line
+        patterns.setdefault(f.exercise, set()).add(f.pattern)
+    assert "torch.enable_grad / set_grad_enabled(True)" in patterns["atomic"]
+    assert "the autograd engine (run_backward)" in patterns["atomic"]
+    assert "torch.ops.aten.native_batch_norm_backward (a backward kernel)" in patterns["batchnorm"]
+    assert {"torch.ops.aten.nll_loss_backward (a backward kernel)",
+            "torch.ops.aten._log_softmax_backward_data (a backward kernel)",
+            "torch.ops.aten._softmax_backward_data (a backward kernel)"} <= patterns["cross_entropy"]
+    assert {"torch.ops.aten.embedding_dense_backward (a backward kernel)",
+            "torch.ops.aten.embedding_backward (a backward kernel)"} <= patterns["embedding"]
+    assert "torch.ops.aten.tanh_backward (a backward kernel)" in patterns["train"]
+    for ex_id in EXERCISES:
+        assert_attacked(report, ex_id, {"not_allowed"}, "is not allowed", "by hand")
+
+
+def test_the_answer_key_is_out_of_reach(world, submission, grade_it):
+    report = grade_contained(world, grade_it, submission(replace=replaced("atomic__copy_inputs.py",
+                                                                          "train__grader_cases.py")))
+    assert "COPIED []" in report.output.stdout  # neither in its arguments, nor in memory, nor on disk
+    atomic = report.exercise("atomic")
+    assert atomic.score == 0
+    assert {c.name: c.status for c in atomic.checks}["hpreact"] == "failed"
+    assert_attacked(report, "train", {"error"}, "importing train.py", "ModuleNotFoundError")
+    assert "grader.cases" in (report.exercise("train").traceback or "")
+    assert_full_marks(report, "cross_entropy", "batchnorm", "embedding")
+
+
+def _packed(Xb) -> str:
+    """As embedding__exfiltrate_findings.py packs a case's inputs."""
+    return "9" + "".join(f"{v:02d}" for v in Xb.reshape(-1).tolist())
+
+
+def test_hidden_cases_say_nothing_but_pass_or_fail(world, submission, grade_it, all_cases):
+    from grader.formats import gradescope_results, junit_xml
+    from grader.markdown import render_markdown
+
+    report = grade_contained(world, grade_it, submission(replace=replaced("embedding__exfiltrate_findings.py")),
+                             cases=all_cases)
+    views = {"report": report.model_dump_json(), "gradescope": json.dumps(gradescope_results(report)),
+             "markdown": render_markdown(report), "junit": junit_xml(report)}
+    public = [c for c in all_cases if not c.spec.hidden]
+    hidden = [c for c in all_cases if c.spec.hidden]
+    assert hidden and public
+    assert any("LEAKM" + _packed(c.inputs["Xb"])[:60] in views["report"] for c in public)  # it did run
+    for case in hidden:
+        secret = _packed(case.inputs["Xb"])
+        for view, text in views.items():
+            for chunk in (secret[i:i + 24] for i in range(0, len(secret) - 24, 24)):
+                assert chunk not in text, f"{case.spec.name} leaked into the {view}"
+    files = {f.file for f in report.integrity}
+    assert files == {"embedding.py"}  # forged file names never pass
+    assert all(f.line is None or 1 <= f.line <= len(attack("embedding__exfiltrate_findings.py").splitlines())
+               for f in report.integrity)
+    line = _line_of("embedding__exfiltrate_findings.py", "torch.ops.aten.embedding_dense_backward")
+    assert any(f.line == line and "embedding_dense_backward" in f.pattern for f in report.integrity)
+    assert_attacked(report, "embedding", {"not_allowed"}, "embedding.py")
     assert_full_marks(report, "atomic", "cross_entropy", "batchnorm", "train")

@@ -14,7 +14,8 @@ from conftest import ROOT, SOLUTIONS
 from grader import sandbox
 from grader.capture import CappedStream
 from grader.channel import FrameReader, ProtocolError, Timeout, send
-from grader.config import ConfigError, Limits
+from grader.config import ConfigError, IntegrityConfig, Limits
+from grader.integrity import RULES
 
 LEVELS = ["bwrap", "unshare", "process"]
 PYTHON = sys.executable
@@ -102,9 +103,10 @@ def test_a_level_that_does_not_work_is_a_clear_error(monkeypatch):
 
 
 @pytest.mark.parametrize("level", [pytest.param(level, marks=needs(level)) for level in LEVELS])
-def test_each_level_grades_correct_code_and_says_what_it_hides(level, secrets, submission, grade_it):
+def test_each_level_grades_correct_code_and_says_what_it_hides(level, secrets, submission, grade_it, config):
     env_secret, secret_file, paths = secrets
-    report = grade_it(probe_submission(submission, paths), isolation=level)
+    lenient = config.model_copy(update={"integrity": IntegrityConfig(allow=list(RULES))})  # the probe uses os, open
+    report = grade_it(probe_submission(submission, paths), isolation=level, config=lenient)
     assert report.score == report.max_score, [(e.id, e.message) for e in report.exercises]
     assert report.isolation.level == level and report.isolation.hides_files == (level == "bwrap")
     seen = facts(report)
@@ -205,8 +207,9 @@ def test_the_guard_keeps_autograd_off_everywhere_and_records_attempts():
                 raise SystemExit("not blocked")
             except guard.AutogradNotAllowed:
                 pass
-        in_thread = []
-        t = threading.Thread(target=lambda: in_thread.append(torch.is_grad_enabled())); t.start(); t.join()
+        in_thread = []  # a new thread records no graph either (grad mode starts on there, the keys stay off)
+        t = threading.Thread(target=lambda: in_thread.append((torch.ones(2, requires_grad=True) * 2).requires_grad))
+        t.start(); t.join()
         with torch.no_grad():
             pass
         torch.set_grad_enabled(False)
@@ -215,6 +218,101 @@ def test_the_guard_keeps_autograd_off_everywhere_and_records_attempts():
         print("ok")
     ''')
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_guard_blocks_below_python_and_keeps_nothing_it_replaced():
+    result = _run_python('''
+        import sys, types, torch
+        from grader import guard
+        seen = []
+        guard.report = seen.append
+        C = torch._C
+        originals = [C._set_grad_enabled, C._set_fwd_grad_enabled, C._InferenceMode,
+                     torch.autograd.Variable._execution_engine, torch.Tensor.backward, torch.Tensor.requires_grad_,
+                     *(getattr(C, name) for name in guard.UNSAFE if hasattr(C, name))]
+        keep = guard.install()
+        ids = {id(o) for o in originals}
+        for module in list(sys.modules.values()):  # no module hands one out
+            assert not any(id(v) in ids for v in vars(module).values()), module
+        for value in vars(guard).values():  # nor a closure, default or attribute of the guard's own functions
+            for fn in ([value] if isinstance(value, types.FunctionType) else []):
+                cells = [c.cell_contents for c in fn.__closure__ or ()]
+                assert not any(id(v) in ids for v in [*cells, *(fn.__defaults__ or ())]), fn
+        for fn in (C._set_grad_enabled, C._set_fwd_grad_enabled, torch.Tensor.requires_grad_, torch.Tensor.backward):
+            assert not any(id(c.cell_contents) in ids for c in getattr(fn, "__closure__", None) or ()), fn
+        x = torch.randn(4, 3)
+        C.TensorBase.requires_grad_(x)  # the C type itself cannot be patched: no graph is recorded anyway
+        assert (x * 2).sum().grad_fn is None
+        kernels = [lambda: torch.ops.aten.tanh_backward(x, x),
+                   lambda: torch.ops.aten._softmax_backward_data(x, x, 1, x.dtype),
+                   lambda: torch.ops.aten._log_softmax_backward_data(x, x, 1, x.dtype),
+                   lambda: torch.ops.aten.nll_loss_backward(torch.tensor(1.0), x, torch.tensor([0, 1, 2, 0]),
+                                                            None, 1, -100, torch.tensor(4.0)),
+                   lambda: torch.ops.aten.native_batch_norm_backward(x, x, None, None, None, None, None, True,
+                                                                     1e-5, [True, True, True]),
+                   lambda: torch.ops.aten.embedding_dense_backward(x, torch.tensor([0, 1, 2, 0]), 5, -1, False),
+                   lambda: torch.autograd.Variable._execution_engine.run_backward((x,), (x,), False, False, (x,),
+                                                                                   False, False)]
+        for kernel in kernels:
+            try:
+                kernel()
+                raise SystemExit("not blocked")
+            except guard.AutogradNotAllowed:
+                pass
+        assert len(seen) == len(kernels)
+        for name in ("_dispatch_tls_set_dispatch_key_excluded", "_ForceDispatchKeyGuard", "_ImperativeEngine",
+                     "_dispatch_library"):
+            assert not hasattr(C, name), name  # nothing left to lift the exclusion or re-register kernels
+        import torch.nn.functional as F
+        y = F.cross_entropy(x, torch.tensor([0, 1, 2, 0])) + torch.einsum("ij,kj->", x, x) + F.one_hot(
+            torch.tensor([1]), 3).sum() + torch.zeros(5, 3).index_add_(0, torch.tensor([0, 0, 1, 4]), x).sum()
+        print(y.item() == y.item(), x[:1])  # forward maths and printing still work
+        print("ok")
+    ''')
+    assert result.stdout.strip().endswith("ok"), result.stderr
+
+
+def _staged(tmp_path):
+    lib = sandbox.stage_package(tmp_path / "lib")
+    return lib, {p.stem for p in (lib / "grader").glob("*.py")}
+
+
+def test_only_the_worker_modules_are_staged(tmp_path, monkeypatch):
+    lib, staged = _staged(tmp_path)
+    assert staged == {"__init__", "channel", "confine", "execute", "exercises", "forkserver", "guard", "harness",
+                      "lecture", "mlp", "worker"}
+    assert not staged & {"cases", "scoring", "diagnosis", "grading", "compare", "report", "config", "runner"}
+    monkeypatch.setattr(sandbox, "WORKER_ENTRY", (*sandbox.WORKER_ENTRY, "scoring"))
+    with pytest.raises(RuntimeError, match="grader.scoring is the grading side or the answer key"):
+        sandbox.worker_modules.__wrapped__()
+
+
+def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
+    lib, staged = _staged(tmp_path)
+    code = textwrap.dedent('''
+        import importlib, sys
+        sys.path.insert(0, sys.argv[1])
+        from grader import worker
+        worker.refuse_unstaged()
+        for name in sys.argv[2].split(","):  # every staged module imports with nothing else of the package
+            importlib.import_module("grader." + name)
+        from grader import harness, guard, forkserver, execute  # noqa: F401
+        refused = []
+        for name in ("cases", "scoring", "diagnosis", "grading", "mlp_reference", "report", "config"):
+            try:
+                importlib.import_module("grader." + name)
+            except ModuleNotFoundError:
+                refused.append(name)
+        assert all(m.__file__.startswith(sys.argv[1]) for n, m in sys.modules.items() if n.startswith("grader")), \
+            [m.__file__ for n, m in sys.modules.items() if n.startswith("grader")]
+        print("refused", ",".join(refused))
+    ''')
+    # The repository's own environment, where an editable install could find grader.cases in the repository.
+    result = subprocess.run([PYTHON, "-c", code, str(lib), ",".join(sorted(staged - {"__init__"}))],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert result.stdout.strip() == "refused cases,scoring,diagnosis,grading,mlp_reference,report,config", \
+        result.stderr
 
 
 def test_frames_are_size_checked_before_anything_is_read():
@@ -259,3 +357,26 @@ def test_output_keeps_head_and_tail_and_counts_the_rest():
     text = stream.text()
     assert text.startswith("HEAD") and text.endswith("TAIL") and len(text) < 1100
     assert stream.dropped == 100_008 - 1000 and "bytes dropped" in text
+
+
+def test_what_comes_back_is_checked_against_what_it_can_be():
+    from grader.runner import clean_finding, clean_result
+    from grader.worker import _quiet_result
+
+    files = {"atomic.py": 5, "helper.py": 2}
+    forged = {"pattern": "p", "message": "m", "file": "SECRET.py", "line": 10**100}
+    assert clean_finding(forged, "atomic", files, hidden=False) == {"pattern": "p", "message": "m", "file": None,
+                                                                    "line": None}
+    assert clean_finding({**forged, "file": "helper.py", "line": 2}, "atomic", files, False)["line"] == 2
+    assert clean_finding({**forged, "file": "helper.py", "line": 3}, "atomic", files, False)["line"] is None
+    assert clean_finding({**forged, "file": ["x"], "line": True}, "atomic", files, False)["file"] is None
+    assert clean_finding({"pattern": 1}, "atomic", files, hidden=False) is None
+    flag = clean_finding({**forged, "message": "SECRET"}, "atomic", files, hidden=True)
+    assert flag["file"] is None and flag["line"] is None and "SECRET" not in json.dumps(flag)
+    odd = {"case": "h", "notes": {"C": {"status": ["SECRET"]}, "SECRET": {"status": "SECRET"}},
+           "trajectory": {"status": {"SECRET": 1}}, "error": {"message": "SECRET"}, "seconds": 1234.5,
+           "lecture": {"SECRET": 1}}
+    for reduced in (_quiet_result(odd, {"C"}), clean_result(odd, hidden=True, expected={"C"})):
+        text = json.dumps(reduced)
+        assert "SECRET" not in text and "1234" not in text, text
+        assert reduced["notes"]["C"]["status"] == "wrong_type" and reduced["trajectory"]["status"] == "failed"

