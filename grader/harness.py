@@ -48,6 +48,8 @@ def visible(exercise: dict):
     """
     if exercise.get("mode") == "lecture":
         names = {*FORWARD_ARGS, *exercise.get("provided", [])}
+    elif exercise.get("mode") == "lecture_train":  # exercise 4's loop: the parameters and its batches
+        names = {*PARAMS, "Xb", "Yb"}
     else:
         names = set(exercise["tensor_args"]) | (set(PARAMS) if exercise.get("trajectory") else set())
     trajectory = bool(exercise.get("trajectory")) or exercise.get("id") == "train"

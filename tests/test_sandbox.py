@@ -280,7 +280,7 @@ def _staged(tmp_path):
 def test_only_the_worker_modules_are_staged(tmp_path, monkeypatch):
     lib, staged = _staged(tmp_path)
     assert staged == {"__init__", "channel", "confine", "execute", "exercises", "forkserver", "guard", "harness",
-                      "lecture", "mlp", "worker"}
+                      "lecture", "lecture_find", "mlp", "train_loop", "worker"}
     assert not staged & {"cases", "scoring", "diagnosis", "grading", "compare", "report", "config", "runner"}
     monkeypatch.setattr(sandbox, "WORKER_ENTRY", (*sandbox.WORKER_ENTRY, "scoring"))
     with pytest.raises(RuntimeError, match="grader.scoring is the grading side or the answer key"):
