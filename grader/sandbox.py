@@ -230,8 +230,8 @@ def describe(level: str) -> str:
     return note
 
 
-def _set_limits(limits: Limits) -> None:
-    """Runs in the child between fork and exec; every process below inherits the caps."""
+def _set_limits(limits: Limits, join=None) -> None:
+    """Runs in the child between fork and exec; every process below inherits the caps (and the cgroup `join`s)."""
     def cap(which, value):
         try:
             resource.setrlimit(which, (value, value))
@@ -243,6 +243,11 @@ def _set_limits(limits: Limits) -> None:
     cap(resource.RLIMIT_FSIZE, limits.file_size_mb << 20)
     cap(resource.RLIMIT_NOFILE, limits.open_files)
     cap(resource.RLIMIT_CORE, 0)
+    if join is not None:
+        try:
+            join()
+        except OSError:
+            pass  # the caller checks where the process ended up
 
 
 def worker_env(mounts: Mounts) -> dict[str, str]:
@@ -263,8 +268,8 @@ def worker_env(mounts: Mounts) -> dict[str, str]:
 
 
 def start_worker(level: str, limits: Limits, mounts: Mounts, worker_args: list[str],
-                 pass_fds: tuple[int, ...]) -> subprocess.Popen:
-    """Start `python -m grader.worker WORKER_ARGS` at `level`."""
+                 pass_fds: tuple[int, ...], join=None) -> subprocess.Popen:
+    """Start `python -m grader.worker WORKER_ARGS` at `level` (in a cgroup first, with `join`: grader.cgroups)."""
     mounts = prepare(mounts)
     cmd = _wrap(level, _worker_argv(level, worker_args), mounts, limits)
     if cmd is None:
@@ -272,7 +277,7 @@ def start_worker(level: str, limits: Limits, mounts: Mounts, worker_args: list[s
     return subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=mounts.cwd, env=worker_env(mounts), pass_fds=pass_fds,
-        start_new_session=True, preexec_fn=functools.partial(_set_limits, limits),
+        start_new_session=True, preexec_fn=functools.partial(_set_limits, limits, join),
     )
 
 
