@@ -10,9 +10,11 @@ killed with its whole sandbox and replaced; so is one that says a session
 changed its limits or priorities (`tampered`, which batch grading reads to
 grade that submission again). Each slot's sandbox runs in a cgroup of its
 own where the machine offers one (grader.cgroups): its tasks are capped and
-it gets a fair share of the CPU.
+it gets a fair share of the CPU. Without one, a grader running as root gives
+each slot a user of its own, so that RLIMIT_NPROC counts that slot's tasks only.
 """
 
+import itertools
 import os
 import select
 import shutil
@@ -23,9 +25,11 @@ from grader import cgroups
 from grader.capture import CappedStream
 from grader.forkserver import receive, send, socketpair
 from grader.runner import STARTUP_TIMEOUT, WorkerChannel, describe_exit
-from grader.sandbox import Mounts, kill_group, make_readable, prepare, stage_package, start_worker
+from grader.sandbox import Mounts, drops_root, kill_group, make_readable, prepare, stage_package, start_worker
 
 REPLY_WAIT = 10.0  # seconds for the server to answer a request
+SLOT_UIDS = 1_900_000_000  # without a cgroup, root runs each slot as a user of its own from here on
+_slot_numbers = itertools.count()
 
 
 class Slot:
@@ -43,6 +47,9 @@ class Slot:
         self.proc = None
         self.tampered: list[str] = []  # what the last session changed in its server (empty: nothing)
         self.group = cgroups.create(f"grader-{os.getpid()}-{self.root.parent.name}-{self.root.name}")
+        self.uid = None  # without a group: a user of its own, whose task count RLIMIT_NPROC caps
+        if self.group is None and drops_root(level):
+            self.uid = SLOT_UIDS + (os.getpid() % 1_000_000) * 100 + next(_slot_numbers) % 100
         self.tasks = "not capped: no pids cgroup available to this user"  # for the report, once started
         self.start()
 
@@ -52,7 +59,8 @@ class Slot:
         args = ["--serve", str(theirs.fileno())] + (["--wipe-tmp"] if self.level == "bwrap" else [])
         try:
             self.proc = start_worker(self.level, self.config.limits, self.mounts, args, (theirs.fileno(),),
-                                     join=self.group.join if self.group is not None else None)
+                                     join=self.group.join if self.group is not None else None, uid=self.uid,
+                                     nproc=cgroups.TASKS_PER_SLOT if self.uid is not None else None)
         except BaseException:
             ours.close()
             raise
@@ -63,6 +71,9 @@ class Slot:
         self.starts += 1
         if self.group is not None and self.group.holds(self.proc.pid):
             self.tasks = self.group.describe()
+        elif self.uid is not None:
+            self.tasks = (f"RLIMIT_NPROC: at most {cgroups.TASKS_PER_SLOT} processes and threads per slot, "
+                          f"which runs as a user of its own (uid {self.uid}); no cgroup, so no fair share of the CPU")
         # The server's own output (never a submission's: sessions print into pipes of their own).
         self.log = [CappedStream(self.proc.stdout, 8192), CappedStream(self.proc.stderr, 8192)]
 

@@ -277,6 +277,24 @@ def test_a_thread_bomb_in_one_slot_does_not_starve_the_other(tmp_path, alone):
         [e["message"] for e in honest["exercises"]]
 
 
+def test_without_a_cgroup_root_caps_each_slot_by_a_user_of_its_own(tmp_path, monkeypatch, config, public_cases):
+    if os.geteuid() != 0:
+        pytest.skip("a user of its own per slot needs root")
+    monkeypatch.setattr("grader.slot.cgroups.create", lambda *args, **kwargs: None)
+    bomb = make_submission(tmp_path / "bomb", _attack("atomic__thread_bomb.py"))
+    slot = Slot(tmp_path / "slot", "bwrap", config)
+    try:
+        assert slot.wait_ready() and os.stat(f"/proc/{_server_of(slot)}").st_uid == slot.uid != sandbox.UNPRIVILEGED_UID
+        result = grade_entry(Entry(name="bomb", path=bomb, content_hash="x"), config, public_cases, 3, slot=slot)
+        stdout = result.report.output.stdout
+        threads = int(next(line for line in stdout.splitlines() if line.startswith("THREADS ")).split()[1])
+        assert 0 < threads < cgroups.TASKS_PER_SLOT, stdout
+        assert result.report.isolation.tasks.startswith(f"RLIMIT_NPROC: at most {cgroups.TASKS_PER_SLOT}")
+        assert result.report.exercise("atomic").status == "timeout" and result.report.score == 60
+    finally:
+        slot.close()
+
+
 def _server_of(slot) -> int:
     """The fork server's pid (on the host) below the slot's sandbox."""
     parents, commands = {}, {}
