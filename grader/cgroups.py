@@ -97,7 +97,19 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
+def _sweep(parent: Path) -> None:
+    """Remove the empty groups of grading processes that died without removing them (killed, say)."""
+    for folder in parent.glob("grader-*-*"):
+        owner = folder.name.split("-")[1]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            try:
+                folder.rmdir()  # refused while a process is in it
+            except OSError:
+                pass
+
+
 def _make(parent: Path, name: str, created: list[Path]) -> Path:
+    _sweep(parent)
     folder = parent / name
     folder.mkdir()
     created.append(folder)

@@ -277,6 +277,40 @@ def test_a_thread_bomb_in_one_slot_does_not_starve_the_other(tmp_path, alone):
         [e["message"] for e in honest["exercises"]]
 
 
+def test_a_slot_group_caps_its_tasks_and_leaves_nothing_behind(tmp_path):
+    group = cgroups.create(f"grader-{os.getpid()}-unit", max_tasks=4)
+    if group is None:
+        pytest.skip("no pids cgroup for this user here")
+    stale = group.folders[0].parent / "grader-999999999-stale"  # a grading process that died (no such pid)
+    stale.mkdir()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        started = 0
+        try:
+            import threading
+
+            group.join()
+            stop = threading.Event()
+            for _ in range(10):
+                threading.Thread(target=stop.wait, daemon=True).start()
+                started += 1
+        except RuntimeError:
+            pass
+        finally:
+            os.write(write, str(started).encode())
+            os._exit(0)
+    os.close(write)
+    assert int(os.read(read, 16)) == 3  # with the process itself: four tasks
+    os.waitpid(child, 0)
+    os.close(read)
+    again = cgroups.create(f"grader-{os.getpid()}-unit-2")
+    assert not stale.exists()  # swept when the next group was made
+    for made in (group, again):
+        made.remove()
+        assert not any(folder.exists() for folder in made.folders)
+
+
 def test_without_a_cgroup_root_caps_each_slot_by_a_user_of_its_own(tmp_path, monkeypatch, config, public_cases):
     if os.geteuid() != 0:
         pytest.skip("a user of its own per slot needs root")
