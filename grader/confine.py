@@ -51,15 +51,20 @@ SIGNAL_SELF = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 ZERO_SELF = ("prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
 
 _SECCOMP = None  # the pyseccomp module, or why it is unavailable (a str)
+_BASE = None     # the filter without its pid rules, built once by prepare_filter
 
 
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
-def load_library() -> None:
-    """Import pyseccomp now (in the worker, before it forks the exercise children that use it)."""
-    _pyseccomp()
+def prepare_filter() -> None:
+    """In the worker, before it forks: import pyseccomp and build the part of the filter that names no pid.
+
+    Each exercise child then adds only the rules that name its own pid to its (forked) copy.
+    """
+    global _BASE
+    _BASE = build_filter(None)
 
 
 def _pyseccomp():
@@ -131,15 +136,18 @@ def die_with_parent(parent: int) -> None:
             os._exit(70)
 
 
-def _rules(sc, pid: int):
-    """(action, syscall, comparisons) of the filter for this process (`pid`)."""
+def _pid_rules(sc, pid: int):
+    """The rules that name this process: signals only to itself."""
+    return [(sc.ERRNO(errno.EPERM), name, (sc.Arg(0, sc.NE, pid),)) for name in SIGNAL_SELF]
+
+
+def _rules(sc):
+    """(action, syscall, comparisons) of the filter, but for the rules that name a pid."""
     eperm = sc.ERRNO(errno.EPERM)
     rules = [(eperm, name, ()) for name in DENY]
     # clone3 cannot be inspected (its flags sit in memory): ENOSYS makes libc fall back to clone.
     rules.append((sc.ERRNO(errno.ENOSYS), "clone3", ()))
     rules.append((eperm, "clone", (sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0),)))  # a process, not a thread
-    for name in SIGNAL_SELF:
-        rules.append((eperm, name, (sc.Arg(0, sc.NE, pid),)))
     for name in ZERO_SELF:
         rules.append((eperm, name, (sc.Arg(0, sc.NE, 0),)))
     rules.append((eperm, "prlimit64", (sc.Arg(2, sc.NE, 0),)))  # setting a limit, even its own
@@ -154,23 +162,35 @@ def _rules(sc, pid: int):
     return rules
 
 
-def build_filter(pid: int):
-    """The libseccomp filter (pyseccomp.SyscallFilter) for process `pid`; None when unavailable here."""
+def _add(syscall_filter, sc, rules) -> None:
+    for action, name, args in rules:
+        if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
+            continue  # not a system call of this architecture (fork on aarch64)
+        syscall_filter.add_rule(action, name, *args)
+
+
+def build_filter(pid: int | None):
+    """The libseccomp filter (pyseccomp.SyscallFilter) for process `pid` (None: without the pid rules);
+    None when unavailable here."""
     sc = _pyseccomp()
     if sys.platform != "linux" or isinstance(sc, str):
         return None
     syscall_filter = sc.SyscallFilter(defaction=sc.ALLOW)
     syscall_filter.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # another ABI (x32, i386) is never allowed
-    for action, name, args in _rules(sc, pid):
-        if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
-            continue  # not a system call of this architecture (fork on aarch64)
-        syscall_filter.add_rule(action, name, *args)
+    _add(syscall_filter, sc, _rules(sc))
+    if pid is not None:
+        _add(syscall_filter, sc, _pid_rules(sc, pid))
     return syscall_filter
 
 
 def install_filter() -> bool:
     """Install the syscall filter on this (single-threaded) process; False when unsupported here."""
-    syscall_filter = build_filter(os.getpid())
+    sc = _pyseccomp()
+    if _BASE is None or isinstance(sc, str):
+        syscall_filter = build_filter(os.getpid())
+    else:
+        syscall_filter = _BASE  # this process's copy of the worker's: only the pid rules are left to add
+        _add(syscall_filter, sc, _pid_rules(sc, os.getpid()))
     if syscall_filter is None:
         return False
     try:
