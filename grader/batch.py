@@ -36,6 +36,8 @@ from grader.report import Report, write_atomically, write_report
 from grader.safe_text import valid
 
 KINDS = (".zip", ".ipynb")
+TAMPERED = ("not graded: while it ran, its grading sandbox's own process was changed ({}), and again when it was "
+            "graded a second time in a fresh sandbox; a submission must not touch the grader's processes")
 
 
 class Entry(BaseModel):
@@ -188,9 +190,16 @@ def run_entry(entry: Entry, config: GradingConfig, cases, timeout: float, slot=N
 
     try:
         submission = submission or load_submission(entry.path)
-        run = run_submission(entry.path, config, cases=cases, timeout=timeout, slot=slot, submission=submission,
-                             student_id=entry.name, execute=execute, isolation=isolation)
-        return Result(entry=entry, status="graded", run=run)
+        for attempt in range(2):
+            if slot is not None:
+                slot.tampered = []
+            run = run_submission(entry.path, config, cases=cases, timeout=timeout, slot=slot, submission=submission,
+                                 student_id=entry.name, execute=execute, isolation=isolation)
+            if slot is None or not slot.tampered:
+                return Result(entry=entry, status="graded", run=run)
+            # Its server was changed during the session (the slot has replaced it): grade it again in the
+            # new one, so nothing is recorded from a tampered slot; twice is on purpose, and not a grade.
+        return Result(entry=entry, status="error", message=TAMPERED.format(", ".join(slot.tampered)))
     except SubmissionError as err:
         return Result(entry=entry, status="unreadable", message=str(err)[:1000])
     except Exception as err:  # noqa: BLE001 - one submission must never stop the batch

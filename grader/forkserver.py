@@ -15,7 +15,11 @@ disk (they come down the session's go pipe after its public phase). When a
 session ends, the server kills its process group, reaps every descendant
 (it is a child subreaper), and empties the writable places (the working
 directory and, under bubblewrap, /tmp) before it reports the end, so
-nothing one submission leaves behind reaches the next.
+nothing one submission leaves behind reaches the next. It also checks its own
+limits and scheduling against what they were before the first session: a
+change means a submission reached it (the syscall filter should make that
+impossible), and the end message says so, so the grading process replaces the
+server and grades that submission again.
 
 Control messages are small JSON datagrams on a Unix socket pair; a new
 session's pipes (answer channel, go, stdout, stderr) travel with its request
@@ -26,6 +30,7 @@ modules; the grading process's handle on a server is grader.slot.
 
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -35,6 +40,7 @@ from grader import confine
 
 MAX_MESSAGE = 4096
 REAP_WAIT = 5.0  # seconds for a session's processes to disappear once it is killed
+IOPRIO_GET = {"x86_64": 252, "aarch64": 31}.get(os.uname().machine, -1)  # ioprio_get(2) has no libc wrapper
 
 
 def socketpair() -> tuple[socket.socket, socket.socket]:
@@ -83,6 +89,7 @@ def serve(control_fd: int, wipe_tmp: bool) -> None:
     sock = socket.socket(fileno=control_fd)
     writable = [os.getcwd()] + (["/tmp"] if wipe_tmp else [])
     skeleton = _skeleton(writable)  # under bwrap, /tmp holds the folders its mounts need: those stay
+    baseline = health()
     send(sock, {"type": "ready", "pid": os.getpid()})
     while True:
         try:
@@ -105,7 +112,31 @@ def serve(control_fd: int, wipe_tmp: bool) -> None:
         send(sock, {"type": "started", "id": sid, "pid": pid})
         status = _await_end(sock, pid, sid)
         clean = _reap_all() and _empty(writable, skeleton)
-        send(sock, {"type": "ended", "id": sid, "status": status, "clean": clean})
+        now = health()
+        tampered = sorted(key for key in baseline if now.get(key) != baseline[key])
+        send(sock, {"type": "ended", "id": sid, "status": status, "clean": clean, "tampered": tampered})
+
+
+def health() -> dict[str, object]:
+    """What another process of the same user could change about this one: limits, priorities, CPUs."""
+    import ctypes
+
+    state: dict[str, object] = {}
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            try:
+                state[name] = resource.getrlimit(getattr(resource, name))
+            except (OSError, ValueError):
+                pass
+    for name, read in (("nice", lambda: os.getpriority(os.PRIO_PROCESS, 0)),
+                       ("scheduler", lambda: os.sched_getscheduler(0)),
+                       ("cpus", lambda: sorted(os.sched_getaffinity(0))),
+                       ("ioprio", lambda: ctypes.CDLL(None).syscall(IOPRIO_GET, 1, 0))):
+        try:
+            state[name] = read()
+        except (OSError, AttributeError):
+            pass
+    return state
 
 
 def _preload_public(plan_path) -> None:

@@ -123,7 +123,7 @@ def _pyproject() -> str:
         version = dist.version
     except metadata.PackageNotFoundError:  # running from a bare checkout
         requires, version = ["torch>=2.2", "numpy", "pydantic>=2.5", "pyyaml", "safetensors",
-                             "nbformat", "nbclient", "ipykernel", "rich"], __version__
+                             "nbformat", "nbclient", "ipykernel", "rich", "pyseccomp"], __version__
     deps = ",\n".join(f"    {json.dumps(r)}" for r in requires)
     return (
         '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n\n'

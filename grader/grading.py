@@ -11,6 +11,7 @@ from pathlib import Path
 
 from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
+from grader.confine import filter_status
 from grader.exercises import EXERCISES
 from grader.integrity import scan
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
@@ -75,6 +76,7 @@ class Run:
     outcome: object
     started_at: str
     seconds: float
+    tasks: str | None = None  # how the batch slot caps processes and threads (grader.slot)
 
 
 def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
@@ -128,7 +130,8 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
         outcome = runner.run(submitted, cases, extra=extra)
     return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
                student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
-               cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0)
+               cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
+               tasks=slot.tasks if slot is not None else None)
 
 
 def score_run(run: Run) -> Report:
@@ -187,7 +190,8 @@ def score_run(run: Run) -> Report:
         isolation=IsolationInfo(level=level, description=describe(level), hides_files=level == "bwrap",
                                 timeout_s=timeout, memory_mb=limits.memory_mb, cpu_seconds=limits.cpu_seconds,
                                 file_size_mb=limits.file_size_mb, open_files=limits.open_files,
-                                output_bytes=limits.output_bytes, workers_started=outcome.workers_started),
+                                output_bytes=limits.output_bytes, workers_started=outcome.workers_started,
+                                syscall_filter=filter_status(), tasks=run.tasks),
         environment=Environment(python=sys.version.split()[0], torch=torch.__version__,
                                 platform=platform.platform(), dtype=config.dtype),
     )

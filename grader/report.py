@@ -98,6 +98,8 @@ class IsolationInfo(BaseModel):
     open_files: int
     output_bytes: int
     workers_started: int = 0
+    syscall_filter: str | None = Field(None, description="the exercise children's seccomp filter, or why there is none")
+    tasks: str | None = Field(None, description="how a batch slot's processes and threads are capped, if they are")
 
 
 class Environment(BaseModel):

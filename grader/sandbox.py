@@ -160,6 +160,11 @@ def _python_dirs() -> list[Path]:
     return sorted(p for p in kept if not any(q != p and q in p.parents for q in kept))
 
 
+def drops_root(level: str) -> bool:
+    """Whether a worker at `level` gives up root for an unprivileged user (`--drop-to`)."""
+    return _needs_drop(level)
+
+
 def _needs_drop(level: str) -> bool:
     """Whether the worker must give up root itself (bwrap as root maps no other user)."""
     if os.geteuid() != 0:
@@ -228,8 +233,8 @@ def _wrap(level: str, argv: list[str], mounts: Mounts | None, limits: Limits) ->
     return argv
 
 
-def _worker_argv(level: str, args: list[str]) -> list[str]:
-    drop = ["--drop-to", str(UNPRIVILEGED_UID)] if _needs_drop(level) else []
+def _worker_argv(level: str, args: list[str], uid: int | None = None) -> list[str]:
+    drop = ["--drop-to", str(uid or UNPRIVILEGED_UID)] if _needs_drop(level) else []
     return [sys.executable, "-s", "-m", "grader.worker", *args, *drop]
 
 
@@ -274,8 +279,8 @@ def describe(level: str) -> str:
     return note
 
 
-def _set_limits(limits: Limits) -> None:
-    """Runs in the child between fork and exec; every process below inherits the caps."""
+def _set_limits(limits: Limits, join=None, nproc: int | None = None) -> None:
+    """Runs in the child between fork and exec; every process below inherits the caps (and the cgroup `join`s)."""
     def cap(which, value):
         try:
             resource.setrlimit(which, (value, value))
@@ -287,6 +292,13 @@ def _set_limits(limits: Limits) -> None:
     cap(resource.RLIMIT_FSIZE, limits.file_size_mb << 20)
     cap(resource.RLIMIT_NOFILE, limits.open_files)
     cap(resource.RLIMIT_CORE, 0)
+    if nproc is not None:  # counts the tasks of the user the worker becomes (root itself is exempt)
+        cap(resource.RLIMIT_NPROC, nproc)
+    if join is not None:
+        try:
+            join()
+        except OSError:
+            pass  # the caller checks where the process ended up
 
 
 def worker_env(mounts: Mounts) -> dict[str, str]:
@@ -307,16 +319,21 @@ def worker_env(mounts: Mounts) -> dict[str, str]:
 
 
 def start_worker(level: str, limits: Limits, mounts: Mounts, worker_args: list[str],
-                 pass_fds: tuple[int, ...]) -> subprocess.Popen:
-    """Start `python -m grader.worker WORKER_ARGS` at `level`."""
+                 pass_fds: tuple[int, ...], join=None, uid: int | None = None,
+                 nproc: int | None = None) -> subprocess.Popen:
+    """Start `python -m grader.worker WORKER_ARGS` at `level`.
+
+    Batch slots pass `join` (enter a cgroup first: grader.cgroups), or, without one, a `uid` of their
+    own to drop to (when root) with an `nproc` cap on its tasks.
+    """
     mounts = prepare(mounts)
-    cmd = _wrap(level, _worker_argv(level, worker_args), mounts, limits)
+    cmd = _wrap(level, _worker_argv(level, worker_args, uid), mounts, limits)
     if cmd is None:
         raise RuntimeError(f"isolation level {level!r} is not available on this machine")
     return subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=mounts.cwd, env=worker_env(mounts), pass_fds=pass_fds,
-        start_new_session=True, preexec_fn=functools.partial(_set_limits, limits),
+        start_new_session=True, preexec_fn=functools.partial(_set_limits, limits, join, nproc),
     )
 
 

@@ -6,21 +6,30 @@ puts a submission in (after emptying what the previous one left), and
 `session()` asks the server to fork that submission's worker. The Session
 it returns is what grader.runner drives, exactly like a WorkerProcess.
 A server that dies, stops answering or cannot clean up after a session is
-killed with its whole sandbox and replaced.
+killed with its whole sandbox and replaced; so is one that says a session
+changed its limits or priorities (`tampered`, which batch grading reads to
+grade that submission again). Each slot's sandbox runs in a cgroup of its
+own where the machine offers one (grader.cgroups): its tasks are capped and
+it gets a fair share of the CPU. Without one, a grader running as root gives
+each slot a user of its own, so that RLIMIT_NPROC counts that slot's tasks only.
 """
 
+import itertools
 import os
 import select
 import shutil
 import time
 from pathlib import Path
 
+from grader import cgroups
 from grader.capture import CappedStream
 from grader.forkserver import receive, send, socketpair
 from grader.runner import STARTUP_TIMEOUT, WorkerChannel, describe_exit
-from grader.sandbox import Mounts, kill_group, make_readable, prepare, stage_package, start_worker
+from grader.sandbox import Mounts, drops_root, kill_group, make_readable, prepare, stage_package, start_worker
 
 REPLY_WAIT = 10.0  # seconds for the server to answer a request
+SLOT_UIDS = 1_900_000_000  # without a cgroup, root runs each slot as a user of its own from here on
+_slot_numbers = itertools.count()
 
 
 class Slot:
@@ -36,6 +45,12 @@ class Slot:
         self.sessions = 0
         self.starts = 0
         self.proc = None
+        self.tampered: list[str] = []  # what the last session changed in its server (empty: nothing)
+        self.group = cgroups.create(f"grader-{os.getpid()}-{self.root.parent.name}-{self.root.name}")
+        self.uid = None  # without a group: a user of its own, whose task count RLIMIT_NPROC caps
+        if self.group is None and drops_root(level):
+            self.uid = SLOT_UIDS + (os.getpid() % 1_000_000) * 100 + next(_slot_numbers) % 100
+        self.tasks = "not capped: no pids cgroup available to this user"  # for the report, once started
         self.start()
 
     def start(self) -> None:
@@ -43,7 +58,9 @@ class Slot:
         ours, theirs = socketpair()
         args = ["--serve", str(theirs.fileno())] + (["--wipe-tmp"] if self.level == "bwrap" else [])
         try:
-            self.proc = start_worker(self.level, self.config.limits, self.mounts, args, (theirs.fileno(),))
+            self.proc = start_worker(self.level, self.config.limits, self.mounts, args, (theirs.fileno(),),
+                                     join=self.group.join if self.group is not None else None, uid=self.uid,
+                                     nproc=cgroups.TASKS_PER_SLOT if self.uid is not None else None)
         except BaseException:
             ours.close()
             raise
@@ -52,6 +69,11 @@ class Slot:
         self.sock = ours
         self.ready = False
         self.starts += 1
+        if self.group is not None and self.group.holds(self.proc.pid):
+            self.tasks = self.group.describe()
+        elif self.uid is not None:
+            self.tasks = (f"RLIMIT_NPROC: at most {cgroups.TASKS_PER_SLOT} processes and threads per slot, "
+                          f"which runs as a user of its own (uid {self.uid}); no cgroup, so no fair share of the CPU")
         # The server's own output (never a submission's: sessions print into pipes of their own).
         self.log = [CappedStream(self.proc.stdout, 8192), CappedStream(self.proc.stderr, 8192)]
 
@@ -102,11 +124,16 @@ class Slot:
         return Session(self, None, None, max_total)
 
     def restart(self) -> None:
-        self.close()
+        self._stop()
         self.start()
 
     def close(self) -> None:
-        """Kill the server and its sandbox (any session goes with it)."""
+        """Kill the server and its sandbox (any session goes with it), and remove the slot's cgroup."""
+        self._stop()
+        if self.group is not None:
+            self.group.remove()
+
+    def _stop(self) -> None:
         if self.proc is None:
             return
         kill_group(self.proc)
@@ -142,6 +169,7 @@ class Session(WorkerChannel):
         self.status: int | None = None  # the session's wait status, once the server reports its end
         self.ended = sid is None
         self.clean = True
+        self.tampered: list[str] = []  # what the server found changed in itself after this session
         if pipes is None:  # no session: a worker whose channel and output are already closed
             channel_r, channel_w = os.pipe()
             out_r, out_w = os.pipe()
@@ -164,6 +192,8 @@ class Session(WorkerChannel):
             if message.get("type") == "ended" and message.get("id") == self.sid:
                 self.ended = True
                 self.clean = message.get("clean") is True
+                tampered = message.get("tampered")
+                self.tampered = [str(t)[:40] for t in tampered[:20]] if isinstance(tampered, list) else ["reply"]
                 self.status = message["status"] if type(message.get("status")) is int else None
 
     def kill(self) -> None:
@@ -174,8 +204,10 @@ class Session(WorkerChannel):
             except OSError:
                 pass
             self._await_ended(REPLY_WAIT)
-        if not self.ended or not self.clean:
-            self.slot.restart()
+        if self.tampered:
+            self.slot.tampered = self.tampered
+        if not self.ended or not self.clean or self.tampered:
+            self.slot.restart()  # the next submission gets a server no one has touched
         self._close()
 
     def exit_description(self) -> str:

@@ -407,6 +407,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.drop_to is not None:
         confine.drop_privileges(args.drop_to)
+    confine.prepare_filter()  # once here, not in every exercise child
     # `-m` put the working directory first on sys.path: files a submission writes there must not import.
     sys.path[:] = [p for p in sys.path if p and p != os.getcwd()]
     if args.probe:

@@ -188,6 +188,62 @@ def test_the_syscall_filter_stops_processes_signals_and_sockets_but_not_threads(
     assert result.stdout.strip() == "ok", result.stderr
 
 
+def test_the_syscall_filter_keeps_other_processes_limits_priorities_and_signals_out_of_reach():
+    # This test process stands for the fork server: the same user, so only the filter stands in the way.
+    import resource
+
+    before = (resource.getrlimit(resource.RLIMIT_AS), os.getpriority(os.PRIO_PROCESS, 0), os.sched_getaffinity(0))
+    result = _run_python('''
+        import ctypes, errno, fcntl, os, resource
+        from grader import confine
+        libc = ctypes.CDLL(None, use_errno=True)
+        confine.prepare_filter()  # as the worker does: the part without pid rules, built before the fork
+        assert confine.install_filter()
+        def blocked(fn, error=PermissionError):
+            try:
+                fn()
+            except error:
+                return True
+            return False
+        parent = os.getppid()
+        assert blocked(lambda: resource.prlimit(parent, resource.RLIMIT_AS, (1 << 28, 1 << 28)))
+        assert blocked(lambda: resource.prlimit(parent, resource.RLIMIT_NPROC))
+        assert blocked(lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)), ValueError)  # even its own
+        assert resource.getrlimit(resource.RLIMIT_AS)  # reading its own: allowed
+        # High garbage bits in a raw system call make it fail, never pass (prlimit64 = 302, kill = 62).
+        if os.uname().machine == "x86_64":
+            new = (ctypes.c_ulong * 2)(1 << 28, 1 << 28)
+            assert libc.syscall(ctypes.c_long(302), ctypes.c_long((1 << 32) | parent), 9, new, None) == -1
+            assert libc.syscall(ctypes.c_long(62), ctypes.c_long((1 << 32) | parent), 9) == -1
+            assert ctypes.get_errno() == errno.EPERM
+        read, write = os.pipe()
+        for command in (fcntl.F_SETOWN, 10, 15):  # F_SETOWN, F_SETSIG, F_SETOWN_EX: signals by proxy
+            assert blocked(lambda: fcntl.fcntl(read, command, parent))
+        assert blocked(lambda: fcntl.ioctl(read, 0x8901, (parent).to_bytes(4, "little")))  # FIOSETOWN
+        fcntl.fcntl(read, fcntl.F_SETFL, os.O_NONBLOCK)  # other fcntl commands still work
+        assert blocked(lambda: os.setpriority(os.PRIO_PROCESS, parent, 19))
+        assert blocked(lambda: os.setpriority(os.PRIO_USER, 0, 19))  # every process of this user
+        assert blocked(lambda: os.sched_setaffinity(parent, {0}))
+        os.setpriority(os.PRIO_PROCESS, 0, 1)  # its own: allowed
+        os.sched_setaffinity(0, os.sched_getaffinity(0))
+        print("ok")
+    ''')
+    assert result.stdout.strip() == "ok", result.stderr
+    assert (resource.getrlimit(resource.RLIMIT_AS), os.getpriority(os.PRIO_PROCESS, 0),
+            os.sched_getaffinity(0)) == before
+
+
+def test_without_libseccomp_the_filter_says_so(monkeypatch):
+    from grader import confine
+
+    monkeypatch.setattr(confine, "_SECCOMP", "libseccomp is not available (test)")
+    assert confine.build_filter(os.getpid()) is None
+    assert confine.install_filter() is False  # nothing installed in this process: no filter was built
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    status = confine.filter_status()
+    assert status.startswith("none:") and "pyseccomp" in status and "without a syscall filter" in status
+
+
 def test_the_guard_keeps_autograd_off_everywhere_and_records_attempts():
     result = _run_python('''
         import threading, torch
