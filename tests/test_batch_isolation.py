@@ -29,6 +29,7 @@ import yaml
 
 from conftest import ROOT, SECRET, SOLUTIONS, make_submission
 from grader import cgroups, sandbox
+from grader.config import load_config
 from grader.batch import Entry, grade_entry, run_entry
 from grader.cli import main as cli_main
 from grader.integrity import RULES
@@ -316,6 +317,7 @@ def test_without_a_cgroup_root_caps_each_slot_by_a_user_of_its_own(tmp_path, mon
         pytest.skip("a user of its own per slot needs root")
     monkeypatch.setattr("grader.slot.cgroups.create", lambda *args, **kwargs: None)
     bomb = make_submission(tmp_path / "bomb", _attack("atomic__thread_bomb.py"))
+    config = load_config(_policy(tmp_path))  # the scan widened: the run-time cap is under test
     slot = Slot(tmp_path / "slot", "bwrap", config)
     try:
         assert slot.wait_ready() and os.stat(f"/proc/{_server_of(slot)}").st_uid == slot.uid != sandbox.UNPRIVILEGED_UID
