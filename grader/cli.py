@@ -64,6 +64,11 @@ def cmd_grade(args) -> int:
 
         write_markdown(report, Path(args.markdown))
         exported.append(Path(args.markdown))
+    if args.html:
+        from grader.html_report import write_page
+
+        write_page(report, Path(args.html))
+        exported.append(Path(args.html))
     if not args.quiet:
         from grader.terminal import print_report
 
@@ -188,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     for kind, what in (("gradescope", "Gradescope's results.json"), ("junit", "JUnit XML (one testsuite per exercise)"),
                        ("classroom", "the JSON GitHub Classroom's autograding reporter reads")):
         g.add_argument(f"--{kind}", metavar="FILE", help=f"also write {what} to FILE")
+    g.add_argument("--html", metavar="FILE",
+                   help="also write the student's page: a self-contained HTML file with each exercise's "
+                        "computation graph coloured by verdict, and the hints")
     g.add_argument("--markdown", metavar="FILE",
                    help="also write a Markdown summary to FILE (a CI step summary such as $GITHUB_STEP_SUMMARY, "
                         "or an LMS comment)")
