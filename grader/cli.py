@@ -101,7 +101,8 @@ def cmd_batch(args) -> int:
     out = Path(args.out)
     result = run_batch(Path(args.directory), out, config, secret=secret, jobs=args.jobs, timeout=args.timeout,
                        isolation=args.isolation, regrade=args.regrade, quiet=args.quiet, scheduler=args.scheduler,
-                       timestamps=Path(args.timestamps) if args.timestamps else None)
+                       timestamps=Path(args.timestamps) if args.timestamps else None,
+                       similarity=not args.no_similarity)
     if not args.quiet:
         print(f"{result.total} submissions: {result.graded} graded, {result.skipped} unchanged (skipped), "
               f"{result.unreadable} unreadable, {result.errors} grader errors, in {result.seconds:.1f} s")
@@ -209,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--config", default="grading.yaml", help="the grading policy (default: grading.yaml)")
     bt.add_argument("--secret-file", help="file holding the hidden-case secret (else $GRADER_SECRET)")
     bt.add_argument("--regrade", action="store_true", help="grade every submission again, even unchanged ones")
+    bt.add_argument("--no-similarity", action="store_true",
+                    help="leave out the summary's groups of submissions that share the same wrong answers")
     bt.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     bt.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "process"], help="force an isolation level")
     bt.add_argument("--timestamps", metavar="CSV",

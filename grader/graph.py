@@ -14,6 +14,7 @@ pages show their tables with a note.
 
 import ast
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -178,4 +179,8 @@ def render_svg(graph: Graph, looks: dict[str, Look], *, node_id=lambda name: nam
     except Exception:  # noqa: BLE001 - a broken dot install must not cost the page
         return None
     start = svg.find("<svg")
-    return svg[start:] if start >= 0 else None
+    if start < 0:
+        return None
+    # inline in HTML the xlink namespace needs no declaration, and dot's comments only add weight
+    svg = re.sub(r"<!--.*?-->\n?", "", svg[start:], flags=re.S)
+    return svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "")

@@ -14,7 +14,7 @@ import html
 from pathlib import Path
 
 from grader.exercises import ATOMIC, EXERCISES, TRAJECTORY
-from grader.graph import NO_DOT_NOTE, Look, exercise_graph, render_svg
+from grader.graph import NO_DOT_NOTE, Look, Node, exercise_graph, render_svg
 from grader.report import CheckResult, ExerciseResult, Report, write_atomically
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -113,6 +113,20 @@ def _counts(check: CheckResult) -> str:
 
 # --- the graph --------------------------------------------------------------------------------
 
+def base_look(node: Node, whose: str = "your") -> Look:
+    """Nodes without a verdict: computed on the way, given, the loss, data."""
+    if node.kind == "check":  # a check the report does not have
+        return Look(lines=["not graded"], style="filled,dashed", fill="#ffffff")
+    if node.kind == "inner":
+        return Look(lines=[f"inside {whose} function"], style="dashed", border="#9e9e9e",
+                    tooltip=f"{node.expr}: computed on the way, not graded on its own")
+    if node.kind == "given":
+        return Look(lines=["given"], fill="#e3f2fd", border="#1565c0", tooltip=f"d{node.name} is an input")
+    if node.kind == "loss":
+        return Look(fill="#e3f2fd", border="#1565c0", tooltip=node.expr)
+    return Look(fill="#f5f5f5", border="#9e9e9e", tooltip=f"{node.name}: data, no gradient")
+
+
 def graph_svg(ex: ExerciseResult) -> str | None:
     definition = EXERCISES.get(ex.id)
     if definition is None:
@@ -135,17 +149,8 @@ def graph_svg(ex: ExerciseResult) -> str | None:
             if first is not None and check.name == first.name:
                 look.lines.insert(0, "\u25b6 FIX THIS FIRST")
                 look.penwidth, look.border, look.classes = 4.0, "#b71c1c", look.classes + " first-to-fix"
-        elif node.kind == "check":  # a check the report does not have
-            look = Look(lines=["not graded"], style="filled,dashed", fill="#ffffff")
-        elif node.kind == "inner":
-            look = Look(lines=["inside your function"], style="dashed", border="#9e9e9e",
-                        tooltip=f"{node.expr}: computed on the way, not graded on its own")
-        elif node.kind == "given":
-            look = Look(lines=["given"], fill="#e3f2fd", border="#1565c0", tooltip=f"d{node.name} is an input")
-        elif node.kind == "loss":
-            look = Look(fill="#e3f2fd", border="#1565c0", tooltip=node.expr)
         else:
-            look = Look(fill="#f5f5f5", border="#9e9e9e", tooltip=f"{node.name}: data, no gradient")
+            look = base_look(node)
         looks[node.name] = look
     return render_svg(graph, looks, node_id=lambda name: f"bpn-{ex.id}-node-{name}")
 
