@@ -183,4 +183,5 @@ def render_svg(graph: Graph, looks: dict[str, Look], *, node_id=lambda name: nam
         return None
     # inline in HTML the xlink namespace needs no declaration, and dot's comments only add weight
     svg = re.sub(r"<!--.*?-->\n?", "", svg[start:], flags=re.S)
-    return svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "")
+    svg = svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "")
+    return svg.replace("&#45;", "-")  # dot writes every hyphen as a character reference
