@@ -136,8 +136,10 @@ class Look:
 
 
 def _dot_text(text: str) -> str:
-    """Graphviz treats backslashes in labels as escapes (\\n, \\N, ...): keep them literal."""
-    return text.replace("\\", "\\\\")
+    """Literal text for dot: backslashes are escapes to it (\\n, \\N, ...), and <...> an HTML label."""
+    import graphviz
+
+    return graphviz.nohtml(text.replace("\\", "\\\\"))
 
 
 @lru_cache(maxsize=1)

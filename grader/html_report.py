@@ -234,11 +234,13 @@ def exercise_html(ex: ExerciseResult, *, graph: bool = True) -> str:
              f'<span class="score">{ex.score:.4g}/{ex.max_score:.4g}</span></h2>',
              f'<p><code>{_e(ex.file)}</code>: <code>{_e(ex.function)}</code> &mdash; {_e(ex.message)}</p>']
     if first is not None:
+        levels = hint_levels(first)
         parts.append(f'<p class="fixfirst">&#9654; First to fix: <a href="#{_anchor(ex.id, first.name)}">'
-                     f'<code>{_e(_gradient(first.name))}</code></a></p>')
+                     f'<code>{_e(_gradient(first.name))}</code></a></p>'
+                     + (f'<p class="firsthint">{_e(levels[0])}</p>' if levels else ""))
     if ex.traceback:
         parts.append(f"<details><summary>traceback</summary><pre>{_e(ex.traceback)}</pre></details>")
-    if graph:
+    if graph and ex.status != "not_submitted":  # nothing to colour
         svg = graph_svg(ex)
         if svg:
             parts.append(f'<div class="graph" id="{_anchor(ex.id, "graph")}">{svg}</div>{_legend()}')

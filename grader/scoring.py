@@ -83,7 +83,8 @@ def _hide(result: CaseResult) -> CaseResult:
 
 def answer_digest(answer: torch.Tensor, scale: float) -> str:
     """A short hash of an answer's values rounded on the case's scale: equal numbers, equal digest."""
-    rounded = torch.round(answer.detach().to(torch.float64) / max(scale, 1e-300) * 1e8)
+    # 6 digits of the case scale: far coarser than rounding noise (1e-13), far finer than any real difference
+    rounded = torch.round(answer.detach().to(torch.float64) / max(scale, 1e-300) * 1e6)
     blob = save_safetensors({"a": rounded.clamp(-2.0**62, 2.0**62).to(torch.int64).contiguous()})
     return hashlib.sha256(blob).hexdigest()[:16]
 

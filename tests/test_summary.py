@@ -214,3 +214,16 @@ def test_the_summary_in_chromium(course_batch, tmp_path):
     shared = next(t for t in loaded.dom.find_all("table") if "the same wrong numbers for" in t.all_text())
     assert "dee, eve" in shared.all_text() and "atomic: dhpreact" in shared.all_text()
     assert "bo" not in shared.all_text().replace("the same wrong numbers for", "")
+
+
+def test_an_answer_digest_names_the_numbers_not_their_noise():
+    import torch
+
+    from grader.scoring import answer_digest
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(32, 27, generator=g, dtype=torch.float64)
+    assert answer_digest(a, 1.0) == answer_digest(a + 1e-13, 1.0)   # another order of the same sums
+    assert answer_digest(a, 1.0) != answer_digest(a * (1 + 1e-4), 1.0)
+    assert answer_digest(a, 1.0) != answer_digest(a.reshape(27, 32), 1.0)  # the shape counts too
+    assert len(answer_digest(a, 1.0)) == 16
