@@ -142,8 +142,10 @@ def graph_svg(ex: ExerciseResult) -> str | None:
             label, fill, border = VERDICTS[v]
             lines = [f"{MARK[v]} {label}" if v != "cascade" else f"{MARK[v]} fix d{check.cascade_of} first"]
             lines.append(cmp_line(check))
+            levels = hint_levels(check) if check.status != "passed" else []
             look = Look(lines=lines, fill=fill, border=border, href=f"#{_anchor(ex.id, node.name)}",
-                        tooltip=f"{node.expr or node.name}: {label}", classes=f"verdict-{v}")
+                        tooltip=f"{node.expr or node.name}: {label}" + (f". {levels[0][:300]}" if levels else ""),
+                        classes=f"verdict-{v}")
             if v == "cascade":
                 look.style = "filled,dashed"
             if first is not None and check.name == first.name:
