@@ -73,9 +73,8 @@ def _reaches(start: str, goals: set[str], children: dict[str, set[str]]) -> set[
     memo: dict[str, bool] = {}
 
     def ok(name: str) -> bool:
-        if name not in memo:
-            memo[name] = False
-            memo[name] = name in goals or any([ok(c) for c in children.get(name, ())])
+        if name not in memo:  # the forward pass is a DAG: no cycle to guard against
+            memo[name] = name in goals or any([ok(c) for c in children.get(name, ())])  # a list: visit all
         return memo[name]
 
     return {name for name, good in memo.items() if good} if ok(start) else set()

@@ -85,8 +85,7 @@ def first_to_fix(ex: ExerciseResult) -> CheckResult | None:
 
 
 def hint_levels(check: CheckResult) -> list[str]:
-    levels = list(getattr(check, "hint_levels", None) or [])
-    return levels or ([check.hint] if check.hint else [])
+    return list(check.hint_levels) or ([check.hint] if check.hint else [])
 
 
 def _public(check: CheckResult):
@@ -201,8 +200,9 @@ def check_html(ex: ExerciseResult, check: CheckResult, first: CheckResult | None
     v = verdict(ex, check)
     label, fill, border = VERDICTS[v]
     is_first = first is not None and first.name == check.name
-    expr = exercise_graph(EXERCISES[ex.id]).node(check.name).expr if ex.id in EXERCISES and any(
-        n.name == check.name for n in exercise_graph(EXERCISES[ex.id]).nodes) else ""
+    definition = EXERCISES.get(ex.id)
+    node = next((n for n in exercise_graph(definition).nodes if n.name == check.name), None) if definition else None
+    expr = node.expr if node else ""
     parts = [f'<section class="check verdict-{v}{" first" if is_first else ""}" id="{_anchor(ex.id, check.name)}" '
              f'style="border-left-color:{border}">',
              f'<h3>{"<span class=fixfirst>&#9654; fix this first: </span>" if is_first else ""}'

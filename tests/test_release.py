@@ -201,6 +201,30 @@ def test_check_finds_the_notebook_being_run(monkeypatch, tmp_path):
     assert notebook_path() == one
 
 
+def test_check_asks_colab_for_its_notebook(monkeypatch, tmp_path):
+    """Colab keeps the notebook in the browser; its front end hands the JSON over."""
+    import sys
+    import types
+
+    from grader.jupyter import notebook_path
+
+    requests = []
+
+    def blocking_request(kind, request="", timeout_sec=None):
+        requests.append(kind)
+        return {"ipynb": {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
+
+    colab = types.ModuleType("google.colab")
+    colab._message = types.SimpleNamespace(blocking_request=blocking_request)
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path = notebook_path()
+    assert requests == ["get_ipynb"] and path.suffix == ".ipynb"
+    assert nbformat.reads(path.read_text(), as_version=4).nbformat == 4
+
+
 def test_the_view_needs_the_course_config(monkeypatch, tmp_path, capsys):
     from grader.jupyter import show
 
