@@ -8,12 +8,25 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
-# bubblewrap gives the strongest isolation; without it the grader falls back (see README).
-if ! command -v bwrap >/dev/null 2>&1; then
+# Debian packages, installed when run as root with apt-get (one apt-get update), else a note:
+# bubblewrap gives the strongest isolation (without it the grader falls back, see README);
+# graphviz's `dot` lays out the graphs of `grade --html` (without it the page has tables only).
+# APT_EXTRA adds packages (.ci/run: chromium, for the page tests).
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+for pkg in ${APT_EXTRA:-}; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "note: bubblewrap (bwrap) is not installed; grading will use a weaker isolation level" >&2
+    case " ${missing[*]} " in *" bubblewrap "*)
+      echo "note: bubblewrap (bwrap) is not installed; grading will use a weaker isolation level" >&2;; esac
+    case " ${missing[*]} " in *" graphviz "*)
+      echo "note: graphviz (dot) is not installed; the HTML page will show its tables without the graphs" >&2;; esac
+    for pkg in ${APT_EXTRA:-}; do
+      case " ${missing[*]} " in *" $pkg "*) echo "note: $pkg is not installed (not root, or no apt-get)" >&2;; esac
+    done
   fi
 fi
 
@@ -27,4 +40,4 @@ echo "== grading the reference solutions (solutions/) =="
 .venv/bin/grader grade solutions --out out/solutions.json --min-score 100
 echo
 echo "== grading an example submission with typical mistakes (examples/mistakes/) =="
-.venv/bin/grader grade examples/mistakes --out out/mistakes.json
+.venv/bin/grader grade examples/mistakes --out out/mistakes.json --html out/mistakes.html

@@ -349,7 +349,8 @@ class Progress:
 
 def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str | None = None, jobs: int | None = None,
               timeout: float | None = None, isolation: str | None = None, regrade: bool = False, quiet: bool = False,
-              scheduler: str | None = None, timestamps: Path | None = None, execute: bool | None = None) -> BatchResult:
+              scheduler: str | None = None, timestamps: Path | None = None, execute: bool | None = None,
+              similarity: bool = True) -> BatchResult:
     started = time.perf_counter()
     entries, ignored = discover(directory, out, read_timestamps(timestamps) if timestamps else None)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,7 +398,7 @@ def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str 
     write_atomically(result.gradebook, gradebook_csv(rows, policy))
     from grader.summary import write_summary
 
-    result.summary = write_summary(rows, out, policy)
+    result.summary = write_summary(rows, out, policy, similarity=similarity)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 

@@ -65,6 +65,11 @@ def cmd_grade(args) -> int:
 
         write_markdown(report, Path(args.markdown))
         exported.append(Path(args.markdown))
+    if args.html:
+        from grader.html_report import write_page
+
+        write_page(report, Path(args.html))
+        exported.append(Path(args.html))
     if not args.quiet:
         from grader.terminal import print_report
 
@@ -97,7 +102,8 @@ def cmd_batch(args) -> int:
     out = Path(args.out)
     result = run_batch(Path(args.directory), out, config, secret=secret, jobs=args.jobs, timeout=args.timeout,
                        isolation=args.isolation, regrade=args.regrade, quiet=args.quiet, scheduler=args.scheduler,
-                       timestamps=Path(args.timestamps) if args.timestamps else None)
+                       timestamps=Path(args.timestamps) if args.timestamps else None,
+                       similarity=not args.no_similarity)
     if not args.quiet:
         print(f"{result.total} submissions: {result.graded} graded, {result.skipped} unchanged (skipped), "
               f"{result.unreadable} unreadable, {result.errors} grader errors, in {result.seconds:.1f} s")
@@ -190,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     for kind, what in (("gradescope", "Gradescope's results.json"), ("junit", "JUnit XML (one testsuite per exercise)"),
                        ("classroom", "the JSON GitHub Classroom's autograding reporter reads")):
         g.add_argument(f"--{kind}", metavar="FILE", help=f"also write {what} to FILE")
+    g.add_argument("--html", metavar="FILE",
+                   help="also write the student's page: a self-contained HTML file with each exercise's "
+                        "computation graph coloured by verdict, and the hints")
     g.add_argument("--markdown", metavar="FILE",
                    help="also write a Markdown summary to FILE (a CI step summary such as $GITHUB_STEP_SUMMARY, "
                         "or an LMS comment)")
@@ -204,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "course policy packaged with the grader)")
     bt.add_argument("--secret-file", help="file holding the hidden-case secret (else $GRADER_SECRET)")
     bt.add_argument("--regrade", action="store_true", help="grade every submission again, even unchanged ones")
+    bt.add_argument("--no-similarity", action="store_true",
+                    help="leave out the summary's groups of submissions that share the same wrong answers")
     bt.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     bt.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "process"], help="force an isolation level")
     bt.add_argument("--timestamps", metavar="CSV",

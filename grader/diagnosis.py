@@ -506,6 +506,7 @@ class Diagnosis:
     message: str              # for the student, on public cases
     label: str                # generic, for hidden cases
     root: str | None = None   # cascades: the first wrong gradient upstream
+    given_upstream: bool = False  # cascades: this step is right, given the student's own upstream answers
 
 
 def _lenient(t: torch.Tensor, shape) -> torch.Tensor | None:
@@ -649,7 +650,7 @@ class _CaseContext:
                 wrong = sorted(chosen & set(failing), key=ATOMIC.index)
                 given = " and ".join(f"d{u}" for u in wrong)
                 return Diagnosis("cascade", f"First fix d{root}: this step is right, given your {given}.",
-                                 LABELS["cascade"], root=root)
+                                 LABELS["cascade"], root=root, given_upstream=True)
         return None
 
     def chain_rule(self, check: str, s: torch.Tensor) -> Diagnosis | None:

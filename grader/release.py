@@ -10,6 +10,7 @@ fixed cell ids), so `grader release --check` can compare byte for byte.
 """
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,7 +259,16 @@ def cmp_all(names, mine, grads):
         print(f"expected a dict of gradients, got {type(mine).__name__}")
         return
     for name in names:
-        cmp(name, mine.get(name), grads[name])'''
+        cmp(name, mine.get(name), grads[name])
+
+
+def show_graded(exercise, function):
+    """The grader's view of an exercise (its graph and checks, on the public cases), when it is installed."""
+    try:
+        from grader.jupyter import show
+    except ImportError:
+        return False  # no grader here: the cmp lines instead
+    return show(exercise, function)'''
 
 EXERCISE_TEXT = {
     "atomic": """\
@@ -328,7 +338,8 @@ embedding. This is the backward pass the lecture trains with instead of
 gradients and checks that the parameters follow the same path as with autograd.""",
 }
 
-CHECK_CODE = {
+# The plain check of each exercise, as in the lecture: one `cmp` line per gradient and case.
+CMP_LINES = {
     "atomic": """\
 for case, shape in CASES.items():
     tensors, grads = make_case(**shape)
@@ -358,6 +369,12 @@ for case, shape in CASES.items():
     print(f"--- case {case}")
     mine = backward_fast(**inputs(tensors), n=tensors["Xb"].shape[0])
     cmp_all(PARAMS, mine, grads)""",
+}
+
+# Each check cell: the grader's inline view when it is installed, else the cmp lines.
+CHECK_CODE = {
+    ex_id: f'if not show_graded("{ex_id}", {EXERCISES[ex_id].function}):\n' + textwrap.indent(code, "    ")
+    for ex_id, code in CMP_LINES.items()
 }
 
 TRAIN_MD = """\

@@ -30,7 +30,10 @@ class CaseResult(BaseModel):
     got_shape: list[int] | None = None
     message: str = ""
     hint: str | None = None
+    hint_levels: list[str] = Field(default_factory=list, description="escalating hints: nudge, local rule, worked expression")
     note: str | None = None
+    answer_digest: str | None = Field(None, description="a short hash of a wrong answer no known mistake explains "
+                                                        "(the same digest means the same numbers); never for a right one")
 
 
 class CheckResult(BaseModel):
@@ -42,6 +45,9 @@ class CheckResult(BaseModel):
     status: Literal["passed", "partial", "failed"]
     message: str = ""
     hint: str | None = None
+    hint_levels: list[str] = Field(default_factory=list, description="escalating hints: nudge, local rule, worked expression")
+    cascade_of: str | None = Field(None, description="right given the student's own upstream answers: "
+                                                     "wrong only because this gradient upstream is")
     cases: list[CaseResult]
 
 

@@ -4,11 +4,13 @@ Everything here runs in the grading process on data the worker sent; the
 answers are validated (keys, dtypes, sizes) before any tensor is built.
 """
 
+import hashlib
 import json
 import math
 
 import torch
 from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from grader.cases import Case
 from grader.compare import compare
@@ -75,7 +77,16 @@ def _hide(result: CaseResult) -> CaseResult:
     """A hidden case keeps its verdict, never its values or shapes."""
     return CaseResult(case=result.case, visibility="hidden", passed=result.passed, status=result.status,
                       message="passed" if result.passed else HIDDEN_MESSAGES.get(result.status, result.status),
-                      hint=result.hint)  # the diagnoser gives hidden cases a generic label only
+                      hint=result.hint,  # the diagnoser gives hidden cases a generic label only
+                      answer_digest=result.answer_digest)
+
+
+def answer_digest(answer: torch.Tensor, scale: float) -> str:
+    """A short hash of an answer's values rounded on the case's scale: equal numbers, equal digest."""
+    # 6 digits of the case scale: far coarser than rounding noise (1e-13), far finer than any real difference
+    rounded = torch.round(answer.detach().to(torch.float64) / max(scale, 1e-300) * 1e6)
+    blob = save_safetensors({"a": rounded.clamp(-2.0**62, 2.0**62).to(torch.int64).contiguous()})
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class ExerciseScorer:
@@ -162,7 +173,23 @@ class ExerciseScorer:
         if TRAJECTORY in self.ex.checks:
             results[TRAJECTORY] = self._trajectory(case, meta, answers)
         self.diagnoser.case(case, answers, results)
+        for check, result in results.items():  # evidence of shared work: wrong answers no known mistake explains
+            if result.status in ("wrong_values", "wrong_shape") and isinstance(answers.get(check), torch.Tensor) \
+                    and self.diagnoser.found.get((case.spec.name, check)) is None:
+                result.answer_digest = answer_digest(answers[check], case.grad_scale)
         return results
+
+    def cascade_of(self, name: str, results: list[CaseResult]) -> str | None:
+        """The upstream gradient this check's failures all come from, when its own step is right."""
+        roots = []
+        for r in results:
+            if r.passed:
+                continue
+            found = self.diagnoser.found.get((r.case, name))
+            if found is None or found.root is None or not (found.given_upstream or name == TRAJECTORY):
+                return None
+            roots.append(found.root)
+        return min(roots, key=ATOMIC.index) if roots else None
 
     def check(self, name: str, results: list[CaseResult]) -> CheckResult:
         passed = sum(r.passed for r in results)
@@ -184,6 +211,7 @@ class ExerciseScorer:
                            max_score=max_score, passed_cases=passed, total_cases=total,
                            status=status, message=message,
                            hint=self.diagnoser.summary(name, results) if status != "passed" else None,
+                           cascade_of=self.cascade_of(name, results) if status != "passed" else None,
                            cases=[_hide(r) if r.visibility == "hidden" else r for r in results])
 
     def score(self, run: ExerciseRun | None) -> ExerciseResult:

@@ -4,9 +4,16 @@ Built from the gradebook's rows and their reports: the score distribution,
 the pass rate of every check in backward-pass order (which gradients the
 class gets wrong), the most frequent diagnosed mistakes (the checks' hints,
 counted; "first fix dX" cascades are left out, they are consequences), the
-slowest submissions and the ones that failed. The HTML has inline CSS and
-SVG charts (no script, no network); every piece of text that a student
-controls (names, messages, hints that quote their code) is escaped.
+slowest submissions and the ones that failed. The class on the graph: each
+exercise's computation graph (grader.graph) as a heat map of its nodes' pass
+rates, with where the class breaks (the nodes that are the first to fix)
+and the most common diagnosed mistake there. Shared wrong answers: groups
+of submissions whose wrong gradients are numerically identical on the
+hidden cases where no catalogued mistake explains them (the reports'
+answer digests): evidence for the instructor to look at, never a penalty;
+off with `grader batch --no-similarity`. The HTML has inline CSS and SVG
+(no script, no network); every piece of text that a student controls
+(names, messages, hints that quote their code) is escaped.
 """
 
 import html
@@ -21,7 +28,7 @@ from pydantic import BaseModel
 from grader.config import LatePolicy
 from grader.exercises import EXERCISES
 from grader.gradebook import Row, final_score, lateness
-from grader.report import write_atomically
+from grader.report import ExerciseResult, write_atomically
 from grader.safe_text import one_line
 
 TOP = 12        # rows of the mistakes, slowest and failed tables
@@ -50,6 +57,43 @@ class Mistake(BaseModel):
     checks: list[str]
 
 
+SHARED = "Shared wrong answers"
+
+
+def shared_note(summary: "Summary") -> str:
+    if not summary.similarity:
+        return "Not computed (switched off with --no-similarity)."
+    return ("Submissions whose wrong gradients are numerically identical on the hidden cases, where no known "
+            "mistake explains them. Evidence to look at, never a penalty: right answers are never compared.")
+
+
+class NodeRate(BaseModel):
+    """One node of an exercise's graph across the class."""
+
+    exercise: str
+    check: str
+    passed: int
+    total: int
+    first_to_fix: int = 0            # submissions whose first gradient to fix is this one
+    mistake: str | None = None       # the most common diagnosed mistake of those
+    mistake_count: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.exercise}: {'' if self.check == 'trajectory' else 'd'}{self.check}"
+
+
+class SharedAnswer(BaseModel):
+    """Submissions that returned the same wrong numbers for these gradients (evidence, not a verdict)."""
+
+    submissions: list[str]
+    gradients: list[str]
+
+
 class Failure(BaseModel):
     name: str
     what: str
@@ -70,9 +114,62 @@ class Summary(BaseModel):
     slowest: list[tuple[str, float]]
     failures: list[Failure]
     scores: list[tuple[str, float, float, str, bool]]  # name, final score, max, status, late
+    nodes: list[NodeRate] = []
+    similarity: bool = True
+    shared: list[SharedAnswer] = []
 
 
-def summarize(rows: list[Row], policy: LatePolicy | None = None) -> Summary:
+def class_nodes(reports: dict[str, dict]) -> list[NodeRate]:
+    """Pass rate, first-to-fix count and most common mistake per (exercise, check)."""
+    from grader.html_report import first_to_fix, verdict
+
+    seen: dict[tuple[str, str], list[int]] = {}
+    broke: dict[tuple[str, str], Counter] = {}
+    for report in reports.values():
+        for data in report.get("exercises", []):
+            try:
+                ex = ExerciseResult.model_validate(data)
+            except ValueError:
+                continue
+            first = first_to_fix(ex)
+            for check in ex.checks:
+                tally = seen.setdefault((ex.id, check.name), [0, 0])
+                tally[0] += check.status == "passed"
+                tally[1] += 1
+                if first is not None and check.name == first.name and verdict(ex, check) == "wrong":
+                    broke.setdefault((ex.id, check.name), Counter())[check.hint or ""] += 1
+    nodes = []
+    for (ex_id, name), (passed, total) in seen.items():
+        tally = broke.get((ex_id, name), Counter())
+        named = [(hint, k) for hint, k in tally.most_common() if hint]
+        nodes.append(NodeRate(exercise=ex_id, check=name, passed=passed, total=total,
+                              first_to_fix=sum(tally.values()), mistake=named[0][0] if named else None,
+                              mistake_count=named[0][1] if named else 0))
+    return nodes
+
+
+def shared_answers(reports: dict[str, dict]) -> list[SharedAnswer]:
+    """Groups of submissions with identical wrong answers (digests) on the hidden cases of a gradient."""
+    by_answer: dict[tuple, list[str]] = {}
+    for name, report in reports.items():
+        hidden = report.get("hidden_cases") == "included"  # else the public cases are all there is
+        for ex in report.get("exercises", []):
+            for check in ex.get("checks", []):
+                digests = tuple(sorted((c["case"], c["answer_digest"]) for c in check.get("cases", [])
+                                       if c.get("answer_digest") and not c.get("passed")
+                                       and (c.get("visibility") == "hidden" or not hidden)))
+                if digests:
+                    gradient = check["name"] if check["name"] == "trajectory" else f"d{check['name']}"
+                    by_answer.setdefault((f"{ex['id']}: {gradient}", digests), []).append(name)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for (gradient, _), names in by_answer.items():
+        if len(set(names)) > 1:
+            groups.setdefault(tuple(sorted(set(names))), []).append(gradient)
+    return sorted((SharedAnswer(submissions=list(k), gradients=v) for k, v in groups.items()),
+                  key=lambda g: (-len(g.gradients), -len(g.submissions), g.submissions))
+
+
+def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: bool = True) -> Summary:
     reports = {row.name: json.loads(row.report) for row in rows if row.status == "graded" and row.report}
     finals = {row.name: final_score(row, lateness(row.submitted_at, policy)) for row in rows}
     max_score = max((row.max_score for row in rows), default=0.0)
@@ -120,7 +217,8 @@ def summarize(rows: list[Row], policy: LatePolicy | None = None) -> Summary:
         max_score=max_score, histogram=histogram, checks=checks, mistakes=mistakes, slowest=timed[:TOP],
         failures=failures[: TOP * 4],
         scores=[(row.name, finals[row.name], row.max_score, row.status, lateness(row.submitted_at, policy).late)
-                for row in rows])
+                for row in rows],
+        nodes=class_nodes(reports), similarity=similarity, shared=shared_answers(reports) if similarity else [])
 
 
 # --- HTML ----------------------------------------------------------------------------------
@@ -131,6 +229,7 @@ h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid 
 table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{border-bottom:1px solid #eee;padding:.3rem .5rem;
 text-align:left;vertical-align:top}th{background:#f6f6f6}td.num{text-align:right;white-space:nowrap}
 .stats span{display:inline-block;margin-right:1.5rem}.muted{color:#777}svg text{font-size:11px;fill:#333}
+.graph{overflow-x:auto}.graph svg{max-width:100%;height:auto}h3{font-size:1rem}
 """
 
 
@@ -194,6 +293,47 @@ def _mistakes_svg(summary: Summary) -> str:
     return "".join(parts)
 
 
+def _heat(rate: float) -> str:
+    """Red (nobody) through yellow to green (everybody)."""
+    low, mid, high = (228, 87, 86), (238, 202, 59), (84, 162, 75)
+    a, b, t = (low, mid, rate * 2) if rate < 0.5 else (mid, high, rate * 2 - 1)
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b))
+
+
+def _class_graphs(summary: Summary) -> str:
+    """Each exercise's graph as a heat map of pass rates; the nodes where the class breaks stand out."""
+    from grader.graph import NO_DOT_NOTE, Look, exercise_graph, render_svg
+    from grader.html_report import base_look
+
+    by_exercise: dict[str, dict[str, NodeRate]] = {}
+    for node in summary.nodes:
+        by_exercise.setdefault(node.exercise, {})[node.check] = node
+    parts = []
+    for ex_id, rates in by_exercise.items():
+        if ex_id not in EXERCISES:
+            continue
+        graph = exercise_graph(EXERCISES[ex_id])
+        looks = {}
+        for node in graph.nodes:
+            rate = rates.get(node.name) if node.kind == "check" else None
+            if rate is None:
+                looks[node.name] = base_look(node, "the")
+                continue
+            lines = [f"{rate.rate:.0%} passed ({rate.passed}/{rate.total})"]
+            look = Look(lines=lines, fill=_heat(rate.rate), border="#555555", classes="heat",
+                        tooltip=f"{rate.label}: {rate.passed} of {rate.total} passed")
+            if rate.first_to_fix:
+                lines.append(f"\u25b6 first to fix for {rate.first_to_fix}")
+                look.penwidth, look.border, look.classes = 3.0, "#b71c1c", "heat breaks"
+                if rate.mistake:
+                    look.tooltip += f"; most common mistake here: {rate.mistake[:300]}"
+            looks[node.name] = look
+        svg = render_svg(graph, looks, node_id=lambda name, ex_id=ex_id: f"class-{ex_id}-node-{name}")
+        parts.append(f"<h3>{_e(EXERCISES[ex_id].title)}</h3>"
+                     + (f'<div class="graph">{svg}</div>' if svg else f"<p class=muted>{_e(NO_DOT_NOTE)}</p>"))
+    return "".join(parts)
+
+
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
     """An HTML table; cells are escaped here."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
@@ -210,6 +350,13 @@ def _sections(summary: Summary) -> list[tuple[str, list[str], list[list[str]], s
         ("Most frequent diagnosed mistakes", ["#", "submissions", "mistake (the hint students saw)", "seen on"],
          [[str(i + 1), str(m.submissions), m.hint, ", ".join(m.checks)] for i, m in enumerate(summary.mistakes)],
          {0, 1}),
+        ("Where the class breaks (the first gradient to fix)",
+         ["gradient", "passed", "first to fix for", "most common mistake there", "submissions"],
+         [[n.label, f"{n.rate:.0%}", str(n.first_to_fix), n.mistake or "(no diagnosis)", str(n.mistake_count)]
+          for n in sorted((n for n in summary.nodes if n.first_to_fix), key=lambda n: (-n.first_to_fix, n.label))],
+         {1, 2, 4}),
+        (SHARED, ["submissions", "the same wrong numbers for"],
+         [[", ".join(g.submissions), ", ".join(g.gradients)] for g in summary.shared], set()),
         ("Slowest submissions", ["submission", "seconds"], [[n, f"{s:.2f}"] for n, s in summary.slowest], {1}),
         ("Failed submissions", ["submission", "what", "message"],
          [[f.name, f.what, f.message[:300]] for f in summary.failures], set()),
@@ -226,14 +373,20 @@ def render_html(summary: Summary) -> str:
     charts = {
         "Pass rate per check (backward-pass order)": _rates_svg(summary),
         "Most frequent diagnosed mistakes": _mistakes_svg(summary),
+        SHARED: f"<p class=muted>{_e(shared_note(summary))}</p>",
     }
     body = [f"<h1>Backprop Ninja: batch summary</h1><p class=muted>generated {_e(summary.generated_at)}</p>",
             f'<p class="stats">{"".join(stats)}</p>',
-            f"<h2>Score distribution</h2>{_histogram_svg(summary)}"]
+            f"<h2>Score distribution</h2>{_histogram_svg(summary)}",
+            f"<h2>The class on the graph</h2><p class=muted>Each gradient coloured by the share of the class that "
+            f"gets it right; a thick red border marks where submissions break first.</p>{_class_graphs(summary)}"]
     for title, headers, rows, numeric in _sections(summary):
         body.append(f"<h2>{_e(title)}</h2>{charts.get(title, '')}")
         body.append(_table(headers, rows, numeric) if rows else "<p class=muted>none</p>")
+    from grader.html_report import CSP
+
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
             f"<title>Backprop Ninja: batch summary</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
@@ -260,6 +413,8 @@ def render_markdown(summary: Summary) -> str:
         lines.append(f"| {low:g} to {high:g} | {count} |")
     for title, headers, rows, numeric in _sections(summary):
         lines += ["", f"## {title}", ""]
+        if title == SHARED:
+            lines += [shared_note(summary), ""]
         if not rows:
             lines.append("none")
             continue
@@ -269,9 +424,9 @@ def render_markdown(summary: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(rows: list[Row], out: Path, policy: LatePolicy | None = None) -> Path:
+def write_summary(rows: list[Row], out: Path, policy: LatePolicy | None = None, *, similarity: bool = True) -> Path:
     """Write summary.html and summary.md into `out`; returns the HTML's path."""
-    summary = summarize(rows, policy)
+    summary = summarize(rows, policy, similarity=similarity)
     write_atomically(out / "summary.md", render_markdown(summary))
     write_atomically(out / "summary.html", render_html(summary))
     return out / "summary.html"

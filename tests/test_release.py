@@ -102,3 +102,132 @@ def test_student_notebook_holds_the_stubs_and_solved_one_the_solutions():
     assert "dhprebn = None  # TODO" in cell.source
     cell = next(c for c in solved.cells if c.id == "batchnorm")
     assert "n / (n - 1)" in cell.source and "TODO" not in cell.source
+
+
+# --- the check cells: the grader's inline view, or the plain cmp lines without it ---------------
+
+def _execute(notebook: Path, first_cell: str | None = None) -> dict[str, list]:
+    """Run a notebook as a student's kernel would (from its folder); outputs by cell id."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    if first_cell:
+        nb.cells.insert(0, nbformat.v4.new_code_cell(first_cell))
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    return {c.get("id"): c.outputs for c in nb.cells if c.cell_type == "code"}
+
+
+def _html(outputs: list) -> str:
+    return "".join(o["data"]["text/html"] for o in outputs if o.output_type == "display_data"
+                   and "text/html" in o.get("data", {}))
+
+
+def _stdout(outputs: list) -> str:
+    return "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+
+
+@pytest.fixture(scope="module")
+def solved_run():
+    return _execute(ROOT / "solutions" / NOTEBOOK)
+
+
+def test_check_cells_show_the_grader_view_when_it_is_installed(solved_run):
+    for ex in EXERCISES.values():
+        html = _html(solved_run[f"{ex.id}-check"])
+        assert 'class="bpn"' in html, ex.id
+        for check in ex.gradient_checks:
+            assert f'id="bpn-{ex.id}-node-{check}"' in html, (ex.id, check)
+        assert 'class="node verdict-right"' in html
+        assert "FIX THIS FIRST" not in html and "public cases only" in html
+        assert "approximate:" not in _stdout(solved_run[f"{ex.id}-check"])  # no duplicate cmp lines
+
+
+def test_the_student_notebook_shows_what_is_still_to_do():
+    outputs = _execute(ROOT / "assignments" / NOTEBOOK)
+    html = _html(outputs["atomic-check"])
+    assert 'id="bpn-atomic-node-logprobs"' in html and "not attempted" in html
+    assert 'id="bpn-atomic-logprobs"' in html and "fix this first" in html  # the first one to do
+
+
+def test_without_the_grader_the_check_cells_print_cmp_lines():
+    outputs = _execute(ROOT / "solutions" / NOTEBOOK, 'import sys\nsys.modules["grader.jupyter"] = None')
+    for ex in EXERCISES.values():
+        assert _html(outputs[f"{ex.id}-check"]) == "", ex.id
+        text = _stdout(outputs[f"{ex.id}-check"])
+        assert "--- case lecture" in text and "approximate: True" in text, ex.id
+
+
+def test_check_cells_keep_the_plain_check_as_fallback():
+    from grader.release import CHECK_CODE, CMP_LINES
+
+    for ex in EXERCISES.values():
+        first, *rest = CHECK_CODE[ex.id].splitlines()
+        assert first == f'if not show_graded("{ex.id}", {ex.function}):'
+        assert "\n".join(line.removeprefix("    ") for line in rest) == CMP_LINES[ex.id]
+
+
+# --- check() for any notebook, the lecture's own included ----------------------------------------
+
+LECTURE = ROOT / "tests" / "fixtures" / "notebooks"
+
+
+def test_check_grades_a_lecture_notebook_and_shows_it(monkeypatch):
+    import grader.jupyter
+    from grader import check
+
+    shown = []
+    monkeypatch.setattr(grader.jupyter, "_display", shown.append)
+    monkeypatch.chdir(ROOT)
+    check(LECTURE / "lecture_mistakes.ipynb")
+    (html,) = shown
+    assert "on the public cases" in html and "lecture_mistakes.ipynb" in html
+    assert 'id="bpn-atomic-node-C"' in html and "FIX THIS FIRST" in html
+
+
+def test_check_finds_the_notebook_being_run(monkeypatch, tmp_path):
+    from grader.config import ConfigError
+    from grader.jupyter import notebook_path
+
+    one = tmp_path / "mine.ipynb"
+    one.write_text("{}")
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert notebook_path() == one                            # the only notebook here
+    (tmp_path / "other.ipynb").write_text("{}")
+    with pytest.raises(ConfigError, match="check\\('your_notebook.ipynb'\\)"):
+        notebook_path()                                       # two: ask for the path
+    monkeypatch.setenv("JPY_SESSION_NAME", str(one))          # what Jupyter tells the kernel
+    assert notebook_path() == one
+
+
+def test_check_asks_colab_for_its_notebook(monkeypatch, tmp_path):
+    """Colab keeps the notebook in the browser; its front end hands the JSON over."""
+    import sys
+    import types
+
+    from grader.jupyter import notebook_path
+
+    requests = []
+
+    def blocking_request(kind, request="", timeout_sec=None):
+        requests.append(kind)
+        return {"ipynb": {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
+
+    colab = types.ModuleType("google.colab")
+    colab._message = types.SimpleNamespace(blocking_request=blocking_request)
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path = notebook_path()
+    assert requests == ["get_ipynb"] and path.suffix == ".ipynb"
+    assert nbformat.reads(path.read_text(), as_version=4).nbformat == 4
+
+
+def test_the_view_needs_the_course_config(monkeypatch, tmp_path, capsys):
+    from grader.jupyter import show
+
+    monkeypatch.chdir(tmp_path)  # no grading.yaml here or above
+    assert show("atomic", lambda **kw: {}) is False
+    assert "grading.yaml" in capsys.readouterr().out
