@@ -15,6 +15,8 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+# libseccomp (Debian installs it by default) builds the exercise children's syscall filter.
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)
 for pkg in ${APT_EXTRA:-}; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
