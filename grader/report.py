@@ -28,6 +28,7 @@ class CaseResult(BaseModel):
     got_shape: list[int] | None = None
     message: str = ""
     hint: str | None = None
+    hint_levels: list[str] = Field(default_factory=list, description="escalating hints: nudge, local rule, worked expression")
     note: str | None = None
 
 
@@ -40,6 +41,7 @@ class CheckResult(BaseModel):
     status: Literal["passed", "partial", "failed"]
     message: str = ""
     hint: str | None = None
+    hint_levels: list[str] = Field(default_factory=list, description="escalating hints: nudge, local rule, worked expression")
     cases: list[CaseResult]
 
 
