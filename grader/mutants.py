@@ -123,7 +123,7 @@ def statement_edits(stmt: ast.stmt, known: set[str] | None = None) -> Iterator[t
         if swap:
             new = copy.deepcopy(stmt)
             new.op = swap()
-            yield made("augop", f"`{SYMBOL[type(stmt.op)]}=` turned into `{SYMBOL[swap]}=`", new)
+            yield made("augop", f"`{SYMBOL[swap]}=` where the rule has `{SYMBOL[type(stmt.op)]}=`", new)
         if isinstance(stmt.op, (ast.Add, ast.Sub)):
             yield made("drop_branch", "the whole line dropped", None)
     stmt_names = _names(stmt)

@@ -253,11 +253,11 @@ def _reference_edits(code: str) -> dict[str, tuple[str, str, str | None]]:
 def _shape_variants(t: torch.Tensor):
     """Shapes a slip upstream often gives a gradient: keepdim lost, or transposed."""
     if t.dim() >= 2 and 1 in t.shape:
-        yield t.squeeze(), "keepdim=True lost in a sum or a mean"
+        yield t.squeeze(), "a sum or a mean without keepdim=True"
     if t.dim() == 2 and t.shape[0] != t.shape[1]:
-        yield t.T, "transposed (the order of a matrix product)"
+        yield t.T, "a transposed matrix product"
     if t.dim() == 1:
-        yield t[None, :], "kept a size-1 dimension (keepdim=True) where there is none"
+        yield t[None, :], "a size-1 dimension kept (keepdim=True) where there is none"
 
 
 def _upstream_shape(stmt: ast.stmt, ns: dict, error: str, truth: dict) -> tuple[str, str, str] | None:
@@ -316,8 +316,9 @@ def diagnose_raised(traceback: str, references: list[str], values: dict, truth: 
             name, shape, why = upstream
             want = _shape(truth[name[1:]])
             return Raised(line, code, name[1:], None, None, None,
-                          upstream=f"this line is right, but {name} reaches it with shape {shape} instead of "
-                                   f"{want}: {why}? Fix the line that computes {name}")
+                          upstream=f"this line is right, so a gradient it reads has the wrong shape: {name} "
+                                   f"must have the shape of {name[1:]}, {want} (it is not: {why} upstream "
+                                   f"gives another shape). Check the line that computes {name}")
         break
     # or one edit of the line gives the true gradient
     if at is not None and isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
