@@ -10,6 +10,8 @@ agree with an independent check against autograd, the share of the wrong ones
 whose first gradient to fix gets a specific hint, and hints that name a cause
 the mutant cannot have (float32 precision, hard-coded sizes, a "factor" that
 is no factor). The test suite runs a fixed subset (tests/test_diagnosis_mutants.py).
+With --sources variants it mutates the correct submissions of other styles in
+tests/fixtures/variants instead: the hints must not depend on the solutions' style.
 """
 
 import argparse
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_diagnosis_helpers import coverage, grade_mutant, solution_mutants  # noqa: E402
+from test_diagnosis_helpers import coverage, grade_mutant, solution_mutants, variant_mutants  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -37,6 +39,9 @@ def main() -> None:
     parser.add_argument("--exercise", action="append", choices=list(EXERCISES))
     parser.add_argument("--every", type=int, default=1, help="grade every k-th mutant only")
     parser.add_argument("--show", choices=["wrong", "missed"], action="append", default=[])
+    parser.add_argument("--sources", choices=["solutions", "variants"], default="solutions",
+                        help="mutate solutions/*.py (default), or the correct files of other styles in "
+                             "tests/fixtures/variants (a check that the hints do not depend on the solutions' style)")
     args = parser.parse_args()
     config = load_config(ROOT / "grading.yaml")
     cases = build_cases(config, None)
@@ -44,7 +49,7 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for ex_id in args.exercise or list(EXERCISES):
-            for mutant in solution_mutants(ex_id)[::args.every]:
+            for mutant in (solution_mutants(ex_id) if args.sources == "solutions" else variant_mutants(ex_id))[::args.every]:
                 grades.append(grade_mutant(mutant, ex_id, cases, config, Path(tmp)))
     seconds = time.perf_counter() - start
     for ex_id in dict.fromkeys(g.ex_id for g in grades):

@@ -29,6 +29,7 @@ A course adds its own misconceptions by appending `Misconception` entries to
 `CATALOGUE` (or with `register`).
 """
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -511,6 +512,7 @@ class Diagnosis:
     root: str | None = None   # cascades: the first wrong gradient upstream
     at: str | None = None     # the gradient whose step has the mistake (for the local rule)
     levels: list[str] = field(default_factory=list)  # nudge, local rule, worked expression
+    weak: bool = False        # true but says no cause (a shape, "close", an unnamed factor): a confirmed slip wins
 
 
 # Kinds whose cause is confirmed by reproducing the student's answer: they win a check's summary.
@@ -630,6 +632,12 @@ class _CaseContext:
 
     # -- near misses: one slip in the worked code of a step (grader.nearmiss) -----------------
     def nearmiss(self, check: str, s: torch.Tensor) -> Diagnosis | None:
+        try:
+            return self._nearmiss(check, s)
+        except Exception:  # noqa: BLE001 - a search that fails must not hide the generic patterns
+            return None
+
+    def _nearmiss(self, check: str, s: torch.Tensor) -> Diagnosis | None:
         ref = self.refs[check]
         if self.ex.id == "atomic":
             if check not in nearmiss.RULES:
@@ -802,7 +810,7 @@ class _CaseContext:
                 return Diagnosis("factor", f"d{check} has {sign}an extra factor {name} (it is {c:.4g} times "
                                  f"the right answer, n = {self.n}): {why}.", LABELS["factor"])
         return Diagnosis("factor", f"d{check} is {c:.4g} times the right answer: the formula is right up to a "
-                         "constant factor; look for a missing or extra constant.", LABELS["factor"])
+                         "constant factor; look for a missing or extra constant.", LABELS["factor"], weak=True)
 
     def shape(self, check: str, s: torch.Tensor, ref: torch.Tensor) -> Diagnosis:
         got, want = _shape(s.shape), _shape(ref.shape)
@@ -828,7 +836,7 @@ class _CaseContext:
                              f"shape of its tensor; {check} was broadcast in the forward pass, so its gradient "
                              "sums over the broadcast dims.", LABELS["not_summed"])
         return Diagnosis("wrong_shape", f"d{check} has shape {got}, but a gradient has the shape of its tensor: "
-                         f"{check} is {want}.", LABELS["wrong_shape"])
+                         f"{check} is {want}.", LABELS["wrong_shape"], weak=True)
 
     def permuted(self, s: torch.Tensor, r: torch.Tensor) -> bool:
         """The same values as the truth, in other places."""
@@ -880,11 +888,11 @@ class _CaseContext:
             return Diagnosis("precision", f"d{check} is right only up to float32 precision (relative error "
                              f"{rel:.0e}): some tensor here is float32; create new tensors with zeros_like(...) "
                              "or dtype=... so the computation stays in the grading precision.",
-                             LABELS["precision"])
+                             LABELS["precision"], weak=True)
         if rel < 1e-4:
             return Diagnosis("close", f"d{check} is very close (relative error {rel:.0e}) but outside the "
                              f"tolerance ({self.tol:.0e}): a tiny term is missing or wrong, such as the 1e-5 "
-                             "of batch norm.", LABELS["close"])
+                             "of batch norm.", LABELS["close"], weak=True)
         return None
 
     # -- one check --------------------------------------------------------------------------
@@ -915,13 +923,19 @@ class _CaseContext:
                                  f"its tensor, {want}.", LABELS["wrong_shape"])
             return None
         atomic = self.ex.id == "atomic"
-        return ((self.cascade(check, s) if atomic else None)
-                or self.misconception(check, s)
-                or (self.alias(check, s) if atomic else None)
-                or (self.chain_rule(check, s) if atomic else None)
-                or self.nearmiss(check, s)
-                or (self.upstream_too(check) if atomic else None)
-                or self.generic(check, s))
+        found = ((self.cascade(check, s) if atomic else None)
+                 or self.misconception(check, s)
+                 or (self.alias(check, s) if atomic else None)
+                 or (self.chain_rule(check, s) if atomic else None))
+        if found:
+            return found
+        if atomic and any(self.failed(u) for u in STEPS[check].upstream):
+            return self.nearmiss(check, s) or self.upstream_too(check)
+        # a named pattern (sign, factor n, transposed, ...) first; a slip of the rule before a vague one
+        found = self.generic(check, s)
+        if found is not None and not found.weak:
+            return found
+        return self.nearmiss(check, s) or found
 
 
 class Diagnoser:
@@ -933,6 +947,7 @@ class Diagnoser:
         self.tol = tolerance
         self.found: dict[tuple[str, str], Diagnosis | None] = {}
         self.levels: dict[str, list[str]] = {}
+        self.errors: dict[str, str] = {}  # public case -> the last line of the traceback, when it raised
 
     def _levels(self, found: Diagnosis, check: str) -> list[str]:
         if found.levels:
@@ -966,6 +981,8 @@ class Diagnoser:
 
     def error(self, case, traceback: str, results: dict) -> None:
         """The function raised on `case`: name the failing operation of its line, and its repair when confirmed."""
+        if not case.spec.hidden and traceback:
+            self.errors[case.spec.name] = traceback.strip().splitlines()[-1]
         try:
             found = self.raised(case, traceback)
         except Exception:  # noqa: BLE001 - a hint is a bonus
@@ -1050,6 +1067,13 @@ class Diagnoser:
         found = self.levels.get(check)
         return list(found) if found and found[0] == hint else [hint]
 
+    def lecture_size_in_error(self, case) -> bool:
+        """The case's error names a size of the lecture's shape (32, 27, 10, 64, 30) that this case does not have."""
+        spec = case.spec
+        own = {spec.n, spec.block, spec.n_embd, spec.n_hidden, spec.vocab, spec.block * spec.n_embd}
+        found = {int(x) for x in re.findall(r"\b\d+\b", self.errors.get(spec.name, ""))}
+        return bool(found & ({32, 27, 10, 64, 30} - own))
+
     def hardcoded(self, check: str, public: list) -> str | None:
         """Right on every public case of the lecture's shape, wrong or crashing only on other shapes."""
         lecture = [r for c, r in public if is_lecture_shape(c.spec)]
@@ -1060,6 +1084,8 @@ class Diagnoser:
         if explained & {"cascade", "not_finite", *CONFIRMED}:
             return None  # the failures have a confirmed cause of their own
         crash = all(r.status in ("error", "crashed", "timeout", "missing") for r in failing)
+        if crash and not any(self.lecture_size_in_error(c) for c, r in public if not r.passed):
+            return None  # a crash on other shapes only is a hard-coded size when its error shows one
         what = "crashes on" if crash else "is wrong on"
         return (f"d{check} is right on the lecture's shape (n=32, block=3, n_embd=10, n_hidden=64, vocab=27) "
                 f"but {what} other shapes: a size is hard-coded; {HARDCODED_SIZES}.")

@@ -195,8 +195,9 @@ def mutants(source: str, function: str) -> list[Mutant]:
         if isinstance(stmt, ast.Return) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
             continue
         for edit, new in statement_edits(stmt):
-            module = copy.deepcopy(tree)
-            body = next(n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == function).body
-            body[pos:pos + 1] = [new] if new is not None else [ast.Pass()]
+            edited = copy.copy(fn)  # shallow: only the body list differs
+            edited.body = fn.body[:pos] + [new if new is not None else ast.Pass()] + fn.body[pos + 1:]
+            module = copy.copy(tree)
+            module.body = [edited if node is fn else node for node in tree.body]
             out.append(Mutant(edit, stmt.lineno, target_of(stmt), ast.unparse(ast.fix_missing_locations(module))))
     return out

@@ -14,7 +14,7 @@ from the rule, or one edit of it gives the true gradient.
 """
 
 import ast
-import copy
+import builtins
 import functools
 import re
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from grader.hint_levels import ONE_GO, RULES
 from grader.mutants import Edit, statement_edits, target_of
 
-_BUILTINS = {"range": range, "len": len, "float": float, "int": int}
+_BUILTINS = builtins  # (torch's indexing imports on first use: it needs the real __import__)
 _FRAME = re.compile(r'^  File "(?P<file>.+?)", line (?P<line>\d+), in (?P<fn>.+)\n    (?P<code>.*)$', re.M)
 
 LABELS = {
@@ -134,7 +134,8 @@ def slips(code: str, values: dict, wrong: set[str] | None = None, right: set[str
         target = _writes(stmt) or ""
         changes = _influence(code)[i]
         if (wrong is not None and not wrong <= changes) or (right is not None and right & changes):
-            exec(compiled[i], ns)  # noqa: S102
+            if not _ran(compiled[i], ns):
+                return
             continue
         rest = compiled[i + 1:]
         later = _names_after(code, i + 1) if rest else frozenset()
@@ -148,7 +149,16 @@ def slips(code: str, values: dict, wrong: set[str] | None = None, right: set[str
             except Exception:  # noqa: BLE001 - a slip that does not run cannot be the student's
                 continue
             yield Slip(edit, target.removeprefix("d"), trial)
-        exec(compiled[i], ns)  # noqa: S102
+        if not _ran(compiled[i], ns):
+            return  # the rule itself does not fit this case: nothing more to try
+
+
+def _ran(code, ns: dict) -> bool:
+    try:
+        exec(code, ns)  # noqa: S102 - the grader's own rule code on the grader's tensors
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def step_slips(check: str, values: dict):
@@ -165,6 +175,8 @@ def one_go_values(ex_id: str, inputs: dict, ints: dict, args: tuple[str, ...]) -
 
 def nudge(slip: Slip, check: str, ex_id: str) -> str:
     where = f"your line for d{slip.at}"
+    if slip.edit.kind == "sign":
+        return f"d{check} has the wrong sign: {slip.edit.what} in {where}."
     if ex_id == "atomic":
         forward = RULES[slip.at][0] if slip.at in RULES else ""
         return (f"d{check} is what the rule for {forward} gives with one slip: {slip.edit.what}. "
@@ -260,12 +272,29 @@ def _shape_variants(t: torch.Tensor):
         yield t[None, :], "a size-1 dimension kept (keepdim=True) where there is none"
 
 
-def _upstream_shape(stmt: ast.stmt, ns: dict, error: str, truth: dict) -> tuple[str, str, str] | None:
-    """The gradient read by a right line whose wrong shape reproduces the error: (name, its shape, why)."""
+_OUTPUT_SHAPE = re.compile(r"output with shape \[([\d, ]*)\] doesn't match the broadcast shape")
+
+
+def _upstream_shape(stmt: ast.stmt, ns: dict, error: str, truth: dict) -> tuple[str, str | None, str] | None:
+    """The gradient read by a right line that must have the wrong shape: (name, its shape if known, why).
+
+    The forward tensors are the grader's, so when the line reads one gradient only, that one is it;
+    an in-place `+=` whose output does not fit says the shape of its target; otherwise a gradient
+    is named when a typical wrong shape of it reproduces the error exactly.
+    """
     compiled = compile(ast.Module([stmt], []), "<line>", "exec")
     reads = [n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
              and n.id.startswith("d") and n.id[1:] in truth]
-    for name in dict.fromkeys(reads):
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+        m = _OUTPUT_SHAPE.search(error)
+        if m and stmt.target.id.startswith("d") and stmt.target.id[1:] in truth:
+            shape = "(" + m.group(1) + ")" if "," in m.group(1) else f"({m.group(1)})"
+            return stmt.target.id, shape, "the line that starts it"
+        reads.append(stmt.target.id)
+    reads = [r for r in dict.fromkeys(reads) if r[1:] in truth]
+    if len(reads) == 1:
+        return reads[0], None, "the lines before it"
+    for name in reads:
         for variant, why in _shape_variants(ns[name]):
             trial = _fresh(ns, {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)})
             trial[name] = variant
@@ -273,7 +302,7 @@ def _upstream_shape(stmt: ast.stmt, ns: dict, error: str, truth: dict) -> tuple[
                 exec(compiled, trial)  # noqa: S102
             except Exception as err:  # noqa: BLE001
                 if f"{type(err).__name__}: {err}".strip() == error:
-                    return name, _shape(variant), why
+                    return name, None, f"the line that computes {name} ({why} gives a shape that fails here)"
     return None
 
 
@@ -315,10 +344,10 @@ def diagnose_raised(traceback: str, references: list[str], values: dict, truth: 
         if upstream is not None:
             name, shape, why = upstream
             want = _shape(truth[name[1:]])
+            has = f"has shape {shape}" if shape else "has another shape"
             return Raised(line, code, name[1:], None, None, None,
                           upstream=f"this line is right, so a gradient it reads has the wrong shape: {name} "
-                                   f"must have the shape of {name[1:]}, {want} (it is not: {why} upstream "
-                                   f"gives another shape). Check the line that computes {name}")
+                                   f"must have the shape of {name[1:]}, {want}, but {has}. Check {why}")
         break
     # or one edit of the line gives the true gradient
     if at is not None and isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
