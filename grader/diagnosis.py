@@ -15,11 +15,22 @@ comparison. For a failing gradient of one case, in this order:
    gradient where the mistake is made (`at`); in the one-go exercises
    (cross entropy, batch norm, train) the wrong gradient is carried down to
    the exercise's checks with `STEPS`;
-3. generic patterns: the chain rule forgotten, NaN or inf (and where they
-   first appear), a constant factor (named when it is n, 1/n, n-1,
-   n/(n-1), ...), the wrong sign, transposed, right values in the wrong
-   shape or places, a broadcast that was not summed, the gradient of a
-   different tensor, all zeros, float32 precision.
+3. in exercise 1, a gradient equal to the student's gradient of a later
+   step that reads it (one tensor under two names: a missing .clone()),
+   and the chain rule forgotten;
+4. generic patterns: NaN or inf (and where they first appear), a constant
+   factor (named when it is n, 1/n, n-1, n/(n-1), ...), the wrong sign,
+   transposed, right values in the wrong shape or places, a broadcast that
+   was not summed, the gradient of a different tensor, all zeros; then
+   near misses (grader.nearmiss): the one slip in the step's worked code
+   (an operator, a constant, a dim, a .T, a term, a variable) that gives
+   the student's answer; only then the vague patterns (an unnamed factor,
+   float32 precision, "close"), which name no cause.
+
+A case where the function raised gets, on every check, what failed on the
+line that raised and its repair, when one edit confirms it (grader.nearmiss).
+Every diagnosis offers escalating levels (`hint_levels`: the hint, the local
+rule, the worked expression; grader.hint_levels).
 
 A check's summary hint adds what only shows across cases: right on the
 lecture's shape but wrong (or crashing) on the others. Hidden cases get a

@@ -11,7 +11,8 @@ import re
 
 from grader.report import Report
 from grader.terminal import (
-    approx, exact, exercise_message, feedback, gradient_name, maxdiff, more_levels, shape, show_first, stopped,
+    approx, exact, exercise_message, feedback, gradient_name, maxdiff, more_levels, said_above, shape, show_first,
+    stopped,
 )
 
 ICON = {"passed": "✅", "partial": "⚠️", "failed": "❌"}
@@ -79,12 +80,14 @@ def render_markdown(report: Report) -> str:
                 "|---|---|---|---|---:|---|---:|---:|---|"]
         for check in ex.checks:
             hint = escape(feedback(check)) if check.status != "passed" else ""
+            if check.status != "passed" and said_above(check, first):
+                hint = "as above"
             out.append(f"| {ICON[check.status]} | `{gradient_name(check)}` | {exact(check)} | {approx(check)} "
                        f"| {maxdiff(check)} | {shape(check)[0]} | {check.passed_cases}/{check.total_cases} "
                        f"| {check.score:.3g} / {check.max_score:.3g} | {hint} |")
         out.append("")
         for check in ex.checks:
-            if check.status != "passed":
+            if check.status != "passed" and not said_above(check, first):
                 out += hint_levels(check)
     return "\n".join(out)
 

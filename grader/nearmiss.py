@@ -372,7 +372,7 @@ def raised_message(r: Raised, function: str) -> str | None:
         return f"{function} stopped at line {r.line} (`{r.code}`): {r.upstream}."
     if r.fix is None:
         return None
-    where = f"line {r.line} (`{r.code}`)" + (f", which computes d{r.at}," if r.at else "")
+    where = f"line {r.line} (`{r.code}`)" + (f", which computes d{r.at}" if r.at else "")
     problem = f": {r.problem}" if r.problem else ""
     repair = f"did you mean `{r.fix}`?" + (f" (you have {r.what})" if r.what else "")
     return f"{function} stopped at {where}{problem}; {repair}"

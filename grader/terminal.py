@@ -126,8 +126,8 @@ def more_levels_note(check: CheckResult) -> str | None:
     extra = len(more_levels(check))
     if not extra:
         return None
-    return (f"({extra} more {'hint' if extra == 1 else 'hints'} for {gradient_name(check)}, up to the worked "
-            "expression: run with --hints all, or open the HTML page)")
+    return (f"({extra} more {'hint' if extra == 1 else 'hints'}, up to the worked expression: run with "
+            "--hints all, or open the HTML page)")
 
 
 def print_levels(console: Console, check: CheckResult, indent: int, hints: str) -> None:
@@ -137,6 +137,11 @@ def print_levels(console: Console, check: CheckResult, indent: int, hints: str) 
             print_wrapped(console, f"{i}. {level}", indent)
     elif more_levels_note(check):
         print_wrapped(console, more_levels_note(check), indent, "dim")
+
+
+def said_above(check: CheckResult, first: CheckResult | None) -> bool:
+    """The row's hint is the one shown under "First to fix" (every check of a function that raised)."""
+    return first is not None and check is not first and check.hint == first.hint and feedback(check) == first.hint
 
 
 def exercise_message(ex: ExerciseResult) -> str:
@@ -186,7 +191,7 @@ def print_exercise(ex: ExerciseResult, console: Console, hints: str = "first") -
     console.print(Text(header, style="dim"), no_wrap=True, overflow="ellipsis")
     for check in ex.checks:
         console.print(_row(check, wname, wshape), no_wrap=True, overflow="ellipsis")
-        if check.status != "passed" and feedback(check):
+        if check.status != "passed" and feedback(check) and not said_above(check, first):
             print_wrapped(console, feedback(check), HINT_INDENT)
             if first is None and check is first_to_fix(ex):
                 print_levels(console, check, HINT_INDENT, hints)

@@ -183,7 +183,7 @@ def test_hints_escalate_in_the_report(graded_with_secret):
 def test_screen_shows_the_first_level_and_how_to_see_more(graded_with_secret):
     screen = graded_with_secret["screen"]
     after = screen.split("  First to fix: dcounts")[1]
-    assert "(2 more hints for dcounts, up to the worked expression: run with --hints all, or open the HTML page)" \
+    assert "(2 more hints, up to the worked expression: run with --hints all, or open the HTML page)" \
         in " ".join(after.split())
     assert "The worked expression" not in screen
 
