@@ -205,3 +205,23 @@ def test_mutants_are_single_edits_that_parse():
     for m in found:
         compile(m.source, "m.py", "exec")
     assert any(m.edit.kind == "dim" and "F.softmax(logits, 0)" in m.edit.after for m in found)
+
+
+def test_rounding_noise_after_a_huge_upstream_error_is_a_cascade(config, public_cases):
+    """dcounts is 1e9 times too large and every later step is right given it: dlogit_maxes, zero in truth,
+    comes back as rounding noise of the huge values; it is a cascade, not float32 or a hard-coded size."""
+    from grader.diagnosis import propagate
+
+    def answers(case):
+        true = {k: v.clone() for k, v in case.references["atomic"].items()}
+        return propagate(case.inputs, true, case.ints, "counts", true["counts"] * 1e9)
+
+    result = score_answers("atomic", public_cases, config, answers)
+    for check in result.checks:
+        if check.status == "passed":
+            continue
+        assert not wrong_cause(check.hint), (check.name, check.hint)
+        assert "very close" not in (check.hint or ""), (check.name, check.hint)
+        if check.name != "counts":
+            assert check.hint.startswith("First fix dcounts:"), (check.name, check.hint)
+    assert _check(result, "logit_maxes").status != "passed"
