@@ -49,9 +49,9 @@ from itertools import product
 import torch
 import torch.nn.functional as F
 
+from grader import nearmiss
 from grader.compare import ZERO_FLOOR, same_up_to_ones
 from grader.config import ShapeSpec
-from grader import nearmiss
 from grader.exercises import ATOMIC, TRAJECTORY, Exercise
 from grader.hint_levels import levels as hint_levels
 from grader.mlp import BN_EPS
@@ -469,6 +469,8 @@ LABELS = {
     "alias": "two gradients share one tensor (a missing .clone())",
 }
 
+LABELS.update({f"slip_{kind}": label for kind, label in nearmiss.LABELS.items()})  # near misses, lines that raised
+
 # Where the minus sign of each step comes from, for the "wrong sign" hint.
 SIGN_HINTS = {
     "logprobs": "the loss is minus the mean of the picked log-probs",
@@ -552,6 +554,7 @@ class _CaseContext:
         self.floor = ZERO_FLOOR * case.grad_scale
         self.answers = {k: v for k, v in answers.items() if isinstance(v, torch.Tensor)}
         self._propagated: dict[tuple, dict | None] = {}
+        self._one_go = None  # the exercise's slip for this case: None before the search, False if none
 
     # -- the student's answers --------------------------------------------------------------
     def student(self, name: str) -> torch.Tensor | None:
@@ -668,9 +671,9 @@ class _CaseContext:
 
     def one_go_slip(self) -> "nearmiss.Slip | None":
         """The one slip of the exercise's worked code that gives every answer of this case (searched once)."""
-        if "one_go" in self._propagated:
-            return self._propagated["one_go"]
-        self._propagated["one_go"] = None
+        if self._one_go is not None:
+            return self._one_go or None
+        self._one_go = False
         if self.ex.id not in nearmiss.ONE_GO:
             return None
         mine = {c: t for c in self.ex.gradient_checks if (t := self.raw(c)) is not None}
@@ -684,7 +687,7 @@ class _CaseContext:
             got = {c: slip.values.get(f"d{c}") for c in mine}
             if all(isinstance(v, torch.Tensor) and v.is_floating_point() and self.close(mine[c], v, self.refs[c])
                    for c, v in got.items()) and not all(self.close(self.refs[c], got[c], self.refs[c]) for c in wrong):
-                self._propagated["one_go"] = slip
+                self._one_go = slip
                 return slip
         return None
 
@@ -888,8 +891,8 @@ class _CaseContext:
     def precision(self, check: str, s: torch.Tensor, ref: torch.Tensor) -> Diagnosis | None:
         r = self.results[check]
         rel = r.rel_err
-        if rel is None:
-            return None
+        if rel is None or float(ref.abs().max()) <= self.floor:
+            return None  # a gradient that is zero in truth: its error is noise, it shows no precision
         low = s.dtype in (torch.float32, torch.float16, torch.bfloat16) and ref.dtype == torch.float64
         rounded = ref.dtype == torch.float64 and bool(torch.equal(s.to(torch.float32).to(s.dtype), s))
         if (low and rel < 1e-2) or (rounded and rel < 1e-5):

@@ -167,14 +167,19 @@ def test_a_near_zero_ratio_is_not_called_a_factor(config, public_cases):
 
 
 def test_hidden_cases_get_a_label_as_their_only_level(config, all_cases, tmp_path):
+    from grader.diagnosis import LABELS
+
     result = _grade("atomic", "dprobs = 1.0 * probs * dlogprobs", config, all_cases, tmp_path)
+    seen = set()
     for check in result.checks:
         for case in check.cases:
             if case.visibility == "hidden":
                 assert case.hint_levels == ([case.hint] if case.hint else [])
-                assert case.hint is None or case.hint.startswith("likely cause: ")
+                assert case.hint is None or case.hint.removeprefix("likely cause: ") in LABELS.values()
+                seen.add(case.hint)
             else:
                 assert not case.hint_levels or case.hint_levels[0] == case.hint
+    assert "likely cause: a wrong operator in a local rule" in seen
 
 
 # --- the worked expressions are right ----------------------------------------------------------
