@@ -1018,8 +1018,7 @@ class Diagnoser:
             refs = [code]
         else:
             return None
-        ctx = _CaseContext(self.ex, case, {}, {}, self.tol)
-        r = nearmiss.diagnose_raised(traceback, refs, values, true, lambda a, b: ctx.close(a, b, b))
+        r = nearmiss.diagnose_raised(traceback, refs, values, true)
         if r is None:
             return None
         message = nearmiss.raised_message(r, self.ex.function)

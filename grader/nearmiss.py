@@ -10,7 +10,9 @@ cause is confirmed, never guessed. For a line that raised, the statement
 from the traceback is parsed (never run as the student's code: only its
 sub-expressions, on the grader's tensors, to find the operation that fails
 and its shapes), and a fix is offered only when the line is one edit away
-from the rule, or one edit of it gives the true gradient.
+from the rule. The line is evaluated only when it is identical to the
+grader's own rule or one of its single edits: the worker's text is never
+run as code.
 """
 
 import ast
@@ -306,12 +308,14 @@ def _upstream_shape(stmt: ast.stmt, ns: dict, error: str, truth: dict) -> tuple[
     return None
 
 
-def diagnose_raised(traceback: str, references: list[str], values: dict, truth: dict, close) -> Raised | None:
-    """What failed on the line that raised, and its repair when one edit of the rule (or of the line) confirms it.
+def diagnose_raised(traceback: str, references: list[str], values: dict, truth: dict) -> Raised | None:
+    """What failed on the line that raised, and its repair, when the line is one edit from the rule.
 
-    `references`: the worked code that may contain the line's rule; `values`: the tensors the line can
-    read (forward tensors, the true gradients as dX, ints); `truth`: gradient name -> its true value;
-    `close(a, b)`: the grader's tolerance.
+    The line comes from the worker, so it is never run as such: it is only compared (as an AST) with
+    the single edits of the grader's own worked code, and only a line identical to one of those is
+    evaluated, on the grader's tensors. `references`: the worked code that may contain the line's
+    rule; `values`: the tensors it reads (forward tensors, the true gradients as dX, ints); `truth`:
+    gradient name -> its true value.
     """
     frame = last_frame(traceback)
     if frame is None:
@@ -320,50 +324,31 @@ def diagnose_raised(traceback: str, references: list[str], values: dict, truth: 
     error = traceback.strip().splitlines()[-1].strip()
     try:
         body = ast.parse(code).body
-    except SyntaxError:
-        return Raised(line, code, None, None, None, None)
+    except Exception:  # noqa: BLE001 - part of a statement (a multi-line one), or anything at all
+        return None
     if len(body) != 1:
-        return Raised(line, code, None, None, None, None)
+        return None
     stmt = body[0]
-    target = target_of(stmt)
-    at = target[1:] if target and target.startswith("d") and target[1:] in truth else None
+    dump = ast.dump(stmt)
+    found_ref = next((e[dump] for block in references if dump in (e := _reference_edits(block))), None)
+    if found_ref is None:
+        return None
+    ref, what, ref_target = found_ref
     ns = _globals(values)
-    found = _failing(stmt, ns)
-    problem = _problem(*found, ns) if found else None
-    # the line is one edit away from a statement of the rule: that edit is the mistake
-    for code_block in references:
-        found_ref = _reference_edits(code_block).get(ast.dump(stmt))
-        if found_ref is None:
-            continue
-        ref, what, ref_target = found_ref
-        ref_at = ref_target[1:] if ref_target and ref_target[1:] in truth else at
-        if what:
-            return Raised(line, code, ref_at, problem, ref, what)
-        # the line is right: a gradient it reads must have come in with the wrong shape
-        upstream = _upstream_shape(stmt, ns, error, truth)
-        if upstream is not None:
-            name, shape, why = upstream
-            want = _shape(truth[name[1:]])
-            has = f"has shape {shape}" if shape else "has another shape"
-            return Raised(line, code, name[1:], None, None, None,
-                          upstream=f"this line is right, so a gradient it reads has the wrong shape: {name} "
-                                   f"must have the shape of {name[1:]}, {want}, but {has}. Check {why}")
-        break
-    # or one edit of the line gives the true gradient
-    if at is not None and isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
-        known = {k for k, v in values.items() if isinstance(v, (torch.Tensor, int))}
-        for edit, new in statement_edits(stmt, known):
-            if new is None:
-                continue
-            trial = _fresh(ns, {n.id for n in ast.walk(new) if isinstance(n, ast.Name)})
-            try:
-                exec(compile(ast.Module([new], []), "<fix>", "exec"), trial)  # noqa: S102
-            except Exception:  # noqa: BLE001
-                continue
-            value = trial.get(target)
-            if isinstance(value, torch.Tensor) and close(value, truth[at]):
-                return Raised(line, code, at, problem, ast.unparse(new), None)
-    return Raised(line, code, at, problem, None, None)
+    at = ref_target[1:] if ref_target and ref_target[1:] in truth else None
+    if what:  # the line is the rule with one slip: that slip is the mistake
+        failing = _failing(stmt, ns)
+        return Raised(line, code, at, _problem(*failing, ns) if failing else None, ref, what)
+    # the line is right: a gradient it reads must have come in with the wrong shape
+    upstream = _upstream_shape(stmt, ns, error, truth)
+    if upstream is None:
+        return None
+    name, shape, why = upstream
+    want = _shape(truth[name[1:]])
+    has = f"has shape {shape}" if shape else "has another shape"
+    return Raised(line, code, name[1:], None, None, None,
+                  upstream=f"this line is right, so a gradient it reads has the wrong shape: {name} must have "
+                           f"the shape of {name[1:]}, {want}, but {has}. Check {why}")
 
 
 def raised_message(r: Raised, function: str) -> str | None:

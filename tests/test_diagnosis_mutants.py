@@ -151,8 +151,22 @@ def test_tracebacks_without_a_confirmed_repair_give_no_hint(traceback, public_ca
     case = public_cases[0]
     true = case.references["atomic"]
     values = {**case.inputs, **{f"d{k}": v for k, v in true.items()}, **case.ints}
-    r = nearmiss.diagnose_raised(traceback, [RULES["h"][2]], values, true, lambda a, b: False)
+    r = nearmiss.diagnose_raised(traceback, [RULES["h"][2]], values, true)
     assert r is None or nearmiss.raised_message(r, "backward_atomic") is None
+
+
+def test_a_line_from_the_worker_is_never_run(public_cases, tmp_path):
+    """The traceback comes from the sandbox: a line that is not the rule with one slip is only parsed."""
+    case = public_cases[0]
+    true = case.references["atomic"]
+    values = {**case.inputs, **{f"d{k}": v for k, v in true.items()}, **case.ints}
+    marker = tmp_path / "ran"
+    for code in (f"dh = dlogits @ open({str(marker)!r}, 'w').write('x')",
+                 f"dh = dlogits @ W2 + __import__('pathlib').Path({str(marker)!r}).touch()",
+                 "dh = torch.ones(10 ** 6, 10 ** 6) @ W2"):
+        tb = f'  File "atomic.py", line 3, in backward_atomic\n    {code}\nRuntimeError: boom'
+        assert nearmiss.diagnose_raised(tb, [RULES[k][2] for k in RULES], values, true) is None
+    assert not marker.exists()
 
 
 def test_a_near_zero_ratio_is_not_called_a_factor(config, public_cases):
@@ -222,11 +236,9 @@ def test_rounding_noise_after_a_huge_upstream_error_is_a_cascade(config, public_
         return propagate(case.inputs, true, case.ints, "counts", true["counts"] * 1e9)
 
     result = score_answers("atomic", public_cases, config, answers)
+    assert "dcounts is 1e+09 times the right answer" in _check(result, "counts").hint
     for check in result.checks:
-        if check.status == "passed":
+        if check.status == "passed" or check.name == "counts":
             continue
-        assert not wrong_cause(check.hint), (check.name, check.hint)
-        assert "very close" not in (check.hint or ""), (check.name, check.hint)
-        if check.name != "counts":
-            assert check.hint.startswith("First fix dcounts:"), (check.name, check.hint)
+        assert check.hint.startswith("First fix dcounts:"), (check.name, check.hint)
     assert _check(result, "logit_maxes").status != "passed"
