@@ -49,7 +49,8 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for ex_id in args.exercise or list(EXERCISES):
-            for mutant in (solution_mutants(ex_id) if args.sources == "solutions" else variant_mutants(ex_id))[::args.every]:
+            source = solution_mutants if args.sources == "solutions" else variant_mutants
+            for mutant in source(ex_id)[::args.every]:
                 grades.append(grade_mutant(mutant, ex_id, cases, config, Path(tmp)))
     seconds = time.perf_counter() - start
     for ex_id in dict.fromkeys(g.ex_id for g in grades):
@@ -66,7 +67,8 @@ def main() -> None:
     print(f"{seconds:.1f} s, {1000 * seconds / max(1, len(grades)):.0f} ms per mutant")
     for g in grades:
         if ("wrong" in args.show and g.wrong) or ("missed" in args.show and not g.passed and not g.specific):
-            print(f"- {g.ex_id} [{g.kind}] {g.what} -> d{g.first}: {g.hint!r}" + (f" WRONG: {g.wrong[:2]}" if g.wrong else ""))
+            wrong = f" WRONG: {g.wrong[:2]}" if g.wrong else ""
+            print(f"- {g.ex_id} [{g.kind}] {g.what} -> d{g.first}: {g.hint!r}{wrong}")
 
 
 if __name__ == "__main__":
