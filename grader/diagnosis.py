@@ -41,6 +41,7 @@ A course adds its own misconceptions by appending `Misconception` entries to
 """
 
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -647,7 +648,9 @@ class _CaseContext:
     # -- near misses: one slip in the worked code of a step (grader.nearmiss) -----------------
     def nearmiss(self, check: str, s: torch.Tensor) -> Diagnosis | None:
         try:
-            return self._nearmiss(check, s)
+            with warnings.catch_warnings():  # torch's warnings about a slip are not the student's
+                warnings.simplefilter("ignore")
+                return self._nearmiss(check, s)
         except Exception:  # noqa: BLE001 - a search that fails must not hide the generic patterns
             return None
 
@@ -995,7 +998,9 @@ class Diagnoser:
         if not case.spec.hidden and traceback:
             self.errors[case.spec.name] = traceback.strip().splitlines()[-1]
         try:
-            found = self.raised(case, traceback)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = self.raised(case, traceback)
         except Exception:  # noqa: BLE001 - a hint is a bonus
             found = None
         for check, result in results.items():
