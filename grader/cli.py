@@ -73,7 +73,7 @@ def cmd_grade(args) -> int:
     if not args.quiet:
         from grader.terminal import print_report
 
-        print_report(report)
+        print_report(report, hints=args.hints)
         print(f"report written to {args.out}")
         for path in exported:
             print(f"also written: {path}")
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--markdown", metavar="FILE",
                    help="also write a Markdown summary to FILE (a CI step summary such as $GITHUB_STEP_SUMMARY, "
                         "or an LMS comment)")
+    g.add_argument("--hints", choices=["first", "all"], default="first",
+                   help="on screen, each hint's first level (default) or all of them: nudge, local rule, worked "
+                        "expression")
     g.set_defaults(func=cmd_grade)
 
     bt = sub.add_parser("batch", help="grade every submission in a folder (a course at once) into a gradebook")

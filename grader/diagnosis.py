@@ -15,11 +15,22 @@ comparison. For a failing gradient of one case, in this order:
    gradient where the mistake is made (`at`); in the one-go exercises
    (cross entropy, batch norm, train) the wrong gradient is carried down to
    the exercise's checks with `STEPS`;
-3. generic patterns: the chain rule forgotten, NaN or inf (and where they
-   first appear), a constant factor (named when it is n, 1/n, n-1,
-   n/(n-1), ...), the wrong sign, transposed, right values in the wrong
-   shape or places, a broadcast that was not summed, the gradient of a
-   different tensor, all zeros, float32 precision.
+3. in exercise 1, a gradient equal to the student's gradient of a later
+   step that reads it (one tensor under two names: a missing .clone()),
+   and the chain rule forgotten;
+4. generic patterns: NaN or inf (and where they first appear), a constant
+   factor (named when it is n, 1/n, n-1, n/(n-1), ...), the wrong sign,
+   transposed, right values in the wrong shape or places, a broadcast that
+   was not summed, the gradient of a different tensor, all zeros; then
+   near misses (grader.nearmiss): the one slip in the step's worked code
+   (an operator, a constant, a dim, a .T, a term, a variable) that gives
+   the student's answer; only then the vague patterns (an unnamed factor,
+   float32 precision, "close"), which name no cause.
+
+A case where the function raised gets, on every check, what failed on the
+line that raised and its repair, when one edit confirms it (grader.nearmiss).
+Every diagnosis offers escalating levels (`hint_levels`: the hint, the local
+rule, the worked expression; grader.hint_levels).
 
 A check's summary hint adds what only shows across cases: right on the
 lecture's shape but wrong (or crashing) on the others. Hidden cases get a
@@ -29,17 +40,21 @@ A course adds its own misconceptions by appending `Misconception` entries to
 `CATALOGUE` (or with `register`).
 """
 
+import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 
 import torch
 import torch.nn.functional as F
 
+from grader import nearmiss
 from grader.compare import ZERO_FLOOR, same_up_to_ones
 from grader.config import ShapeSpec
 from grader.exercises import ATOMIC, TRAJECTORY, Exercise
+from grader.hint_levels import levels as hint_levels
 from grader.mlp import BN_EPS
 
 # ---------------------------------------------------------------------------
@@ -452,7 +467,10 @@ LABELS = {
     "hardcoded": "right on the lecture's shape only (hard-coded sizes)",
     "trajectory": "the SGD steps use wrong gradients",
     "trajectory_state": "the SGD steps left the autograd path",
+    "alias": "two gradients share one tensor (a missing .clone())",
 }
+
+LABELS.update({f"slip_{kind}": label for kind, label in nearmiss.LABELS.items()})  # near misses, lines that raised
 
 # Where the minus sign of each step comes from, for the "wrong sign" hint.
 SIGN_HINTS = {
@@ -478,12 +496,12 @@ def _factor_names(n: int, vocab: int):
         ("n-1", n - 1, "a 1/(n-1) is missing"),
         ("1/(n-1)", 1 / (n - 1), "there is an extra 1/(n-1)"),
     ]
-    if n != 32:
-        names += [("n/32", n / 32, "a hard-coded 32 (the lecture's batch size) where n belongs"),
-                  ("32/n", 32 / n, "a hard-coded 32 (the lecture's batch size) where n belongs")]
     names += [("1/vocab", 1 / vocab, mean), ("1/(n*vocab)", 1 / (n * vocab), mean),
               ("2", 2.0, "check the 2 of d(x**2)/dx and the -0.5 of d(x**-0.5)/dx"),
               ("1/2", 0.5, "check the 2 of d(x**2)/dx and the -0.5 of d(x**-0.5)/dx")]
+    if n != 32:  # last: n/32 = 1/2 when n = 16 says nothing about a hard-coded 32
+        names += [("n/32", n / 32, "a hard-coded 32 (the lecture's batch size) where n belongs"),
+                  ("32/n", 32 / n, "a hard-coded 32 (the lecture's batch size) where n belongs")]
     return [(name, value, why) for name, value, why in names if abs(value - 1) > 1e-9]
 
 
@@ -502,11 +520,18 @@ def is_lecture_shape(spec: ShapeSpec) -> bool:
 
 @dataclass
 class Diagnosis:
-    kind: str                 # a key of LABELS, or "misconception"
+    kind: str                 # a key of LABELS, or "misconception", "nearmiss", "raised"
     message: str              # for the student, on public cases
     label: str                # generic, for hidden cases
     root: str | None = None   # cascades: the first wrong gradient upstream
     given_upstream: bool = False  # cascades: this step is right, given the student's own upstream answers
+    at: str | None = None     # the gradient whose step has the mistake (for the local rule)
+    levels: list[str] = field(default_factory=list)  # nudge, local rule, worked expression
+    weak: bool = False        # true but says no cause (a shape, "close", an unnamed factor): a confirmed slip wins
+
+
+# Kinds whose cause is confirmed by reproducing the student's answer: they win a check's summary.
+CONFIRMED = ("misconception", "nearmiss", "raised", "alias")
 
 
 def _lenient(t: torch.Tensor, shape) -> torch.Tensor | None:
@@ -531,6 +556,7 @@ class _CaseContext:
         self.floor = ZERO_FLOOR * case.grad_scale
         self.answers = {k: v for k, v in answers.items() if isinstance(v, torch.Tensor)}
         self._propagated: dict[tuple, dict | None] = {}
+        self._one_go = None  # the exercise's slip for this case: None before the search, False if none
 
     # -- the student's answers --------------------------------------------------------------
     def student(self, name: str) -> torch.Tensor | None:
@@ -612,13 +638,67 @@ class _CaseContext:
         for entry in entries:
             for wrong in self.wrong_gradients(entry, check, self.true):
                 if self.close(s, wrong, ref) and not self.close(ref.to(s.dtype), wrong, ref):
-                    return Diagnosis("misconception", entry.hint(check), entry.title)
+                    return Diagnosis("misconception", entry.hint(check), entry.title, at=entry.at)
             if mixed is not None and check == entry.at:
                 # the same local mistake, made on the student's own upstream answers
                 for wrong in self.wrong_gradients(entry, check, mixed):
                     if self.close(s, wrong, ref) and (right is None or not self.close(right, wrong, ref)):
-                        return Diagnosis("misconception", entry.hint(check), entry.title)
+                        return Diagnosis("misconception", entry.hint(check), entry.title, at=entry.at)
         return None
+
+    # -- near misses: one slip in the worked code of a step (grader.nearmiss) -----------------
+    def nearmiss(self, check: str, s: torch.Tensor) -> Diagnosis | None:
+        try:
+            with warnings.catch_warnings():  # torch's warnings about a slip are not the student's
+                warnings.simplefilter("ignore")
+                return self._nearmiss(check, s)
+        except Exception:  # noqa: BLE001 - a search that fails must not hide the generic patterns
+            return None
+
+    def _nearmiss(self, check: str, s: torch.Tensor) -> Diagnosis | None:
+        ref = self.refs[check]
+        if self.ex.id == "atomic":
+            if check not in nearmiss.RULES:
+                return None
+            grads = dict(self.true)
+            grads.update({k: v for k in self.true if k != check and (v := self.student(k)) is not None})
+            values = {**self.forward, **{f"d{k}": v for k, v in grads.items() if k != check}, **self.ints}
+            right = self.local_rule(check, grads)
+            for slip in nearmiss.step_slips(check, values):
+                wrong = slip.values.get(f"d{check}")
+                if isinstance(wrong, torch.Tensor) and wrong.is_floating_point() and self.close(s, wrong, ref) \
+                        and (right is None or not self.close(right, wrong, ref)):
+                    return self._slip(slip, check)
+            return None
+        slip = self.one_go_slip()
+        return self._slip(slip, check) if slip is not None else None
+
+    def one_go_slip(self) -> "nearmiss.Slip | None":
+        """The one slip of the exercise's worked code that gives every answer of this case (searched once)."""
+        if self._one_go is not None:
+            return self._one_go or None
+        self._one_go = False
+        if self.ex.id not in nearmiss.ONE_GO:
+            return None
+        mine = {c: t for c in self.ex.gradient_checks if (t := self.raw(c)) is not None}
+        wrong = [c for c in mine if self.failed(c)]
+        if not wrong:
+            return None
+        values = nearmiss.one_go_values(self.ex.id, self.forward, self.ints, self.ex.tensor_args)
+        # (a gradient that is zero whatever the slip, like db1, says nothing about where it is)
+        right = {f"d{c}" for c in mine if not self.failed(c) and float(self.refs[c].abs().max()) > self.floor}
+        for slip in nearmiss.slips(nearmiss.ONE_GO[self.ex.id][1], values, {f"d{c}" for c in wrong}, right):
+            got = {c: slip.values.get(f"d{c}") for c in mine}
+            if all(isinstance(v, torch.Tensor) and v.is_floating_point() and self.close(mine[c], v, self.refs[c])
+                   for c, v in got.items()) and not all(self.close(self.refs[c], got[c], self.refs[c]) for c in wrong):
+                self._one_go = slip
+                return slip
+        return None
+
+    def _slip(self, slip: "nearmiss.Slip", check: str) -> Diagnosis:
+        at = slip.at if slip.at in STEPS else check
+        message = nearmiss.nudge(slip, check, self.ex.id)
+        return Diagnosis("nearmiss", message, nearmiss.LABELS[slip.edit.kind], at=at)
 
     # -- cascades (exercise 1) -----------------------------------------------------------------
     def local_rule(self, check: str, grads: dict) -> torch.Tensor | None:
@@ -651,6 +731,19 @@ class _CaseContext:
                 given = " and ".join(f"d{u}" for u in wrong)
                 return Diagnosis("cascade", f"First fix d{root}: this step is right, given your {given}.",
                                  LABELS["cascade"], root=root, given_upstream=True)
+        return None
+
+    def alias(self, check: str, s: torch.Tensor) -> Diagnosis | None:
+        """d`check` came back equal to the student's gradient of a step that reads it: one tensor, two names."""
+        ref = self.refs[check]
+        for later in ATOMIC[ATOMIC.index(check) + 1:]:
+            if check not in STEPS[later].upstream or (mine := self.student(later)) is None:
+                continue
+            if mine.shape == ref.shape and self.close(s, mine, ref) and not self.close(ref.to(s.dtype), mine, ref):
+                return Diagnosis("alias", f"d{check} came back equal to your d{later}: when d{later} starts as "
+                                 f"d{check} itself (d{later} = d{check}, no .clone()), the in-place += on d{later} "
+                                 f"changes d{check} too. Start d{later} from a copy: d{check}.clone() (or the full "
+                                 "product of its rule).", LABELS["alias"], at=later)
         return None
 
     def chain_rule(self, check: str, s: torch.Tensor) -> Diagnosis | None:
@@ -720,7 +813,7 @@ class _CaseContext:
 
     def factor(self, check: str, s: torch.Tensor, r: torch.Tensor) -> Diagnosis | None:
         c = float((s * r).sum() / (r * r).sum())
-        if not c or c != c or not self.close(s, c * r, r):
+        if not abs(c) > 1e-6 or not self.close(s, c * r, r):  # (a near-zero ratio is no factor: s is ~0)
             return None
         if abs(c + 1) < 1e-6:
             why = SIGN_HINTS.get(check)
@@ -732,7 +825,7 @@ class _CaseContext:
                 return Diagnosis("factor", f"d{check} has {sign}an extra factor {name} (it is {c:.4g} times "
                                  f"the right answer, n = {self.n}): {why}.", LABELS["factor"])
         return Diagnosis("factor", f"d{check} is {c:.4g} times the right answer: the formula is right up to a "
-                         "constant factor; look for a missing or extra constant.", LABELS["factor"])
+                         "constant factor; look for a missing or extra constant.", LABELS["factor"], weak=True)
 
     def shape(self, check: str, s: torch.Tensor, ref: torch.Tensor) -> Diagnosis:
         got, want = _shape(s.shape), _shape(ref.shape)
@@ -758,7 +851,7 @@ class _CaseContext:
                              f"shape of its tensor; {check} was broadcast in the forward pass, so its gradient "
                              "sums over the broadcast dims.", LABELS["not_summed"])
         return Diagnosis("wrong_shape", f"d{check} has shape {got}, but a gradient has the shape of its tensor: "
-                         f"{check} is {want}.", LABELS["wrong_shape"])
+                         f"{check} is {want}.", LABELS["wrong_shape"], weak=True)
 
     def permuted(self, s: torch.Tensor, r: torch.Tensor) -> bool:
         """The same values as the truth, in other places."""
@@ -802,19 +895,19 @@ class _CaseContext:
     def precision(self, check: str, s: torch.Tensor, ref: torch.Tensor) -> Diagnosis | None:
         r = self.results[check]
         rel = r.rel_err
-        if rel is None:
-            return None
+        if rel is None or float(ref.abs().max()) <= self.floor:
+            return None  # a gradient that is zero in truth: its error is noise, it shows no precision
         low = s.dtype in (torch.float32, torch.float16, torch.bfloat16) and ref.dtype == torch.float64
         rounded = ref.dtype == torch.float64 and bool(torch.equal(s.to(torch.float32).to(s.dtype), s))
         if (low and rel < 1e-2) or (rounded and rel < 1e-5):
             return Diagnosis("precision", f"d{check} is right only up to float32 precision (relative error "
                              f"{rel:.0e}): some tensor here is float32; create new tensors with zeros_like(...) "
                              "or dtype=... so the computation stays in the grading precision.",
-                             LABELS["precision"])
+                             LABELS["precision"], weak=True)
         if rel < 1e-4:
             return Diagnosis("close", f"d{check} is very close (relative error {rel:.0e}) but outside the "
                              f"tolerance ({self.tol:.0e}): a tiny term is missing or wrong, such as the 1e-5 "
-                             "of batch norm.", LABELS["close"])
+                             "of batch norm.", LABELS["close"], weak=True)
         return None
 
     # -- one check --------------------------------------------------------------------------
@@ -845,11 +938,19 @@ class _CaseContext:
                                  f"its tensor, {want}.", LABELS["wrong_shape"])
             return None
         atomic = self.ex.id == "atomic"
-        return ((self.cascade(check, s) if atomic else None)
-                or self.misconception(check, s)
-                or (self.chain_rule(check, s) if atomic else None)
-                or (self.upstream_too(check) if atomic else None)
-                or self.generic(check, s))
+        found = ((self.cascade(check, s) if atomic else None)
+                 or self.misconception(check, s)
+                 or (self.alias(check, s) if atomic else None)
+                 or (self.chain_rule(check, s) if atomic else None))
+        if found:
+            return found
+        if atomic and any(self.failed(u) for u in STEPS[check].upstream):
+            return self.nearmiss(check, s) or self.upstream_too(check)
+        # a named pattern (sign, factor n, transposed, ...) first; a slip of the rule before a vague one
+        found = self.generic(check, s)
+        if found is not None and not found.weak:
+            return found
+        return self.nearmiss(check, s) or found
 
 
 class Diagnoser:
@@ -860,6 +961,26 @@ class Diagnoser:
         self.cases = cases
         self.tol = tolerance
         self.found: dict[tuple[str, str], Diagnosis | None] = {}
+        self.levels: dict[str, list[str]] = {}
+        self.errors: dict[str, str] = {}  # public case -> the last line of the traceback, when it raised
+
+    def _levels(self, found: Diagnosis, check: str) -> list[str]:
+        if found.levels:
+            return found.levels
+        if found.kind in ("cascade", "trajectory", "trajectory_state", "not_finite"):
+            return [found.message]  # the hint points elsewhere: the rule to learn is that gradient's
+        return hint_levels(found.message, self.ex.id, found.at or check)
+
+    def _set(self, case, check: str, result, found: Diagnosis | None) -> None:
+        self.found[(case.spec.name, check)] = found
+        if found is None:
+            return
+        if case.spec.hidden:
+            result.hint = f"likely cause: {found.label}"
+            result.hint_levels = [result.hint]
+        else:
+            found.levels = self._levels(found, check)
+            result.hint, result.hint_levels = found.message, list(found.levels)
 
     def case(self, case, answers: dict, results: dict) -> None:
         """Set the hint of every failing result of `case` (a generic label on hidden cases)."""
@@ -871,9 +992,46 @@ class Diagnoser:
                 found = ctx.diagnose(check)
             except Exception:  # noqa: BLE001 - a hint is a bonus; never let it break scoring
                 found = None
-            self.found[(case.spec.name, check)] = found
-            if found is not None:
-                results[check].hint = f"likely cause: {found.label}" if case.spec.hidden else found.message
+            self._set(case, check, results[check], found)
+
+    def error(self, case, traceback: str, results: dict) -> None:
+        """The function raised on `case`: name the failing operation of its line, and its repair when confirmed."""
+        if not case.spec.hidden and traceback:
+            self.errors[case.spec.name] = traceback.strip().splitlines()[-1]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = self.raised(case, traceback)
+        except Exception:  # noqa: BLE001 - a hint is a bonus
+            found = None
+        for check, result in results.items():
+            self._set(case, check, result, found)
+
+    def raised(self, case, traceback: str) -> Diagnosis | None:
+        if case.spec.hidden or not traceback:
+            return None
+        true = case.references["atomic"]
+        if self.ex.id == "atomic":
+            values = {**case.inputs, **{f"d{k}": v for k, v in true.items()}, **case.ints}
+            refs = [nearmiss.RULES[k][2] for k in ATOMIC]
+        elif self.ex.id in nearmiss.ONE_GO:
+            code = nearmiss.ONE_GO[self.ex.id][1]
+            base = nearmiss.one_go_values(self.ex.id, case.inputs, case.ints, self.ex.tensor_args)
+            try:
+                values = {k: v for k, v in nearmiss.run(code, base).items() if isinstance(v, (torch.Tensor, int))}
+            except Exception:  # noqa: BLE001
+                values = base
+            refs = [code]
+        else:
+            return None
+        r = nearmiss.diagnose_raised(traceback, refs, values, true)
+        if r is None:
+            return None
+        message = nearmiss.raised_message(r, self.ex.function)
+        if message is None:
+            return None
+        at = r.at if r.at in STEPS else None
+        return Diagnosis("raised", message, nearmiss.LABELS["raised"], root=at, at=at)
 
     def summary(self, check: str, results: list) -> str | None:
         """One hint for the check, from its cases' results; hidden cases add only their labels."""
@@ -890,15 +1048,19 @@ class Diagnoser:
             best = max(tally, key=lambda k: (tally[k], -next(i for i, d in enumerate(found)
                                                               if (d.kind, d.label) == k)))
             first = next(d for d in found if (d.kind, d.label) == best)
-            if check == TRAJECTORY or first.kind == "misconception":
+            if check == TRAJECTORY or first.kind in CONFIRMED:
+                self.levels[check] = first.levels
                 return first.message
             if len(found) == len(failing) and all(d.kind == "cascade" for d in found):
                 root = min((d.root for d in found), key=ATOMIC.index)
-                return next(d.message for d in found if d.root == root)
+                chosen = next(d for d in found if d.root == root)
+                self.levels[check] = chosen.levels
+                return chosen.message
         hard = self.hardcoded(check, public) if check != TRAJECTORY else None
         if hard:
             return hard
         if found:
+            self.levels[check] = first.levels
             return first.message
         if failing:
             return None
@@ -914,13 +1076,32 @@ class Diagnoser:
                     "make sure nothing depends on the sizes or the values of the public cases.")
         return None
 
+    def levels_for(self, check: str, hint: str | None) -> list[str]:
+        """The escalating hints behind a check's summary hint (just the hint when it has no levels)."""
+        if not hint:
+            return []
+        found = self.levels.get(check)
+        return list(found) if found and found[0] == hint else [hint]
+
+    def lecture_size_in_error(self, case) -> bool:
+        """The case's error names a size of the lecture's shape (32, 27, 10, 64, 30) that this case does not have."""
+        spec = case.spec
+        own = {spec.n, spec.block, spec.n_embd, spec.n_hidden, spec.vocab, spec.block * spec.n_embd}
+        found = {int(x) for x in re.findall(r"\b\d+\b", self.errors.get(spec.name, ""))}
+        return bool(found & ({32, 27, 10, 64, 30} - own))
+
     def hardcoded(self, check: str, public: list) -> str | None:
         """Right on every public case of the lecture's shape, wrong or crashing only on other shapes."""
         lecture = [r for c, r in public if is_lecture_shape(c.spec)]
         failing = [r for c, r in public if not is_lecture_shape(c.spec) and not r.passed]
         if not lecture or not failing or not all(r.passed for r in lecture):
             return None
+        explained = {d.kind for c, r in public if not r.passed and (d := self.found.get((c.spec.name, check)))}
+        if explained & {"cascade", "not_finite", *CONFIRMED}:
+            return None  # the failures have a confirmed cause of their own
         crash = all(r.status in ("error", "crashed", "timeout", "missing") for r in failing)
+        if crash and not any(self.lecture_size_in_error(c) for c, r in public if not r.passed):
+            return None  # a crash on other shapes only is a hard-coded size when its error shows one
         what = "crashes on" if crash else "is wrong on"
         return (f"d{check} is right on the lecture's shape (n=32, block=3, n_embd=10, n_hidden=64, vocab=27) "
                 f"but {what} other shapes: a size is hard-coded; {HARDCODED_SIZES}.")

@@ -13,7 +13,8 @@ import re
 from grader.report import Report
 from grader.safe_text import one_line, printable
 from grader.terminal import (
-    approx, exact, exercise_message, feedback, gradient_name, maxdiff, shape, show_first, stopped,
+    approx, exact, exercise_message, feedback, gradient_name, maxdiff, more_levels, said_above, shape, show_first,
+    stopped,
 )
 
 ICON = {"passed": "✅", "partial": "⚠️", "failed": "❌"}
@@ -43,6 +44,22 @@ def _code_block(text: str) -> list[str]:
 
 def _points(score: float, max_score: float, digits: int = 4) -> str:
     return f"{score:.{digits}g} / {max_score:.{digits}g}"
+
+
+LEVEL_NAMES = ("the local rule", "the worked expression")
+
+
+def hint_levels(check) -> list[str]:
+    """The next levels of a check's hint, each in a <details> inside the previous one (GitHub renders them)."""
+    levels = more_levels(check)
+    if not levels:
+        return []
+    out = [f"**More help with `{gradient_name(check)}`:**", ""]
+    for i, level in enumerate(levels):
+        name = LEVEL_NAMES[i] if i < len(LEVEL_NAMES) else f"hint {i + 2}"
+        out += [f"<details><summary>Hint {i + 2}: {name}</summary>", "", escape(level), ""]
+    out += ["</details>"] * len(levels) + [""]
+    return out
 
 
 def render_markdown(report: Report) -> str:
@@ -75,10 +92,15 @@ def render_markdown(report: Report) -> str:
                 "|---|---|---|---|---:|---|---:|---:|---|"]
         for check in ex.checks:
             hint = escape(feedback(check)) if check.status != "passed" else ""
+            if check.status != "passed" and said_above(check, first):
+                hint = "as above"
             out.append(f"| {ICON[check.status]} | {code(gradient_name(check))} | {exact(check)} | {approx(check)} "
                        f"| {maxdiff(check)} | {shape(check)[0]} | {check.passed_cases}/{check.total_cases} "
                        f"| {check.score:.3g} / {check.max_score:.3g} | {hint} |")
         out.append("")
+        for check in ex.checks:
+            if check.status != "passed" and not said_above(check, first):
+                out += hint_levels(check)
     return "\n".join(out)
 
 

@@ -77,7 +77,7 @@ def _hide(result: CaseResult) -> CaseResult:
     """A hidden case keeps its verdict, never its values or shapes."""
     return CaseResult(case=result.case, visibility="hidden", passed=result.passed, status=result.status,
                       message="passed" if result.passed else HIDDEN_MESSAGES.get(result.status, result.status),
-                      hint=result.hint,  # the diagnoser gives hidden cases a generic label only
+                      hint=result.hint, hint_levels=result.hint_levels,  # hidden cases: a generic label only
                       answer_digest=result.answer_digest)
 
 
@@ -158,7 +158,9 @@ class ExerciseScorer:
             tb = str(meta["error"].get("traceback", ""))
             last = tb.strip().splitlines()[-1] if tb.strip() else ""
             full = f"{message}: {last}" if last else message
-            return {c: self._case_result(case, c, "error", full) for c in self.ex.checks}
+            results = {c: self._case_result(case, c, "error", full) for c in self.ex.checks}
+            self.diagnoser.error(case, tb, results)
+            return results
         keys = set(self.ex.gradient_checks)
         if self.ex.id == "train":
             keys |= {f"step{s}.{p}" for s in range(self.config.train.steps) for p in PARAMS}
@@ -207,10 +209,11 @@ class ExerciseScorer:
             if hidden_failed:
                 parts.append(f"{len(hidden) - hidden_failed} of {len(hidden)} hidden cases passed")
             message = "; ".join(parts)
+        hint = self.diagnoser.summary(name, results) if status != "passed" else None
         return CheckResult(name=name, score=max_score * passed / total if total else 0.0,
                            max_score=max_score, passed_cases=passed, total_cases=total,
                            status=status, message=message,
-                           hint=self.diagnoser.summary(name, results) if status != "passed" else None,
+                           hint=hint, hint_levels=self.diagnoser.levels_for(name, hint),
                            cascade_of=self.cascade_of(name, results) if status != "passed" else None,
                            cases=[_hide(r) if r.visibility == "hidden" else r for r in results])
 

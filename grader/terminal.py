@@ -137,6 +137,34 @@ def show_first(ex: ExerciseResult) -> CheckResult | None:
     return first
 
 
+def more_levels(check: CheckResult) -> list[str]:
+    """The levels of the check's hint after the first (the local rule, the worked expression)."""
+    levels = check.hint_levels
+    return list(levels[1:]) if levels and check.hint and levels[0] == check.hint else []
+
+
+def more_levels_note(check: CheckResult) -> str | None:
+    extra = len(more_levels(check))
+    if not extra:
+        return None
+    return (f"({extra} more {'hint' if extra == 1 else 'hints'}, up to the worked expression: run with "
+            "--hints all, or open the HTML page)")
+
+
+def print_levels(console: Console, check: CheckResult, indent: int, hints: str) -> None:
+    """Under the first gradient to fix: its next hint levels (--hints all), or how to see them."""
+    if hints == "all":
+        for i, level in enumerate(more_levels(check), 2):
+            print_wrapped(console, f"{i}. {level}", indent)
+    elif more_levels_note(check):
+        print_wrapped(console, more_levels_note(check), indent, "dim")
+
+
+def said_above(check: CheckResult, first: CheckResult | None) -> bool:
+    """The row's hint is the one shown under "First to fix" (every check of a function that raised)."""
+    return first is not None and check is not first and check.hint == first.hint and feedback(check) == first.hint
+
+
 def exercise_message(ex: ExerciseResult) -> str:
     """The exercise's message; the first gradient to fix is said separately, in backward order."""
     return re.sub(r"; first to fix: \S+", "", ex.message) if show_first(ex) else ex.message
@@ -159,7 +187,7 @@ def _row(check: CheckResult, wname: int, wshape: int) -> Text:
     return line
 
 
-def print_exercise(ex: ExerciseResult, console: Console) -> None:
+def print_exercise(ex: ExerciseResult, console: Console, hints: str = "first") -> None:
     style = EXERCISE_STYLE.get(ex.status, "red")
     score = _points(ex.score, ex.max_score, 4)
     title = Text(one_line(ex.title), style="bold")
@@ -176,14 +204,17 @@ def print_exercise(ex: ExerciseResult, console: Console) -> None:
     if first is not None:
         console.print(Text(f"  First to fix: {gradient_name(first)}", style="bold"))
         print_wrapped(console, first.hint, 4, "bold")
+        print_levels(console, first, 4, hints)
     wname, wshape = _columns(ex.checks)
     header = (f"       {'gradient':<{wname}} {'exact':<5} {'approx':<6} {'maxdiff':>8}  "
               f"{'shape':<{wshape}} {'cases':>5} {'points':>10}")
     console.print(Text(header, style="dim"), no_wrap=True, overflow="ellipsis")
     for check in ex.checks:
         console.print(_row(check, wname, wshape), no_wrap=True, overflow="ellipsis")
-        if check.status != "passed" and feedback(check):
+        if check.status != "passed" and feedback(check) and not said_above(check, first):
             print_wrapped(console, feedback(check), HINT_INDENT)
+            if first is None and check is first_to_fix(ex):
+                print_levels(console, check, HINT_INDENT, hints)
 
 
 def print_summary(report: Report, console: Console) -> None:
@@ -197,7 +228,8 @@ def print_summary(report: Report, console: Console) -> None:
         console.print(line, no_wrap=True, overflow="ellipsis")
 
 
-def print_report(report: Report, console: Console | None = None) -> None:
+def print_report(report: Report, console: Console | None = None, hints: str = "first") -> None:
+    """`hints`: "first" shows each hint's first level and says how to see more; "all" every level."""
     console = console or Console()
     print_wrapped(console, f"Backprop Ninja grader {report.grader_version} - {report.submission.path}", 0, "bold",
                   hang=2)
@@ -205,7 +237,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
         console.print(Text(f"isolation: {report.isolation.description}", style="yellow"))
     for ex in report.exercises:
         console.print()
-        print_exercise(ex, console)
+        print_exercise(ex, console, hints)
     console.print()
     for note in report.notes:
         print_wrapped(console, f"note: {note}", 0, "dim", hang=6)

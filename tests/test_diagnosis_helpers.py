@@ -7,8 +7,10 @@ Only for tests: graded submissions always run in a worker.
 `assert_feedback` checks the hints of one exercise result.
 """
 
+import functools
 import importlib.util
 import itertools
+from dataclasses import dataclass
 import re
 from pathlib import Path
 
@@ -17,8 +19,10 @@ import yaml
 from safetensors.torch import save
 
 from grader import mlp
+from grader.compare import same_up_to_ones
 from grader.diagnosis import CATALOGUE, Misconception
 from grader.exercises import EXERCISES, FORWARD_ARGS, PARAMS, TRAJECTORY
+from grader.harness import student_traceback
 from grader.runner import ExerciseRun
 from grader.scoring import score_exercise
 
@@ -61,6 +65,7 @@ class Answers:
 
 
 def load_function(path: Path, ex_id: str):
+    """The exercise function of a (trusted, test-fixture) file, imported in this process."""
     spec = importlib.util.spec_from_file_location(f"_feedback_sub_{next(_counter)}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -84,7 +89,9 @@ def _trajectory(function, case, config, answers) -> dict:
     return {"status": "ok"}
 
 
-def run_function(function, ex_id: str, cases, config) -> ExerciseRun:
+def run_function(function, ex_id: str, cases, config, submission: str | None = None) -> ExerciseRun:
+    """Run `function` on `cases` as the worker does; with `submission` (the folder of the file), an
+    exception's traceback keeps the student's frames the way the worker writes it."""
     ex = EXERCISES[ex_id]
     run = ExerciseRun()
     previous = torch.get_default_dtype()
@@ -107,8 +114,9 @@ def run_function(function, ex_id: str, cases, config) -> ExerciseRun:
                     if ex_id == "train":
                         meta["trajectory"] = _trajectory(function, case, config, answers)
                 except Exception as err:  # noqa: BLE001
-                    meta["error"] = {"message": f"{ex.function} raised {type(err).__name__}",
-                                     "traceback": f"{type(err).__name__}: {err}"}
+                    tb = (student_traceback(err, submission) if submission is not None
+                          else f"{type(err).__name__}: {err}")
+                    meta["error"] = {"message": f"{ex.function} raised {type(err).__name__}", "traceback": tb}
                 meta["notes"] = answers.notes
                 run.results[case.spec.name] = (meta, answers.blob())
     finally:
@@ -118,7 +126,8 @@ def run_function(function, ex_id: str, cases, config) -> ExerciseRun:
 
 def score_file(path: Path, ex_id: str, cases, config):
     """The ExerciseResult of one exercise file, scored by the real scoring code."""
-    return score_exercise(ex_id, config, cases, run_function(load_function(path, ex_id), ex_id, cases, config))
+    run = run_function(load_function(path, ex_id), ex_id, cases, config, str(Path(path).parent) + "/")
+    return score_exercise(ex_id, config, cases, run)
 
 
 def score_answers(ex_id: str, cases, config, answers_for):
@@ -163,3 +172,117 @@ def assert_feedback(result, expect: dict, root: str | None, fails: set | None):
             phrase = first.title if isinstance(first, Misconception) else first
             assert (isinstance(first, Misconception) and hint == first.hint(check.name)) or phrase in hint, \
                 (check.name, hint)
+
+
+# --- the mutation harness: single-edit mistakes of the reference solutions ---------------------
+
+SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
+# Hints that name a cause no single edit of a reference solution can have (its dtype and its
+# sizes are untouched), and factor hints on a ratio that is not a real factor.
+_FALSE_CAUSES = (re.compile(r"float32 precision"), re.compile(r"hard-coded"))
+_FACTOR = re.compile(r"(?:is|it is) (-?[0-9.e+-]+) times the right answer")
+_VAGUE = re.compile(r"is very close \(relative error")
+
+
+@functools.cache
+def solution_mutants(ex_id: str):
+    from grader.mutants import mutants
+
+    ex = EXERCISES[ex_id]
+    return mutants((SOLUTIONS / ex.file).read_text(), ex.function)
+
+
+@functools.cache
+def variant_mutants(ex_id: str):
+    """The single-edit mutants of the correct files of other styles in fixtures/variants."""
+    from grader.mutants import mutants
+
+    ex = EXERCISES[ex_id]
+    folder = Path(__file__).resolve().parent / "fixtures" / "variants"
+    manifest = yaml.safe_load((folder / "manifest.yaml").read_text())["variants"]
+    return [m for v in manifest if v["correct"] and v["replaces"] == ex.file
+            for m in mutants((folder / v["file"]).read_text(), ex.function)]
+
+
+def _truly_right(run: ExerciseRun, ex_id: str, cases) -> bool:
+    """An oracle apart from the grader's: every answer sent and within 1e-6 of autograd's."""
+    from safetensors.torch import load as load_blob
+
+    ex = EXERCISES[ex_id]
+    for case in cases:
+        meta, blob = run.results[case.spec.name]
+        if "error" in meta:
+            return False
+        got = load_blob(blob) if blob else {}
+        for check in ex.gradient_checks:
+            s, r = got.get(check), case.references[ex_id][check]
+            if s is None or not s.is_floating_point() or not same_up_to_ones(s.shape, r.shape):
+                return False
+            scale = max(float(r.abs().max()), 1e-3 * case.grad_scale)
+            if not float((s.reshape(r.shape).double() - r.double()).abs().max()) <= 1e-6 * scale:
+                return False
+    return True
+
+
+def wrong_cause(hint: str | None) -> str | None:
+    """Why `hint` names a cause a single edit of a reference solution does not have, if it does."""
+    if not hint:
+        return None
+    for pattern in _FALSE_CAUSES:
+        if pattern.search(hint):
+            return pattern.pattern
+    m = _FACTOR.search(hint)
+    if m:
+        try:
+            c = abs(float(m.group(1).rstrip(".")))
+        except ValueError:
+            return None
+        if not 1e-3 < c < 1e3:
+            return f"a factor of {m.group(1)}"
+    return None
+
+
+@dataclass
+class MutantGrade:
+    ex_id: str
+    what: str                # the edit, for a person
+    kind: str
+    passed: bool             # the grader's verdict: every check passed
+    truly_right: bool        # the oracle's
+    raised: bool
+    first: str | None        # the first gradient to fix
+    hint: str | None         # its hint
+    wrong: list[str]         # hints that name a cause the mutant does not have
+
+    @property
+    def verdict_right(self) -> bool:
+        return self.passed == self.truly_right
+
+    @property
+    def specific(self) -> bool:
+        return bool(self.hint) and not _VAGUE.search(self.hint) and wrong_cause(self.hint) is None
+
+
+def grade_mutant(mutant, ex_id: str, cases, config, folder: Path) -> MutantGrade:
+    from grader.exercises import ATOMIC
+
+    path = folder / f"m{next(_counter)}" / EXERCISES[ex_id].file
+    path.parent.mkdir(parents=True)
+    path.write_text(mutant.source)
+    run = run_function(load_function(path, ex_id), ex_id, cases, config, str(path.parent) + "/")
+    result = score_exercise(ex_id, config, cases, run)
+    failing = [c for c in result.checks if c.status != "passed"]
+    first = min(failing, key=lambda c: ATOMIC.index(c.name) if c.name in ATOMIC else len(ATOMIC), default=None)
+    hints = [c.hint for c in result.checks] + [r.hint for c in result.checks for r in c.cases]
+    wrong = [h for h in hints if wrong_cause(h)]
+    return MutantGrade(ex_id, mutant.edit.what, mutant.edit.kind, not failing, _truly_right(run, ex_id, cases),
+                       any("error" in meta for meta, _ in run.results.values()),
+                       first.name if first else None, first.hint if first else None, wrong)
+
+
+def coverage(grades: list[MutantGrade]) -> dict:
+    wrong = [g for g in grades if not g.passed]
+    return {"mutants": len(grades), "verdicts_right": sum(g.verdict_right for g in grades),
+            "wrong": len(wrong), "specific": sum(g.specific for g in wrong),
+            "raised": sum(g.raised for g in wrong), "raised_specific": sum(g.specific for g in wrong if g.raised),
+            "wrong_cause": sum(bool(g.wrong) for g in grades)}

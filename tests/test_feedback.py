@@ -159,3 +159,59 @@ def test_mistakes_in_other_styles_through_the_worker(bundle, submission, grade_i
     for v in bundle:
         expect, root = feedback_expect(v)
         assert_feedback(report.exercise(v["replaces"].removesuffix(".py")), expect, root, None)
+
+
+# --- hint levels: nudge, local rule, worked expression ---------------------------------------
+
+
+def test_hints_escalate_in_the_report(graded_with_secret):
+    report = graded_with_secret["report"]
+    counts = _check(report, "atomic", "counts")
+    assert counts["hint_levels"][0] == counts["hint"] and len(counts["hint_levels"]) == 3
+    assert counts["hint_levels"][1].startswith("The local rule: probs = counts * counts_sum_inv")
+    assert counts["hint_levels"][2] == ("The worked expression: dcounts = counts_sum_inv * dprobs; "
+                                        "dcounts += torch.ones_like(counts) * dcounts_sum")
+    assert _check(report, "atomic", "C")["hint_levels"] == [_check(report, "atomic", "C")["hint"]]  # a cascade
+    for ex in report["exercises"]:
+        for check in ex["checks"]:
+            assert check["hint_levels"][:1] == ([check["hint"]] if check["hint"] else [])
+            for case in check["cases"]:
+                if case["visibility"] == "hidden":  # a generic label, never a level more
+                    assert case["hint_levels"] == ([case["hint"]] if case["hint"] else [])
+
+
+def test_screen_shows_the_first_level_and_how_to_see_more(graded_with_secret):
+    screen = graded_with_secret["screen"]
+    after = screen.split("  First to fix: dcounts")[1]
+    assert "(2 more hints, up to the worked expression: run with --hints all, or open the HTML page)" \
+        in " ".join(after.split())
+    assert "The worked expression" not in screen
+
+
+def test_hints_all_prints_every_level(graded_with_secret):
+    from grader.report import Report
+
+    report = Report.model_validate(graded_with_secret["report"])
+    console = Console(file=StringIO(), width=80, no_color=True)
+    print_report(report, console, hints="all")
+    text = " ".join(console.file.getvalue().split())
+    assert "2. The local rule: probs = counts * counts_sum_inv" in text
+    assert "3. The worked expression: dcounts = counts_sum_inv * dprobs;" in text
+    assert "--hints all" not in text
+
+
+def test_markdown_hides_the_next_levels_in_details(graded_with_secret):
+    md = graded_with_secret["markdown"]
+    section = md.split("**More help with `dcounts`:**")[1]
+    assert section.index("<details><summary>Hint 2: the local rule</summary>") < \
+        section.index("<details><summary>Hint 3: the worked expression</summary>") < section.index("</details>")
+    assert escape("dcounts += torch.ones_like(counts) * dcounts_sum") in section
+
+
+def test_a_line_that_raises_is_explained_through_the_worker(submission, grade_it):
+    source = (SOLUTIONS / "atomic.py").read_text().replace("dh = dlogits @ W2.T", "dh = dlogits @ W2")
+    report = grade_it(submission({"atomic.py": source}))
+    check = next(c for c in report.exercise("atomic").checks if c.name == "logprobs")
+    assert "`dlogits @ W2` does not multiply (32, 27) by (64, 27)" in check.hint, check.hint
+    assert "did you mean `dh = dlogits @ W2.T`?" in check.hint
+    assert len(check.hint_levels) == 3
