@@ -26,6 +26,8 @@ import builtins
 import functools
 import importlib.util
 import re
+import sys
+import types
 from dataclasses import dataclass
 
 from grader import allowlist
@@ -69,6 +71,8 @@ RULES = {
     "builtin": "this built-in is not needed for a backward pass and could reach around the checks",
     "attribute": ("it is not among the tensor methods and forward functions this assignment allows (it could reach "
                   "around the autograd ban); write the computation with tensor operations"),
+    "shadowing": ("this file has the name of a Python or installed module, which the real module may replace when "
+                  "it is imported: rename the file (e.g. my_helpers.py) and its imports"),
     "module_value": ("use a module only as `module.name(...)`: passing it around or renaming it with `=` hides what "
                      "is called (`import ... as ...` is fine)"),
 }
@@ -116,6 +120,10 @@ SAFE_DUNDER_DEFS = set(
     "__mul__ __rmul__ __imul__ __truediv__ __rtruediv__ __itruediv__ __matmul__ __rmatmul__ __pow__ __rpow__ "
     "__neg__ __pos__ __abs__ __enter__ __exit__ __post_init__".split())
 
+def _dunder_name(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
 PY_METHODS = set(
     "append extend insert pop remove reverse sort index count clear copy keys values items get update setdefault "
     "popitem add discard union intersection difference symmetric_difference issubset issuperset join split rsplit "
@@ -152,6 +160,7 @@ MODULES = {
     "concurrent.futures": {"ThreadPoolExecutor", "as_completed", "wait"},
     "matplotlib": set(), "matplotlib.pyplot": set(),  # a lecture notebook's import cell; plotting never runs
 }
+CONTRACT_MODULES = {ex.module for ex in EXERCISES.values()}
 SUBMODULES = {path.rsplit(".", 1)[1]: path for path in MODULES if "." in path}
 TORCH_CLASSES = {"torch.Tensor": allowlist.TENSOR}
 DEFAULT_ALIASES = {"torch": "torch", "F": "torch.nn.functional"}  # what lecture notebooks get without importing
@@ -159,7 +168,15 @@ DEFAULT_ALIASES = {"torch": "torch", "F": "torch.nn.functional"}  # what lecture
 GENERAL = (allowlist.TENSOR | PY_METHODS | allowlist.TORCH | allowlist.FUNCTIONAL | allowlist.LINALG
            | allowlist.SPECIAL | allowlist.FFT | allowlist.MATH | NUMPY) - {"nn", "linalg", "special", "fft"}
 # A name the student defines never exempts these (torch's own autograd and internal attributes).
-NEVER_OWNED = allowlist.TENSOR_EXCLUDED | allowlist.TENSOR_PRIVATE | set(AUTOGRAD_NAMES) | {"torch", "sys"}
+# The interpreter's own objects (frames, generators, coroutines, code, tracebacks, classes) lead to every frame's
+# locals and globals: their attribute names are never the submission's, whatever it defines.
+_INTERNALS = (types.FrameType, types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.CodeType,
+              types.TracebackType, types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.ModuleType,
+              types.CellType, type)
+INTERPRETER_NAMES = {name for kind in _INTERNALS for name in dir(kind) if not _dunder_name(name)} - PY_METHODS \
+    - {"send", "throw", "close", "asend", "athrow", "aclose"}  # a generator's plain methods: a student's class may have them
+NEVER_OWNED = (allowlist.TENSOR_EXCLUDED | allowlist.TENSOR_PRIVATE | set(AUTOGRAD_NAMES) | INTERPRETER_NAMES
+               | {"torch", "sys"})
 OWNABLE = {"backward", "grad"}  # a Layer class's .backward()/.grad: left to the runtime guard, which catches torch's
 DANGEROUS_STRING = {"requires_grad", "grad_fn", "_C", "autograd", "__globals__", "__builtins__", "__import__"}
 CONSTRUCT = re.compile(r"^(import [A-Za-z_][\w.]*|[A-Za-z_][\w.]*|\.[A-Za-z_]\w*)$")
@@ -204,9 +221,18 @@ def _installed(top: str) -> bool:
         return True
 
 
+def shadows(module: str) -> bool:
+    """A file named like a Python or installed module (os.py, ctypes.py, torch.py, grader.py): in the sandbox the
+    real module, already imported, may be the one that loads, so the file's own names never stand for it."""
+    return module not in CONTRACT_MODULES and (module in sys.stdlib_module_names or module in MODULES
+                                               or _installed(module))
+
+
 def _rule(name: str, default: str) -> str:
     if name in AUTOGRAD_NAMES:
         return AUTOGRAD_NAMES[name]
+    if name in INTERPRETER_NAMES:
+        return "introspection"
     if "backward" in name:
         return "backward_kernel"
     if name.startswith("__") and name.endswith("__"):
@@ -451,9 +477,16 @@ class _Scanner:
                     isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
                 self.hit(node, "requires_grad", "requires_grad=True")
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "format" and isinstance(func.value, ast.Constant) \
-                and re.search(r"\{[^}:!]*[.\[]", str(func.value.value)):
-            self.hit(node, "getattr", "str.format with an attribute field")
+        if isinstance(func, ast.Attribute) and func.attr in ("format", "format_map"):
+            # A format field reads attributes by name ("{0.gi_frame.f_back}"): the format string must be written
+            # out, so that its fields can be read here.
+            text = func.value
+            if isinstance(text, ast.Name) and text.id == "str" and node.args:  # str.format("...", x)
+                text = node.args[0]
+            if not (isinstance(text, ast.Constant) and isinstance(text.value, str)):
+                self.hit(node, "getattr", "str.format with a format string that is not written out")
+            elif re.search(r"\{[^}:!]*[.\[]", text.value):
+                self.hit(node, "getattr", "str.format with an attribute field")
 
     def visit_Constant(self, node):
         """A string naming autograd's switches, as in torch.zeros(3, **{'requires_grad': True})."""
@@ -518,7 +551,8 @@ def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list
     nodes = {name: list(ast.walk(tree)) for name, tree in trees.items()}
     defined = {name: _Defined(tree, nodes[name]) for name, tree in trees.items()}
     own = {ex.module: {ex.function} for ex in EXERCISES.values()}  # the contract's files, submitted or not
-    own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()})
+    own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()
+                if not shadows(name.removesuffix(".py"))})
     owned = set().union(*(d.attributes for d in defined.values())) | {ex.function for ex in EXERCISES.values()}
     importers = _importers(nodes)
     findings = []
@@ -527,6 +561,8 @@ def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list
         scanner.run(nodes[name])
         hits = sorted(set(scanner.hits))[:MAX_PER_FILE]
         own_ex = next((ex.id for ex in EXERCISES.values() if ex.file == name), None)
+        if shadows(name.removesuffix(".py")) and importers.get(name) and "shadowing" not in allow:
+            hits.insert(0, (0, "shadowing", name))
         for line, rule, construct in hits:
             exercises = sorted(importers.get(name, ())) or [None]
             for ex_id in exercises:

@@ -467,3 +467,38 @@ def test_hidden_cases_say_nothing_but_pass_or_fail(world, submission, grade_it, 
     assert any(f.line == line and "embedding_dense_backward" in f.pattern for f in report.integrity)
     assert_attacked(report, "embedding", {"not_allowed"}, "embedding.py")
     assert_full_marks(report, "atomic", "cross_entropy", "batchnorm", "train")
+
+
+# --- round two of the ban: frames, shadowing files, format fields (with hidden cases on) ------------
+
+ROUND_TWO = ("atomic__frame_walk.py", "cross_entropy__shadow_ctypes.py", "batchnorm__format_fields.py")
+
+
+@pytest.fixture(scope="module")
+def round_two_files():
+    files = replaced(*ROUND_TWO)
+    files["ctypes.py"] = "CDLL = c_bool = None  # makes `import ctypes` look like the submission's own\n"
+    return files
+
+
+def test_frames_shadowing_files_and_format_fields_are_stopped_by_the_scan(world, submission, grade_it, config,
+                                                                          all_cases, round_two_files):
+    report = grade_contained(world, grade_it, submission(replace=round_two_files), config=config, cases=all_cases)
+    expected = {"atomic": ("atomic__frame_walk.py", "yield me.gi_frame.f_back"),
+                "cross_entropy": ("cross_entropy__shadow_ctypes.py", "import ctypes"),
+                "batchnorm": ("batchnorm__format_fields.py", "field.format(dhpreact)")}
+    for ex_id, (name, text) in expected.items():
+        assert_attacked(report, ex_id, {"not_allowed"}, f"{EXERCISES[ex_id].file} line", "is not allowed")
+        assert _line_of(name, text) in {f.line for f in report.integrity if f.exercise == ex_id}, ex_id
+    assert ("cross_entropy", "ctypes.py") in {(f.exercise, f.file) for f in report.integrity}
+    assert_full_marks(report, "embedding", "train")
+    assert report.isolation.workers_started == 1  # only the untouched exercises ran
+
+
+def test_no_frame_of_the_worker_holds_autograd_gradients(world, submission, grade_it, all_cases):
+    report = grade_contained(world, grade_it, submission(replace=replaced("atomic__frame_walk.py")), cases=all_cases)
+    assert "FOUND []" in report.output.stdout  # it walked every frame, and found no blob of dhpreact or demb
+    atomic = report.exercise("atomic")
+    assert atomic.score == 0
+    assert {c.name: c.status for c in atomic.checks}["hpreact"] == "failed"
+    assert_full_marks(report, "cross_entropy", "batchnorm", "embedding", "train")
