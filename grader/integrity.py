@@ -135,7 +135,10 @@ PY_METHODS = set(
 NUMPY = set(
     "pi e inf nan newaxis sqrt exp log log2 log10 abs sum mean prod max min maximum minimum array asarray zeros "
     "ones arange linspace eye float64 float32 int64 int32 isclose allclose round floor ceil tanh sign square "
-    "finfo dtype ndarray shape reshape transpose dot matmul".split())
+    "finfo dtype ndarray shape reshape transpose dot matmul float16 int8 uint8 bool_ absolute power argmax argmin "
+    "clip where stack concatenate full full_like zeros_like ones_like empty diag outer einsum cumsum var std "
+    "expand_dims squeeze isfinite isnan isinf exp2 log1p expm1 cbrt reciprocal multiply add subtract divide "
+    "negative".split())
 TORCH_NN = {"functional"}
 # Modules that may be imported, and the attributes they give (None: only via `from m import name`, any public name).
 MODULES = {
