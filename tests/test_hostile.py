@@ -502,3 +502,50 @@ def test_no_frame_of_the_worker_holds_autograd_gradients(world, submission, grad
     assert atomic.score == 0
     assert {c.name: c.status for c in atomic.checks}["hpreact"] == "failed"
     assert_full_marks(report, "cross_entropy", "batchnorm", "embedding", "train")
+
+
+def _builder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_builder", ROOT / "tests/fixtures/notebooks/builder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell_line(source: str, text: str) -> int:
+    return next(i for i, line in enumerate(source.splitlines(), 1) if text in line)
+
+
+def test_notebook_kinds_get_the_same_check(world, grade_it, config, all_cases, tmp_path):
+    """A tagged notebook's cell and a lecture notebook's cells (exercise 4's loop too): the same allow list."""
+    import nbformat
+
+    nb = nbformat.read(SOLUTIONS / "backprop_ninja.ipynb", as_version=4)
+    atomic_cell = next(i for i, c in enumerate(nb.cells, 1) if "atomic" in c.metadata.get("tags", []))
+    nb.cells[atomic_cell - 1].source = attack("atomic__frame_walk.py")
+    tagged = tmp_path / "tagged.ipynb"
+    tagged.write_text(nbformat.writes(nb))
+    report = grade_contained(world, grade_it, tagged, config=config, cases=all_cases)
+    assert_attacked(report, "atomic", {"not_allowed"}, "is not allowed")
+    line = _line_of("atomic__frame_walk.py", "yield me.gi_frame.f_back")
+    assert (f"cell {atomic_cell}", line) in {(f.file, f.line) for f in report.integrity}
+    assert_full_marks(report, "cross_entropy", "batchnorm", "embedding", "train")
+
+    nbb = _builder()
+    loop_attack = (HOSTILE / "lecture" / "ex4_loop_alias.py").read_text()
+    ex2 = (HOSTILE / "lecture" / "ex2_frame_walk.py").read_text()
+    ex4 = nbb.EX4.replace("    emb = C[Xb]\n", "    emb = C[Xb]\n" + loop_attack, 1)
+    cells = nbb.PREAMBLE + nbb.section_cells(ex2=[("code", nbb.EX2_FORWARD), ("code", ex2)], ex4=ex4) + nbb.POSTAMBLE
+    path = nbb.write(nbb.lecture_notebook(cells=cells), tmp_path / "lecture.ipynb")
+    sources = [c.source for c in nbformat.read(path, as_version=4).cells]
+    ex2_cell = sources.index(ex2) + 1
+    ex4_cell = next(i for i, s in enumerate(sources, 1) if "_ga = getattr" in s)
+    report = grade_contained(world, grade_it, path, config=config, cases=all_cases)
+    assert "LOOP REACHED" not in report.output.stdout and "FRAMES" not in report.output.stdout  # never ran
+    found = {(f.exercise, f.file, f.line) for f in report.integrity}
+    assert ("train", f"cell {ex4_cell}", _cell_line(sources[ex4_cell - 1], "_ga = getattr")) in found
+    assert ("cross_entropy", f"cell {ex2_cell}", _cell_line(ex2, "yield _me.gi_frame.f_back")) in found
+    assert_attacked(report, "train", {"not_allowed"}, "cell", "is not allowed")  # its prelude has ex2's too
+    assert_attacked(report, "cross_entropy", {"not_allowed"}, f"cell {ex2_cell}, line", "is not allowed")
+    assert_full_marks(report, "atomic", "batchnorm")
