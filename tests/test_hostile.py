@@ -549,3 +549,22 @@ def test_notebook_kinds_get_the_same_check(world, grade_it, config, all_cases, t
     assert_attacked(report, "train", {"not_allowed"}, "cell", "is not allowed")  # its prelude has ex2's too
     assert_attacked(report, "cross_entropy", {"not_allowed"}, f"cell {ex2_cell}, line", "is not allowed")
     assert_full_marks(report, "atomic", "batchnorm")
+
+
+def test_an_exercise_child_keeps_only_its_own_inputs_and_zeroes_the_rest():
+    """harness.restrict (in the exercise's forked child): other exercises' tensors leave no value behind."""
+    import torch
+
+    from grader import harness
+
+    saved = dict(harness.PRELOADED)
+    try:
+        dhpreact, bnraw = torch.ones(4, 3), torch.ones(4, 3)
+        harness.PRELOADED.clear()
+        harness.PRELOADED["case-x.safetensors"] = {"dhpreact": dhpreact, "bnraw": bnraw}
+        harness.restrict({"id": "atomic", "tensor_args": ["bnraw"], "int_args": ["n"]})
+        assert harness.PRELOADED["case-x.safetensors"] == {"bnraw": bnraw}
+        assert bnraw.sum() == 12 and dhpreact.abs().sum() == 0  # autograd's dhpreact: gone and zeroed
+    finally:
+        harness.PRELOADED.clear()
+        harness.PRELOADED.update(saved)
