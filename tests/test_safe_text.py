@@ -137,7 +137,11 @@ def graded(tmp_path_factory):
     folder = make_attacked(tmp)
     outputs = {kind: tmp / name for kind, name in (("out", "r.json"), ("junit", "j.xml"), ("gradescope", "g.json"),
                                                    ("classroom", "c.json"), ("markdown", "m.md"))}
-    args = [sys.executable, "-m", "grader", "grade", os.fsencode(folder)]
+    # The surrogate attack writes raw bytes with os.write: the scan would stop it before it runs.
+    config = tmp / "grading.yaml"
+    config.write_text((ROOT / "grading.yaml").read_text().replace("integrity:\n  allow: []",
+                                                                  "integrity:\n  allow: ['import os']", 1))
+    args = [sys.executable, "-m", "grader", "grade", os.fsencode(folder), "--config", str(config)]
     for kind, path in outputs.items():
         args += [f"--{kind}", str(path)]
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "GRADER_SECRET")}
