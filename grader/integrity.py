@@ -112,7 +112,7 @@ ALLOWED_BUILTINS = _EXCEPTIONS | set(
     "None True False NotImplemented Ellipsis __name__ __debug__ __all__ __slots__ __doc__".split())
 BUILTIN_NAMES = set(dir(builtins))
 # Dunder attributes that are plain: super().__init__(), a function's name.
-SAFE_DUNDER_ATTRS = {"__init__", "__name__"}
+SAFE_DUNDER_ATTRS = {"__init__", "__name__", "__qualname__", "__doc__", "__version__", "__class__"}  # read only
 # Dunder methods a student's class may define (operators, containers, printing); not attribute or torch hooks.
 SAFE_DUNDER_DEFS = set(
     "__init__ __call__ __repr__ __str__ __len__ __iter__ __next__ __getitem__ __setitem__ __contains__ __eq__ "
@@ -130,7 +130,8 @@ PY_METHODS = set(
     "strip lstrip rstrip startswith endswith replace upper lower title capitalize ljust rjust center zfill "
     "splitlines partition rpartition removeprefix removesuffix isdigit isalpha isalnum isspace find rfind format "
     "encode decode real imag conjugate is_integer bit_length as_integer_ratio numerator denominator "
-    "start stop step submit result is_alive eps tiny resolution bits smallest_normal write flush".split())
+    "start stop step submit result is_alive eps tiny resolution bits smallest_normal write flush "
+    "_asdict _replace _fields _make cache_clear cache_info".split())  # namedtuples, functools.lru_cache
 
 NUMPY = set(
     "pi e inf nan newaxis sqrt exp log log2 log10 abs sum mean prod max min maximum minimum array asarray zeros "
@@ -270,6 +271,16 @@ class _Defined:
                     self.attributes.update(_targets(item))
             elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
                 self.attributes.add(node.attr)
+            elif isinstance(node, ast.Call) and len(node.args) >= 2 and "namedtuple" in ast.unparse(node.func):
+                self.attributes.update(_field_names(node.args[1]))  # namedtuple('P', 'a b'): p.a, p.b
+
+
+def _field_names(node) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return set(node.value.replace(",", " ").split())
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return set()
 
 
 def _targets(node) -> set[str]:
@@ -439,9 +450,9 @@ class _Scanner:
                 return f"{base}.{node.attr}"
         return None
 
-    def attribute_allowed(self, receiver: str | None, name: str) -> bool:
+    def attribute_allowed(self, receiver: str | None, name: str, load: bool = True) -> bool:
         if _dunder(name):
-            return name in SAFE_DUNDER_ATTRS
+            return name in SAFE_DUNDER_ATTRS and (load or name == "__init__")
         if receiver in MODULES:
             return name in MODULES[receiver] or f"{receiver}.{name}" in MODULES
         if receiver in TORCH_CLASSES:
@@ -458,7 +469,7 @@ class _Scanner:
             return
         receiver = self.resolve(node.value)
         name = node.attr
-        if not self.attribute_allowed(receiver, name):
+        if not self.attribute_allowed(receiver, name, isinstance(node.ctx, ast.Load)):
             where = receiver if receiver in MODULES or receiver in TORCH_CLASSES else None
             construct = f"{where}.{name}" if where else f".{name}"
             if name in ("backward", "requires_grad_", "retain_grad"):

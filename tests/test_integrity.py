@@ -118,10 +118,16 @@ AROUND = [
     # Format fields read attributes by name: a format string built at run time cannot be checked.
     ("field = '{0.grad' + '_fn}'\nprint(field.format(x))", "getattr"),
     ("print(str.format('{0.grad_fn}', x))", "getattr"),
+    ("class M(torch.Tensor):\n    pass\nx.__class__ = M", "introspection"),
     ("print('{t.grad_fn}'.format_map({'t': x}))", "getattr"),
 ]
 
 CORRECT = [
+    "import torch\nprint(torch.__version__, type(x).__name__, x.__class__.__name__)\n"
+    "def f():\n    'doc'\nprint(f.__doc__, f.__qualname__)",
+    "from collections import namedtuple\nP = namedtuple('P', ['a', 'b'])\np = P(1, 2)\n"
+    "print(p.a, p.b, p._asdict(), p._replace(a=3))",
+    "import functools\n@functools.lru_cache(maxsize=None)\ndef f(n):\n    return n\nf.cache_clear()",
     "class Stream:\n    def send(self, x):\n        return x\n    def close(self):\n        pass\n\n"
     "s = Stream()\ns.send(1)\ns.close()\nprint(str.format('{:.4f}', 1.0), '{name}'.format(name='x'))",
     "grads = {}\ngrad = dh * (1 - h**2)\ngrads['h'] = grad",
