@@ -271,7 +271,8 @@ class _Defined:
                     self.attributes.update(_targets(item))
             elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
                 self.attributes.add(node.attr)
-            elif isinstance(node, ast.Call) and len(node.args) >= 2 and "namedtuple" in ast.unparse(node.func):
+            elif isinstance(node, ast.Call) and len(node.args) >= 2 and "namedtuple" in (
+                    getattr(node.func, "id", None), getattr(node.func, "attr", None)):
                 self.attributes.update(_field_names(node.args[1]))  # namedtuple('P', 'a b'): p.a, p.b
 
 
