@@ -176,7 +176,7 @@ ihfft ihfft2 ihfftn irfft irfft2 irfftn rfft rfft2 rfftfreq rfftn
 """.split())
 
 MATH = frozenset("""
-acos acosh asin asinh atan atan2 atanh cbrt ceil comb copysign cos cosh degrees dist erf erfc exp exp2 expm1
+pi e inf nan acos acosh asin asinh atan atan2 atanh cbrt ceil comb copysign cos cosh degrees dist erf erfc exp exp2 expm1
 fabs factorial floor fmod frexp fsum gamma gcd hypot isclose isfinite isinf isnan isqrt lcm ldexp lgamma log
 log10 log1p log2 modf nextafter perm pow prod radians remainder sin sinh sqrt tan tanh tau trunc ulp
 """.split())

@@ -13,7 +13,7 @@ from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.confine import filter_status
 from grader.exercises import EXERCISES
-from grader.integrity import scan
+from grader.integrity import scan, scan_train
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
 from grader.runner import SubmissionRunner
@@ -113,6 +113,8 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
     static = (lecture_format.scan_plan(lecture, config.integrity.allow) if lecture is not None
               else scan(submission.files, config.integrity.allow))
+    if lecture is not None and lecture.train is not None:  # exercise 4's loop: the same check
+        static += scan_train(lecture.train, config.integrity.allow)
     blocked = {f.exercise for f in static if f.exercise}
     submitted = [ex for ex in submitted if ex not in blocked]
 

@@ -61,6 +61,9 @@ def restrict(exercise: dict) -> None:
     keep = visible(exercise)
     for file, tensors in list(PRELOADED.items()):
         PRELOADED[file] = {name: tensor for name, tensor in tensors.items() if keep(name)}
+        for name, tensor in tensors.items():
+            if not keep(name):
+                tensor.zero_()  # this child's copy only (fork): freed memory keeps no value to read back
 
 
 def add_inputs(file: str, blob: bytes) -> None:

@@ -26,6 +26,8 @@ import builtins
 import functools
 import importlib.util
 import re
+import sys
+import types
 from dataclasses import dataclass
 
 from grader import allowlist
@@ -69,6 +71,8 @@ RULES = {
     "builtin": "this built-in is not needed for a backward pass and could reach around the checks",
     "attribute": ("it is not among the tensor methods and forward functions this assignment allows (it could reach "
                   "around the autograd ban); write the computation with tensor operations"),
+    "shadowing": ("this file has the name of a Python or installed module, which the real module may replace when "
+                  "it is imported: rename the file (e.g. my_helpers.py) and its imports"),
     "module_value": ("use a module only as `module.name(...)`: passing it around or renaming it with `=` hides what "
                      "is called (`import ... as ...` is fine)"),
 }
@@ -108,7 +112,7 @@ ALLOWED_BUILTINS = _EXCEPTIONS | set(
     "None True False NotImplemented Ellipsis __name__ __debug__ __all__ __slots__ __doc__".split())
 BUILTIN_NAMES = set(dir(builtins))
 # Dunder attributes that are plain: super().__init__(), a function's name.
-SAFE_DUNDER_ATTRS = {"__init__", "__name__"}
+SAFE_DUNDER_ATTRS = {"__init__", "__name__", "__qualname__", "__doc__", "__version__", "__class__"}  # read only
 # Dunder methods a student's class may define (operators, containers, printing); not attribute or torch hooks.
 SAFE_DUNDER_DEFS = set(
     "__init__ __call__ __repr__ __str__ __len__ __iter__ __next__ __getitem__ __setitem__ __contains__ __eq__ "
@@ -116,18 +120,26 @@ SAFE_DUNDER_DEFS = set(
     "__mul__ __rmul__ __imul__ __truediv__ __rtruediv__ __itruediv__ __matmul__ __rmatmul__ __pow__ __rpow__ "
     "__neg__ __pos__ __abs__ __enter__ __exit__ __post_init__".split())
 
+def _dunder_name(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
 PY_METHODS = set(
     "append extend insert pop remove reverse sort index count clear copy keys values items get update setdefault "
     "popitem add discard union intersection difference symmetric_difference issubset issuperset join split rsplit "
     "strip lstrip rstrip startswith endswith replace upper lower title capitalize ljust rjust center zfill "
     "splitlines partition rpartition removeprefix removesuffix isdigit isalpha isalnum isspace find rfind format "
     "encode decode real imag conjugate is_integer bit_length as_integer_ratio numerator denominator "
-    "start stop step submit result is_alive eps tiny resolution bits smallest_normal write flush".split())
+    "start stop step submit result is_alive eps tiny resolution bits smallest_normal write flush "
+    "_asdict _replace _fields _make cache_clear cache_info".split())  # namedtuples, functools.lru_cache
 
 NUMPY = set(
     "pi e inf nan newaxis sqrt exp log log2 log10 abs sum mean prod max min maximum minimum array asarray zeros "
     "ones arange linspace eye float64 float32 int64 int32 isclose allclose round floor ceil tanh sign square "
-    "finfo dtype ndarray shape reshape transpose dot matmul".split())
+    "finfo dtype ndarray shape reshape transpose dot matmul float16 int8 uint8 bool_ absolute power argmax argmin "
+    "clip where stack concatenate full full_like zeros_like ones_like empty diag outer einsum cumsum var std "
+    "expand_dims squeeze isfinite isnan isinf exp2 log1p expm1 cbrt reciprocal multiply add subtract divide "
+    "negative".split())
 TORCH_NN = {"functional"}
 # Modules that may be imported, and the attributes they give (None: only via `from m import name`, any public name).
 MODULES = {
@@ -152,6 +164,7 @@ MODULES = {
     "concurrent.futures": {"ThreadPoolExecutor", "as_completed", "wait"},
     "matplotlib": set(), "matplotlib.pyplot": set(),  # a lecture notebook's import cell; plotting never runs
 }
+CONTRACT_MODULES = {ex.module for ex in EXERCISES.values()}
 SUBMODULES = {path.rsplit(".", 1)[1]: path for path in MODULES if "." in path}
 TORCH_CLASSES = {"torch.Tensor": allowlist.TENSOR}
 DEFAULT_ALIASES = {"torch": "torch", "F": "torch.nn.functional"}  # what lecture notebooks get without importing
@@ -159,7 +172,15 @@ DEFAULT_ALIASES = {"torch": "torch", "F": "torch.nn.functional"}  # what lecture
 GENERAL = (allowlist.TENSOR | PY_METHODS | allowlist.TORCH | allowlist.FUNCTIONAL | allowlist.LINALG
            | allowlist.SPECIAL | allowlist.FFT | allowlist.MATH | NUMPY) - {"nn", "linalg", "special", "fft"}
 # A name the student defines never exempts these (torch's own autograd and internal attributes).
-NEVER_OWNED = allowlist.TENSOR_EXCLUDED | allowlist.TENSOR_PRIVATE | set(AUTOGRAD_NAMES) | {"torch", "sys"}
+# The interpreter's own objects (frames, generators, coroutines, code, tracebacks, classes) lead to every frame's
+# locals and globals: their attribute names are never the submission's, whatever it defines.
+_INTERNALS = (types.FrameType, types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.CodeType,
+              types.TracebackType, types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.ModuleType,
+              types.CellType, type)
+INTERPRETER_NAMES = {name for kind in _INTERNALS for name in dir(kind) if not _dunder_name(name)} - PY_METHODS \
+    - {"send", "throw", "close", "asend", "athrow", "aclose"}  # a generator's plain methods: a student's class may have them
+NEVER_OWNED = (allowlist.TENSOR_EXCLUDED | allowlist.TENSOR_PRIVATE | set(AUTOGRAD_NAMES) | INTERPRETER_NAMES
+               | {"torch", "sys"})
 OWNABLE = {"backward", "grad"}  # a Layer class's .backward()/.grad: left to the runtime guard, which catches torch's
 DANGEROUS_STRING = {"requires_grad", "grad_fn", "_C", "autograd", "__globals__", "__builtins__", "__import__"}
 CONSTRUCT = re.compile(r"^(import [A-Za-z_][\w.]*|[A-Za-z_][\w.]*|\.[A-Za-z_]\w*)$")
@@ -204,9 +225,18 @@ def _installed(top: str) -> bool:
         return True
 
 
+def shadows(module: str) -> bool:
+    """A file named like a Python or installed module (os.py, ctypes.py, torch.py, grader.py): in the sandbox the
+    real module, already imported, may be the one that loads, so the file's own names never stand for it."""
+    return module not in CONTRACT_MODULES and (module in sys.stdlib_module_names or module in MODULES
+                                               or _installed(module))
+
+
 def _rule(name: str, default: str) -> str:
     if name in AUTOGRAD_NAMES:
         return AUTOGRAD_NAMES[name]
+    if name in INTERPRETER_NAMES:
+        return "introspection"
     if "backward" in name:
         return "backward_kernel"
     if name.startswith("__") and name.endswith("__"):
@@ -241,6 +271,17 @@ class _Defined:
                     self.attributes.update(_targets(item))
             elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
                 self.attributes.add(node.attr)
+            elif isinstance(node, ast.Call) and len(node.args) >= 2 and "namedtuple" in (
+                    getattr(node.func, "id", None), getattr(node.func, "attr", None)):
+                self.attributes.update(_field_names(node.args[1]))  # namedtuple('P', 'a b'): p.a, p.b
+
+
+def _field_names(node) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return set(node.value.replace(",", " ").split())
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return set()
 
 
 def _targets(node) -> set[str]:
@@ -410,9 +451,9 @@ class _Scanner:
                 return f"{base}.{node.attr}"
         return None
 
-    def attribute_allowed(self, receiver: str | None, name: str) -> bool:
+    def attribute_allowed(self, receiver: str | None, name: str, load: bool = True) -> bool:
         if _dunder(name):
-            return name in SAFE_DUNDER_ATTRS
+            return name in SAFE_DUNDER_ATTRS and (load or name == "__init__")
         if receiver in MODULES:
             return name in MODULES[receiver] or f"{receiver}.{name}" in MODULES
         if receiver in TORCH_CLASSES:
@@ -429,7 +470,7 @@ class _Scanner:
             return
         receiver = self.resolve(node.value)
         name = node.attr
-        if not self.attribute_allowed(receiver, name):
+        if not self.attribute_allowed(receiver, name, isinstance(node.ctx, ast.Load)):
             where = receiver if receiver in MODULES or receiver in TORCH_CLASSES else None
             construct = f"{where}.{name}" if where else f".{name}"
             if name in ("backward", "requires_grad_", "retain_grad"):
@@ -451,9 +492,16 @@ class _Scanner:
                     isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
                 self.hit(node, "requires_grad", "requires_grad=True")
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "format" and isinstance(func.value, ast.Constant) \
-                and re.search(r"\{[^}:!]*[.\[]", str(func.value.value)):
-            self.hit(node, "getattr", "str.format with an attribute field")
+        if isinstance(func, ast.Attribute) and func.attr in ("format", "format_map"):
+            # A format field reads attributes by name ("{0.gi_frame.f_back}"): the format string must be written
+            # out, so that its fields can be read here.
+            text = func.value
+            if isinstance(text, ast.Name) and text.id == "str" and node.args:  # str.format("...", x)
+                text = node.args[0]
+            if not (isinstance(text, ast.Constant) and isinstance(text.value, str)):
+                self.hit(node, "getattr", "str.format with a format string that is not written out")
+            elif re.search(r"\{[^}:!]*[.\[]", text.value):
+                self.hit(node, "getattr", "str.format with an attribute field")
 
     def visit_Constant(self, node):
         """A string naming autograd's switches, as in torch.zeros(3, **{'requires_grad': True})."""
@@ -515,10 +563,74 @@ def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list
     """Every finding in a submission (file name -> source), one per exercise it costs."""
     trees = {name: tree for name, source in sorted(files.items())
              if name.endswith(".py") and (tree := _parse(source)) is not None}
+    return _scan_trees(trees, allow)
+
+
+CELL_LINES = 1_000_000  # scan_train numbers a cell's line L as cell * CELL_LINES + L
+
+
+def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
+    """Exercise 4 of a lecture notebook (a grader.lecture_train.TrainPlan): the same check, on exactly what runs.
+
+    The prelude's and set-up's statements and the loop's cell without the statements that are not run
+    (`loss.backward()`, `p.grad = None`, ...: plan.skips) form one file, `train.py`; each finding names its cell
+    and line. A helper function of the prelude that nothing running calls (a `check` that reads `.grad`) is only
+    defined: of it, what runs at definition (decorators, defaults) is checked."""
+    body = []
+    for entry in [*plan.prelude, *plan.setup]:
+        wanted = {tuple(position) for position in entry.get("run", [])}
+        tree = _parse(entry["source"])
+        if tree is not None and wanted:
+            body += [ast.increment_lineno(n, entry["cell"] * CELL_LINES)
+                     for n in tree.body if (n.lineno, n.col_offset) in wanted]
+    tree = _parse(plan.source)
+    unit = next((n for n in (tree.body if tree else []) if (n.lineno, n.col_offset) == tuple(plan.unit)), None)
+    if unit is not None:
+        skipped = {(s.line, s.col) for s in plan.skips}
+        for node in ast.walk(unit):
+            for field, value in ast.iter_fields(node):
+                if isinstance(value, list) and any(isinstance(v, ast.stmt) for v in value):
+                    kept = [v for v in value if not (isinstance(v, ast.stmt) and (v.lineno, v.col_offset) in skipped)]
+                    setattr(node, field, kept or [ast.Pass(lineno=node.lineno, col_offset=node.col_offset)])
+        body.append(ast.increment_lineno(unit, plan.cell * CELL_LINES))
+    _stub_uncalled(body)
+    file = EXERCISES["train"].file
+    findings = _scan_trees({file: ast.Module(body=body, type_ignores=[])}, allow)
+    for finding in findings:
+        if finding.line:
+            cell, line = divmod(finding.line, CELL_LINES)
+            old = f"{finding.file} line {finding.line}"
+            finding.file, finding.line = f"cell {cell}", line
+            finding.message = finding.message.replace(old, f"cell {cell}, line {line}", 1)
+    return [f for f in findings if f.exercise == "train"]
+
+
+def _stub_uncalled(body: list) -> None:
+    """Empty the bodies of top-level functions that no other statement (nor a used function) names."""
+    functions = {n.name: n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+    def names(nodes) -> set[str]:
+        return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+    used = names(n for n in body if n.__class__ not in (ast.FunctionDef, ast.AsyncFunctionDef))
+    used |= names(d for f in functions.values() for d in [*f.decorator_list, f.args])
+    todo = [name for name in used if name in functions]
+    while todo:
+        for name in names(functions[todo.pop()].body) - used:
+            used.add(name)
+            if name in functions:
+                todo.append(name)
+    for name, node in functions.items():
+        if name not in used:
+            node.body = [ast.Pass(lineno=node.lineno, col_offset=node.col_offset)]
+
+
+def _scan_trees(trees: dict[str, ast.Module], allow) -> list[Finding]:
     nodes = {name: list(ast.walk(tree)) for name, tree in trees.items()}
     defined = {name: _Defined(tree, nodes[name]) for name, tree in trees.items()}
     own = {ex.module: {ex.function} for ex in EXERCISES.values()}  # the contract's files, submitted or not
-    own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()})
+    own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()
+                if not shadows(name.removesuffix(".py"))})
     owned = set().union(*(d.attributes for d in defined.values())) | {ex.function for ex in EXERCISES.values()}
     importers = _importers(nodes)
     findings = []
@@ -527,6 +639,8 @@ def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list
         scanner.run(nodes[name])
         hits = sorted(set(scanner.hits))[:MAX_PER_FILE]
         own_ex = next((ex.id for ex in EXERCISES.values() if ex.file == name), None)
+        if shadows(name.removesuffix(".py")) and importers.get(name) and "shadowing" not in allow:
+            hits.insert(0, (0, "shadowing", name))
         for line, rule, construct in hits:
             exercises = sorted(importers.get(name, ())) or [None]
             for ex_id in exercises:

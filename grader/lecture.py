@@ -979,9 +979,9 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
     for ex_id in enabled:
         ex = EXERCISES[ex_id]
         blocked = [f.message for f in static if f.exercise == ex_id]
-        if blocked and ex_id in plan.sections:
+        if blocked and (ex_id in plan.sections or ex_id == "train" and plan.train is not None):
             result = score_not_allowed(ex_id, config, cases, blocked, outcome.exercises.get(ex_id))
-            cells = plan.sections[ex_id].cell_numbers
+            cells = plan.sections[ex_id].cell_numbers if ex_id in plan.sections else plan.train.cells
             result.file = nb_name
             result.function = f"cell {cells[0]}" if len(cells) == 1 else f"cells {', '.join(map(str, cells))}"
             results.append(result)

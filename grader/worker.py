@@ -336,6 +336,15 @@ def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bo
         _kill(_getpid(), signal.SIGKILL)  # never fall back into the worker's own code
 
 
+def _add_private(received) -> None:
+    """The public cases' private part, again after preloading (which replaced each file's tensors); in a frame of
+    its own, so no local of the session's frame (which every exercise child inherits) holds a blob."""
+    from grader import harness
+
+    for file, data in received:
+        harness.add_inputs(file, data)
+
+
 def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
     """One submission's worker, torch already imported: hello, wait for go, then the Zygote. Never returns.
 
@@ -363,8 +372,8 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
     for case in plan["cases"]:  # read once here (or by the fork server), not once per exercise child
         if not case.get("hidden"):
             harness.preload(case["file"], path=os.path.join(plan["inputs"], case["file"]))
-    for file, data in private or ():
-        harness.add_inputs(file, data)
+    _add_private(private or ())
+    private = None  # noqa: F841 - autograd's dhpreact and demb: no frame of this process may keep them
     gc.freeze()  # children do not copy this process's memory just to garbage-collect it
     Zygote(plan, channel_fd, go_fd).run()
     sys.stdout.flush()

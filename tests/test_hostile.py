@@ -467,3 +467,104 @@ def test_hidden_cases_say_nothing_but_pass_or_fail(world, submission, grade_it, 
     assert any(f.line == line and "embedding_dense_backward" in f.pattern for f in report.integrity)
     assert_attacked(report, "embedding", {"not_allowed"}, "embedding.py")
     assert_full_marks(report, "atomic", "cross_entropy", "batchnorm", "train")
+
+
+# --- round two of the ban: frames, shadowing files, format fields (with hidden cases on) ------------
+
+ROUND_TWO = ("atomic__frame_walk.py", "cross_entropy__shadow_ctypes.py", "batchnorm__format_fields.py")
+
+
+@pytest.fixture(scope="module")
+def round_two_files():
+    files = replaced(*ROUND_TWO)
+    files["ctypes.py"] = "CDLL = c_bool = None  # makes `import ctypes` look like the submission's own\n"
+    return files
+
+
+def test_frames_shadowing_files_and_format_fields_are_stopped_by_the_scan(world, submission, grade_it, config,
+                                                                          all_cases, round_two_files):
+    report = grade_contained(world, grade_it, submission(replace=round_two_files), config=config, cases=all_cases)
+    expected = {"atomic": ("atomic__frame_walk.py", "yield me.gi_frame.f_back"),
+                "cross_entropy": ("cross_entropy__shadow_ctypes.py", "import ctypes"),
+                "batchnorm": ("batchnorm__format_fields.py", "field.format(dhpreact)")}
+    for ex_id, (name, text) in expected.items():
+        assert_attacked(report, ex_id, {"not_allowed"}, f"{EXERCISES[ex_id].file} line", "is not allowed")
+        assert _line_of(name, text) in {f.line for f in report.integrity if f.exercise == ex_id}, ex_id
+    assert ("cross_entropy", "ctypes.py") in {(f.exercise, f.file) for f in report.integrity}
+    assert_full_marks(report, "embedding", "train")
+    assert report.isolation.workers_started == 1  # only the untouched exercises ran
+
+
+def test_no_frame_of_the_worker_holds_autograd_gradients(world, submission, grade_it, all_cases):
+    report = grade_contained(world, grade_it, submission(replace=replaced("atomic__frame_walk.py")), cases=all_cases)
+    assert "FOUND []" in report.output.stdout  # it walked every frame, and found no blob of dhpreact or demb
+    atomic = report.exercise("atomic")
+    assert atomic.score == 0
+    assert {c.name: c.status for c in atomic.checks}["hpreact"] == "failed"
+    assert_full_marks(report, "cross_entropy", "batchnorm", "embedding", "train")
+
+
+def _builder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_builder", ROOT / "tests/fixtures/notebooks/builder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell_line(source: str, text: str) -> int:
+    return next(i for i, line in enumerate(source.splitlines(), 1) if text in line)
+
+
+def test_notebook_kinds_get_the_same_check(world, grade_it, config, all_cases, tmp_path):
+    """A tagged notebook's cell and a lecture notebook's cells (exercise 4's loop too): the same allow list."""
+    import nbformat
+
+    nb = nbformat.read(SOLUTIONS / "backprop_ninja.ipynb", as_version=4)
+    atomic_cell = next(i for i, c in enumerate(nb.cells, 1) if "atomic" in c.metadata.get("tags", []))
+    nb.cells[atomic_cell - 1].source = attack("atomic__frame_walk.py")
+    tagged = tmp_path / "tagged.ipynb"
+    tagged.write_text(nbformat.writes(nb))
+    report = grade_contained(world, grade_it, tagged, config=config, cases=all_cases)
+    assert_attacked(report, "atomic", {"not_allowed"}, "is not allowed")
+    line = _line_of("atomic__frame_walk.py", "yield me.gi_frame.f_back")
+    assert (f"cell {atomic_cell}", line) in {(f.file, f.line) for f in report.integrity}
+    assert_full_marks(report, "cross_entropy", "batchnorm", "embedding", "train")
+
+    nbb = _builder()
+    loop_attack = (HOSTILE / "lecture" / "ex4_loop_alias.py").read_text()
+    ex2 = (HOSTILE / "lecture" / "ex2_frame_walk.py").read_text()
+    ex4 = nbb.EX4.replace("    emb = C[Xb]\n", "    emb = C[Xb]\n" + loop_attack, 1)
+    cells = nbb.PREAMBLE + nbb.section_cells(ex2=[("code", nbb.EX2_FORWARD), ("code", ex2)], ex4=ex4) + nbb.POSTAMBLE
+    path = nbb.write(nbb.lecture_notebook(cells=cells), tmp_path / "lecture.ipynb")
+    sources = [c.source for c in nbformat.read(path, as_version=4).cells]
+    ex2_cell = sources.index(ex2) + 1
+    ex4_cell = next(i for i, s in enumerate(sources, 1) if "_ga = getattr" in s)
+    report = grade_contained(world, grade_it, path, config=config, cases=all_cases)
+    assert "LOOP REACHED" not in report.output.stdout and "FRAMES" not in report.output.stdout  # never ran
+    found = {(f.exercise, f.file, f.line) for f in report.integrity}
+    assert ("train", f"cell {ex4_cell}", _cell_line(sources[ex4_cell - 1], "_ga = getattr")) in found
+    assert ("cross_entropy", f"cell {ex2_cell}", _cell_line(ex2, "yield _me.gi_frame.f_back")) in found
+    assert_attacked(report, "train", {"not_allowed"}, "cell", "is not allowed")  # its prelude has ex2's too
+    assert_attacked(report, "cross_entropy", {"not_allowed"}, f"cell {ex2_cell}, line", "is not allowed")
+    assert_full_marks(report, "atomic", "batchnorm")
+
+
+def test_an_exercise_child_keeps_only_its_own_inputs_and_zeroes_the_rest():
+    """harness.restrict (in the exercise's forked child): other exercises' tensors leave no value behind."""
+    import torch
+
+    from grader import harness
+
+    saved = dict(harness.PRELOADED)
+    try:
+        dhpreact, bnraw = torch.ones(4, 3), torch.ones(4, 3)
+        harness.PRELOADED.clear()
+        harness.PRELOADED["case-x.safetensors"] = {"dhpreact": dhpreact, "bnraw": bnraw}
+        harness.restrict({"id": "atomic", "tensor_args": ["bnraw"], "int_args": ["n"]})
+        assert harness.PRELOADED["case-x.safetensors"] == {"bnraw": bnraw}
+        assert bnraw.sum() == 12 and dhpreact.abs().sum() == 0  # autograd's dhpreact: gone and zeroed
+    finally:
+        harness.PRELOADED.clear()
+        harness.PRELOADED.update(saved)

@@ -109,10 +109,27 @@ AROUND = [
     ("f = lambda: torch", "module_value"),
     ("from .grader import cases", "import"),
     ("import math as open", "builtin"),
-    ("g = (i for i in [1])\nf = g.gi_frame.f_back", "attribute"),
+    ("g = (i for i in [1])\nf = g.gi_frame.f_back", "introspection"),
+    # The names a submission defines never exempt the interpreter's (a generator's frame leads to the worker's).
+    ("class A:\n    def __init__(self):\n        self.gi_frame = self.f_back = self.f_locals = None\n\n"
+     "def walk():\n    yield me.gi_frame.f_back.f_locals\nme = walk()", "introspection"),
+    ("class A:\n    def mro(self): pass\n\nbases = type(x).mro()", "introspection"),
+    ("async def co(): pass\nclass A:\n    cr_frame = 1\nf = co().cr_frame", "introspection"),
+    # Format fields read attributes by name: a format string built at run time cannot be checked.
+    ("field = '{0.grad' + '_fn}'\nprint(field.format(x))", "getattr"),
+    ("print(str.format('{0.grad_fn}', x))", "getattr"),
+    ("class M(torch.Tensor):\n    pass\nx.__class__ = M", "introspection"),
+    ("print('{t.grad_fn}'.format_map({'t': x}))", "getattr"),
 ]
 
 CORRECT = [
+    "import torch\nprint(torch.__version__, type(x).__name__, x.__class__.__name__)\n"
+    "def f():\n    'doc'\nprint(f.__doc__, f.__qualname__)",
+    "from collections import namedtuple\nP = namedtuple('P', ['a', 'b'])\np = P(1, 2)\n"
+    "print(p.a, p.b, p._asdict(), p._replace(a=3))",
+    "import functools\n@functools.lru_cache(maxsize=None)\ndef f(n):\n    return n\nf.cache_clear()",
+    "class Stream:\n    def send(self, x):\n        return x\n    def close(self):\n        pass\n\n"
+    "s = Stream()\ns.send(1)\ns.close()\nprint(str.format('{:.4f}', 1.0), '{name}'.format(name='x'))",
     "grads = {}\ngrad = dh * (1 - h**2)\ngrads['h'] = grad",
     "class Tanh:\n    def backward(self, dout):\n        self.grad = dout\n        return dout\n\n"
     "def f(layer, d):\n    return layer.backward(d), layer.grad",
@@ -270,3 +287,20 @@ def test_findings_name_file_line_and_construct():
 
 def test_non_python_files_are_ignored():
     assert scan({"notes.txt": "loss.backward()", "atomic.py": "x = 1"}) == []
+
+
+@pytest.mark.parametrize("name,source", [
+    ("ctypes", "import ctypes\nlib = ctypes.CDLL('libc10.so')"),
+    ("os", "import os\nos.system('true')"),
+    ("torch", "import torch\nt = torch.autograd"),
+    ("grader", "import grader.mlp\nf = grader.mlp"),
+])
+def test_a_file_named_like_a_real_module_is_not_the_submissions_own(name, source):
+    """A real module already imported in the sandbox (ctypes, os, torch, grader) wins over the student's file of
+    that name, so the file's names never stand for the module's: the import is checked as the real one."""
+    findings = scan({"atomic.py": source, f"{name}.py": "CDLL = system = autograd = mlp = None\n"})
+    assert any(f.file == "atomic.py" and f.line in (1, 2) for f in findings), [f.message for f in findings]
+    shadow = [f for f in findings if f.file == f"{name}.py"]
+    assert [(f.exercise, f.rule, f.line) for f in shadow] == [("atomic", "shadowing", None)]
+    assert "rename the file" in shadow[0].message
+    assert scan({"atomic.py": "import helpers\nx = helpers.CDLL", "helpers.py": "CDLL = 1\n"}) == []

@@ -23,13 +23,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import ASSIGNMENTS, ROOT, SOLUTIONS
 from grader import sandbox
 from grader.formats import classroom_results, gradescope_results, junit_xml
 from grader.gradebook import Gradebook, Row, gradebook_csv, lms_csv
-from grader.integrity import RULES
 from grader.markdown import code, escape, render_markdown
 from grader.report import Report, write_report
 from grader.safe_text import clean_tree, one_line, printable, valid
@@ -139,11 +137,11 @@ def graded(tmp_path_factory):
     folder = make_attacked(tmp)
     outputs = {kind: tmp / name for kind, name in (("out", "r.json"), ("junit", "j.xml"), ("gradescope", "g.json"),
                                                    ("classroom", "c.json"), ("markdown", "m.md"))}
-    # The scan widened, as in the other containment tests: the attacks must run for their strings to reach the views.
-    policy = yaml.safe_load((ROOT / "grading.yaml").read_text())
-    policy["integrity"] = {"allow": list(RULES)}
-    (tmp / "grading.yaml").write_text(yaml.safe_dump(policy))
-    args = [sys.executable, "-m", "grader", "grade", os.fsencode(folder), "--config", str(tmp / "grading.yaml")]
+    # The surrogate attack writes raw bytes with os.write: the scan would stop it before it runs.
+    config = tmp / "grading.yaml"
+    config.write_text((ROOT / "grading.yaml").read_text().replace("integrity:\n  allow: []",
+                                                                  "integrity:\n  allow: ['import os']", 1))
+    args = [sys.executable, "-m", "grader", "grade", os.fsencode(folder), "--config", str(config)]
     for kind, path in outputs.items():
         args += [f"--{kind}", str(path)]
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "GRADER_SECRET")}
