@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from grader.exercises import ATOMIC, EXERCISES
-from grader.lecture_find import cell_role
+from grader.lecture_find import cell_role, revisits_exercise_1
 
 GRADED = {1: "atomic", 2: "cross_entropy", 3: "batchnorm"}
 NUMBER = {ex_id: number for number, ex_id in GRADED.items()}
@@ -442,10 +442,12 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
 
     Headers are hints: a cell before any header goes where its code says;
     a one-go dlogits or dhprebn cell under another exercise's header moves to its own exercise when
-    that exercise has no header; a training loop is never part of exercises 1 to 3.
+    that exercise has no header; a cell under exercise 2's or 3's header that assigns only exercise 1's
+    gradients (a fix made later) goes back to exercise 1; a training loop is never part of exercises 1 to 3.
     """
     by_header: dict[int, int | None] = {}
     roles: dict[int, int | None] = {}
+    revisits: dict[int, list[str]] = {}
     current = None
     for cell in cells:
         lead = _cell_header(cell, code_numbers)
@@ -459,6 +461,7 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
             continue
         by_header[cell.number] = current
         roles[cell.number] = cell_role(cell)
+        revisits[cell.number] = revisits_exercise_1(cell, current) if roles[cell.number] == 1 else []
     with_header = {n for _, n in find_headers(cells)}
     placed: dict[int, int | None] = {}
     for number, header in by_header.items():
@@ -467,6 +470,8 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
             placed[number] = EXCLUDED
         elif header in GRADED:
             moved = role in (2, 3) and role != header and role not in with_header
+            if role == 1 and revisits[number]:  # back to exercise 1 after exercise 2 or 3
+                moved, role = True, 1
             placed[number] = role if moved else header
         elif header is None:  # before any header: where its code says
             placed[number] = role if role in GRADED else None
@@ -620,6 +625,12 @@ def _found_notes(plan: LecturePlan, placed: dict, roles: dict, cells) -> None:
                 plan.notes.append(f"exercise {number}: {'cell' if len(before) == 1 else 'cells'} {_spans(before)} "
                                   f"{come} before its header (cell {first_header}) and "
                                   f"{WHAT[number][len(before) > 1]}: graded as exercise {number}")
+    atomic = plan.sections.get("atomic")
+    for cell_number in atomic.cell_numbers if atomic is not None else []:
+        under = [n for c, n in plan.headers if c <= cell_number]
+        if under and under[-1] in (2, 3) and placed.get(cell_number) == 1:
+            plan.notes.append(f"exercise 1: cell {cell_number}, under exercise {under[-1]}'s header, assigns only "
+                              "exercise 1's gradients: graded as exercise 1, after its earlier cells")
     if plan.training_cells:
         plan.notes.append(f"exercise 4: {_cells_do(plan.training_cells, ('trains the network', 'train the network'))}; "
                           "that is not part of exercises 1 to 3")

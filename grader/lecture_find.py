@@ -97,6 +97,22 @@ def cell_role(cell) -> int | None:
     return 1 if answers else None
 
 
+# Each one-go exercise's own gradients: what its cells may assign on the way to their answer.
+OWN = {2: {"dlogits"}, 3: BN_LOCAL | {"dhpreact"}}
+
+
+def revisits_exercise_1(cell, header: int) -> list[str]:
+    """Exercise 1's gradients a cell under exercise 2's or 3's header assigns when it assigns none of that
+    exercise's own (`dC` fixed after exercise 3): the student went back to exercise 1, and their kernel's
+    last value of those gradients is this cell's. Empty otherwise."""
+    from grader.lecture import assigned_names
+
+    if header not in OWN or cell.kind != "code" or cell.tree is None:
+        return []
+    answers = {canonical(name) for node in _function_free(cell.tree.body) for name in assigned_names(node)} & D_ATOMIC
+    return sorted(answers) if answers and not answers & OWN[header] else []
+
+
 # ---------------------------------------------------------------------------
 # The student's names
 
