@@ -201,7 +201,9 @@ def _exec(node, cell: int, filename: str, ns: dict, deadline: float, errors: lis
             errors.append({"cell": cell, "line": node.lineno, "what": "was not run: out of time", "step": step})
         return False
     try:
-        code = compile(ast.fix_missing_locations(ast.Module(body=[node], type_ignores=[])), filename, "exec")
+        from grader.execute import as_lecture_ran
+
+        code = compile(ast.Module(body=[as_lecture_ran(node)], type_ignores=[]), filename, "exec")
         try:
             signal.setitimer(signal.ITIMER_REAL, remaining)
             exec(code, ns)  # noqa: S102 - student code, inside the sandboxed worker
