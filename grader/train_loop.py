@@ -280,6 +280,9 @@ def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> N
             ns = namespace(tensors, case)
             _run(exercise.get("prelude", []), ns, deadline, None)  # imports, defs, constants: failures ignored
             ns.update(_data(tensors))
+            for student, lecture in exercise.get("data_names", {}).items():  # X_train for Xtr
+                if isinstance(student, str) and lecture in ns:
+                    ns.setdefault(student, ns[lecture])
             ns["vocab_size"], ns["block_size"] = tensors["C"].shape[0], tensors["Xb"].shape[1]  # the data's shape
             ns["cmp"] = _cmp
             ns.setdefault("tqdm", _tqdm)
