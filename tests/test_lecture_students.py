@@ -110,3 +110,19 @@ def test_torch_float32_reads_as_the_grading_dtype():
         torch.set_default_dtype(previous)
     assert ns["x"].dtype == torch.float64
     assert ns["y"] is torch.float32  # only the name `torch` is read so: another alias is left alone
+
+
+@pytest.mark.parametrize("source", ["C = torch.randn((vocab_size, n_embd), generator=g)",
+                                    "W1 = torch.randn((30, 64), generator=g) * 0.2", "Xb, Yb = Xtr[ix], Ytr[ix]"])
+def test_an_exercise_cell_that_initialises_the_network_keeps_the_graders(source):
+    from grader.lecture import skip_reason
+
+    assert skip_reason(ast.parse(source).body[0]) in (
+        "re-initialises the parameters or the batch (the grader's are used)", "data loading")
+    assert skip_reason(ast.parse("w1 = W1 * 1.0").body[0]) is None   # a name of the student's own still runs
+
+
+def test_an_update_left_on_p_grad_costs_the_trajectory_and_says_why(reports):
+    train = reports["ex4_update_not_switched.ipynb"].exercise("train")
+    trajectory = next(c for c in train.checks if c.name == "trajectory")
+    assert "p.grad" in trajectory.message and "autograd" in trajectory.message
