@@ -92,6 +92,13 @@ def test_a_fix_after_exercise_3_is_exercise_1s_last_value():
     nb = students.nbb.lecture_notebook(cells=[("code", "# Exercise 1\ndC = 1"), ("code", "# Exercise 3\nx = 1"),
                                               ("code", "dhprebn = dhpreact * 2\ndC = 2")])
     assert build_plan(parse_cells(nb)).exercise_cells() == {"atomic": [1], "batchnorm": [2, 3]}
+    # Scratch work under exercise 2's header, with no cmp of its own, stays there too; checked, it moves.
+    cells = [("code", "# Exercise 1\ndC = 1"), ("code", "# Exercise 2\nx = 1"), ("code", "dprobs = 1 / probs")]
+    assert build_plan(parse_cells(students.nbb.lecture_notebook(cells=cells))).exercise_cells() == {
+        "atomic": [1], "cross_entropy": [2, 3]}
+    cells[-1] = ("code", "dprobs = 1 / probs\ncmp('probs', dprobs, probs)")
+    assert build_plan(parse_cells(students.nbb.lecture_notebook(cells=cells))).exercise_cells() == {
+        "atomic": [1, 3], "cross_entropy": [2]}
 
 
 def test_torch_float32_reads_as_the_grading_dtype():
