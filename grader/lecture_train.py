@@ -65,6 +65,7 @@ class TrainPlan:
     xb_name: str = "Xb"
     yb_name: str = "Yb"
     data_names: dict = field(default_factory=dict)     # the student's names for the splits: X_train -> Xtr
+    calls: list = field(default_factory=list)          # the loop is in a function of the cell: its calls after it
 
     @property
     def cells(self) -> list[int]:
@@ -308,6 +309,10 @@ def find_train(cells) -> TrainPlan | None:
                      lr_name=_lr_name(active, loop), grads_name=_grads_name(loop))
     plan.xb_name, plan.yb_name = _batch_names(loop)
     plan.data_names = dataset_names(cells)
+    if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef)):  # `def train(): for i in ...` then `train()`
+        plan.calls = [[node.lineno, node.col_offset] for node in cell.tree.body
+                      if node.lineno > (top.end_lineno or top.lineno) and top.name in _names(node)
+                      and _skip_reason(node, inside_loop=False) is None]
     plan.skips = _loop_skips(loop, cell.number)
 
     # Set-up: the cell's statements before the loop, and the cells since a `# Exercise 4` header above it.
@@ -389,7 +394,7 @@ def plan_entry(plan: TrainPlan, timeout: float, n_cases: int) -> dict:
     return {"mode": "lecture_train", "cell": plan.cell, "source": plan.source, "unit": list(plan.unit),
             "loop": list(plan.loop), "skip": [[s.line, s.col] for s in plan.skips], "setup": plan.setup,
             "prelude": plan.prelude, "lr_name": plan.lr_name, "grads_name": plan.grads_name,
-            "xb_name": plan.xb_name, "yb_name": plan.yb_name, "data_names": plan.data_names, "case_budget": budget}
+            "xb_name": plan.xb_name, "yb_name": plan.yb_name, "data_names": plan.data_names, "calls": plan.calls, "case_budget": budget}
 
 
 # ---------------------------------------------------------------------------

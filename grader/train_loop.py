@@ -290,12 +290,22 @@ def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> N
             tree = ast.parse(source, filename)
             unit = next(node for node in tree.body if [node.lineno, node.col_offset] == exercise["unit"])
             unit = _Rewrite(tuple(exercise["loop"]), {tuple(p) for p in exercise.get("skip", [])}).visit(unit)
+            if isinstance(unit, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                # The loop lives in a function: its variables made global, so each step's state can be read.
+                args = {a.arg for a in ast.walk(unit.args) if isinstance(a, ast.arg)}
+                stored = sorted({n.id for n in ast.walk(unit) if isinstance(n, ast.Name)
+                                 and isinstance(n.ctx, ast.Store)} - args)
+                if stored:
+                    unit.body.insert(0, ast.copy_location(ast.Global(names=stored), unit.body[0]))
             capture = Capture(ns, exercise, steps)
             ns[STEPS_NAME], ns[TICK_NAME] = capture.steps, capture.tick
             with float_is_grading_dtype():
                 _run(exercise.get("setup", []), ns, deadline, facts["errors"])
                 before = len(facts["errors"])
                 ok = _exec(unit, cell, filename, ns, deadline, facts["errors"], step=lambda: capture.started)
+                calls = {tuple(p) for p in exercise.get("calls", [])}
+                for node in [node for node in tree.body if (node.lineno, node.col_offset) in calls] if ok else []:
+                    ok = _exec(node, cell, filename, ns, deadline, facts["errors"], step=lambda: capture.started)
                 capture.finish()
             if not ok and len(facts["errors"]) > before:
                 err = facts["errors"][-1]
