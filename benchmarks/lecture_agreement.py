@@ -1,12 +1,14 @@
 """Agreement of lecture-mode grading with what each test notebook's own cmp lines say.
 
 Grades every notebook under tests/fixtures/notebooks/patterns/ (one per layout and habit of
-lecture-notebooks.md) and compares each gradient's verdict with the notebook's metadata
-(`grader_test.expected_failing`: the gradients its cmp lines would show as wrong; everything else
-of the exercises it holds is right). Prints the share of gradients and of notebooks that agree,
-and every disagreement.
+lecture-notebooks.md) and tests/fixtures/notebooks/students/ (whole student-like notebooks) and
+compares each gradient's verdict with the notebook's metadata (`grader_test.expected_failing`: the
+gradients its cmp lines would show as wrong; everything else of the exercises it holds is right).
+Where the metadata says what exercise 4 should get (`train`: "full", "untouched", or the failing
+`train` checks), its checks count too, and the share of exercise-4 notebooks graded is printed.
+Prints the share of gradients and of notebooks that agree, and every disagreement.
 
-    .venv/bin/python benchmarks/lecture_agreement.py [-v]
+    .venv/bin/python benchmarks/lecture_agreement.py [-v] [DIR ...]
 """
 
 import json
@@ -21,7 +23,26 @@ from grader.config import load_config  # noqa: E402
 from grader.grading import build_cases, grade  # noqa: E402
 from grader.lecture import GRADED  # noqa: E402
 
-PATTERNS = ROOT / "tests" / "fixtures" / "notebooks" / "patterns"
+NOTEBOOKS = ROOT / "tests" / "fixtures" / "notebooks"
+DIRS = [NOTEBOOKS / "patterns", NOTEBOOKS / "students"]
+
+
+def train_disagreements(report, expected) -> tuple[list[str], int, bool]:
+    """(disagreements, checks compared, graded) of exercise 4 against the metadata's `train`."""
+    ex = report.exercise("train")
+    graded = ex is not None and ex.status not in ("not_submitted",) and bool(ex.checks)
+    if expected is None:
+        return ([] if not graded else [f"train: graded ({ex.status}), but the notebook has no exercise 4"]), 0, graded
+    if not graded:
+        return [f"train: not graded ({ex.status if ex else 'absent'}: {ex.message[:100] if ex else ''})"], 0, graded
+    if expected == "untouched":
+        ok = ex.score == 0 and all(c.status != "passed" for c in ex.checks)
+        return ([] if ok else [f"train: untouched loop scored {ex.score:g}"]), len(ex.checks), graded
+    failing = set() if expected == "full" else set(expected)
+    wrong = [f"train.{c.name}: grader {c.status} ({c.message[:100]}), expected "
+             f"{'failed' if c.name in failing else 'passed'}"
+             for c in ex.checks if (c.status == "passed") == (c.name in failing)]
+    return wrong, len(ex.checks), graded
 
 
 def main() -> int:
@@ -30,7 +51,9 @@ def main() -> int:
     cases = build_cases(config, None)
     agree = total = notebooks_ok = 0
     t0 = time.perf_counter()
-    paths = sorted(PATTERNS.glob("*.ipynb"))
+    dirs = [Path(a) for a in sys.argv[1:] if not a.startswith("-")] or DIRS
+    paths = [p for d in dirs for p in sorted(d.glob("*.ipynb"))]
+    train_total = train_graded = train_agree = train_checks = 0
     for path in paths:
         meta = json.loads(path.read_text())["metadata"]["grader_test"]
         failing = set(meta["expected_failing"])
@@ -47,10 +70,17 @@ def main() -> int:
                 else:
                     wrong.append(f"{key}: grader {check.status} ({check.message[:100]}), expected "
                                  f"{'passed' if expected_pass else 'failed'}")
+        if "train" in meta:
+            extra, compared, graded = train_disagreements(report, meta["train"])
+            train_total += meta["train"] is not None
+            train_graded += graded and meta["train"] is not None
+            train_checks += compared
+            train_agree += max(0, compared - len(extra)) if compared else 0
+            wrong += extra
         missing_notes = [e for e in meta.get("expect", []) if not any(e in note for note in report.notebook.notes)]
         ok = not wrong and not missing_notes
         notebooks_ok += ok
-        print(f"{'ok  ' if ok else 'DIFF'} {path.name}: {report.score:g}/{report.max_score:g}")
+        print(f"{'ok  ' if ok else 'DIFF'} {path.parent.name}/{path.name}: {report.score:g}/{report.max_score:g}")
         for line in wrong + [f"note not found: {e!r}" for e in missing_notes]:
             print("     ", line)
         if verbose:
@@ -59,6 +89,8 @@ def main() -> int:
     seconds = time.perf_counter() - t0
     print(f"gradients agreeing: {agree}/{total} = {100 * agree / max(1, total):.1f}%; "
           f"notebooks agreeing: {notebooks_ok}/{len(paths)}; {seconds:.1f} s")
+    if train_total:
+        print(f"exercise 4 graded: {train_graded}/{train_total}; its checks agreeing: {train_agree}/{train_checks}")
     return 0 if agree == total and notebooks_ok == len(paths) else 1
 
 

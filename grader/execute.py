@@ -88,7 +88,7 @@ def run_statements(entries: list[dict], ns: dict, deadline: float, limit: float,
                     continue
                 seconds = min(limit, remaining)
                 try:
-                    code = compile(ast.Module(body=[node], type_ignores=[]), filename, "exec")
+                    code = compile(ast.Module(body=[as_lecture_ran(node)], type_ignores=[]), filename, "exec")
                     try:
                         signal.setitimer(signal.ITIMER_REAL, seconds)
                         exec(code, ns)  # noqa: S102 - student code, inside the sandboxed worker
@@ -147,6 +147,28 @@ class float_is_grading_dtype:
 
         torch.Tensor.float = self.original
         return False
+
+
+class Float32IsGradingDtype(ast.NodeTransformer):
+    """`torch.float32` (and `torch.float`) read as the grading dtype in a lecture cell's statement.
+
+    The same reason as `float_is_grading_dtype`: in the student's float32 kernel,
+    `torch.zeros((27, 10), dtype=torch.float32)` is the default dtype, so it must stay the default
+    here; graded in float64 it would otherwise round a right answer to float32 precision.
+    """
+
+    def visit_Attribute(self, node):
+        node = self.generic_visit(node)
+        if (isinstance(node.ctx, ast.Load) and node.attr in ("float32", "float")
+                and isinstance(node.value, ast.Name) and node.value.id == "torch"):
+            call = ast.Call(ast.Attribute(ast.Name("torch", ast.Load()), "get_default_dtype", ast.Load()), [], [])
+            return ast.copy_location(call, node)
+        return node
+
+
+def as_lecture_ran(node):
+    """A statement as the student's float32 kernel ran it (see Float32IsGradingDtype)."""
+    return ast.fix_missing_locations(Float32IsGradingDtype().visit(node))
 
 
 def _same(value, expected) -> bool:

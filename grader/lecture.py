@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from grader.exercises import ATOMIC, EXERCISES
-from grader.lecture_find import cell_role
+from grader.lecture_find import cell_role, revisits_exercise_1
 
 GRADED = {1: "atomic", 2: "cross_entropy", 3: "batchnorm"}
 NUMBER = {ex_id: number for number, ex_id in GRADED.items()}
@@ -73,6 +73,9 @@ TRAIN_NAMES = {"max_steps", "lossi", "stepi", "optimizer", "split_loss"}
 # The lecture's own autograd plumbing (its forward cells call loss.backward() to check against): not run.
 # Anything else that reaches autograd runs through grader.integrity.scan like every submission kind.
 AUTOGRAD_ATTRS = {"grad", "backward", "retain_grad", "retains_grad", "requires_grad", "requires_grad_", "zero_grad"}
+# An exercise cell that also initialises the network (or draws a batch) would grade the student's own
+# random parameters against the grader's answers: the grader's parameters and batch stand.
+REINIT = {"C", "W1", "b1", "W2", "b2", "bngain", "bnbias", "Xb", "Yb"}
 SKIP_IMPORTS = ("matplotlib", "seaborn", "plotly", "IPython", "google", "google.colab", "tqdm", "wandb")
 
 
@@ -345,6 +348,8 @@ def skip_reason(node, checkers=()) -> str | None:
         return "plotting"
     if names & DATA_NAMES or any("names.txt" in s or "://" in s for s in strings):
         return "data loading"
+    if _top_level_targets(node) & REINIT:
+        return "re-initialises the parameters or the batch (the grader's are used)"
     if _has_loop(node) and (names & TRAIN_NAMES or attrs & {"backward", "step", "zero_grad"} or _big_range(node)
                             or any(isinstance(s, ast.While) and isinstance(s.test, ast.Constant) and s.test.value
                                    for s in ast.walk(node))):
@@ -442,10 +447,12 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
 
     Headers are hints: a cell before any header goes where its code says;
     a one-go dlogits or dhprebn cell under another exercise's header moves to its own exercise when
-    that exercise has no header; a training loop is never part of exercises 1 to 3.
+    that exercise has no header; a cell under exercise 2's or 3's header that assigns only exercise 1's
+    gradients (a fix made later) goes back to exercise 1; a training loop is never part of exercises 1 to 3.
     """
     by_header: dict[int, int | None] = {}
     roles: dict[int, int | None] = {}
+    revisits: dict[int, list[str]] = {}
     current = None
     for cell in cells:
         lead = _cell_header(cell, code_numbers)
@@ -459,6 +466,7 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
             continue
         by_header[cell.number] = current
         roles[cell.number] = cell_role(cell)
+        revisits[cell.number] = revisits_exercise_1(cell, current) if roles[cell.number] == 1 else []
     with_header = {n for _, n in find_headers(cells)}
     placed: dict[int, int | None] = {}
     for number, header in by_header.items():
@@ -467,12 +475,35 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
             placed[number] = EXCLUDED
         elif header in GRADED:
             moved = role in (2, 3) and role != header and role not in with_header
+            if role == 1 and revisits[number]:  # back to exercise 1 after exercise 2 or 3
+                moved, role = True, 1
             placed[number] = role if moved else header
         elif header is None:  # before any header: where its code says
             placed[number] = role if role in GRADED else None
         else:  # under exercise 4's header (or a later one): its code, if any, is exercise 4's
             placed[number] = EXCLUDED
     return placed, roles
+
+
+def _given_reads(cell, number: int, provided, notes: list[str]):
+    """(source, tree) of a cell of an exercise that is given some gradients (exercise 3: dhpreact), with
+    `hpreact.grad` read as that given `dhpreact`: the student took the exercise's input from autograd,
+    the grader hands it the true one. Same length, so every statement keeps its line and column."""
+    source = cell.source
+    for name in provided:
+        tensor = name[1:]
+        pattern = re.compile(rf"(?<![\w.]){re.escape(tensor)}\s*\.\s*grad\b(?!\s*=[^=])")
+        source = pattern.sub(lambda m: f"({name})".ljust(len(m.group(0))), source)
+    if source == cell.source:
+        return cell.source, cell.tree
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return cell.source, cell.tree
+    given = ", ".join(f"{n[1:]}.grad" for n in provided)
+    notes.append(f"exercise {number}: cell {cell.number} reads {given}, the gradient this exercise is given: "
+                 f"the grader supplies the true {', '.join(provided)} there")
+    return source, tree
 
 
 def build_plan(cells) -> LecturePlan:
@@ -490,6 +521,8 @@ def build_plan(cells) -> LecturePlan:
 
     code_numbers = _code_header_numbers(cells)
     placed, roles = _placement(cells, code_numbers)
+    skipped_defs: dict[int, dict[str, str]] = {}   # per section: functions not run -> why
+    provided_notes: list[str] = []
     checkers = {node.name for cell in cells if cell.kind == "code" and cell.tree is not None
                 for node in cell.tree.body if isinstance(node, ast.FunctionDef) and reads_grad(node)}
     for cell in cells:
@@ -508,9 +541,12 @@ def build_plan(cells) -> LecturePlan:
                                                    "so none of it ran"))
             continue
         mids = _mid_headers(cell)
+        source, tree = cell.source, cell.tree
+        if not mids and where in GRADED and PROVIDED.get(GRADED[where]):
+            source, tree = _given_reads(cell, where, PROVIDED[GRADED[where]], provided_notes)
         runs: dict[int | None, list[list[int]]] = {}
         members = {where} if where is not None else set()
-        for node in units(cell.tree.body):
+        for node in units(tree.body):
             while mids and mids[0][0] <= node.lineno:
                 current = where = mids.pop(0)[1]
                 headers.append((cell.number, current))
@@ -522,8 +558,15 @@ def build_plan(cells) -> LecturePlan:
             target = section(where)
             if target is None:
                 continue
-            target.statements.append((cell.number, node, cell.source))
+            target.statements.append((cell.number, node, source))
             reason = skip_reason(node, checkers)
+            not_run = skipped_defs.setdefault(where, {})
+            if reason is None and not any(n.startswith("d") for n in _top_level_targets(node)):
+                used = sorted(_loads_of(node) & set(not_run))
+                if used:  # split_loss('val') after its definition was left out
+                    reason = f"uses {used[0]}, which is not run ({not_run[used[0]]})"
+            if reason is not None and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                not_run[node.name] = reason
             if reason is None:
                 runs.setdefault(where, []).append([node.lineno, node.col_offset])
             else:
@@ -534,15 +577,15 @@ def build_plan(cells) -> LecturePlan:
             members.add(number)
         if runs.get(None):
             chosen = {tuple(position) for position in runs[None]}
-            names = sorted({name for node in units(cell.tree.body) if (node.lineno, node.col_offset) in chosen
+            names = sorted({name for node in units(tree.body) if (node.lineno, node.col_offset) in chosen
                             for name in _bound(node)})
-            prelude.append({"cell": cell.number, "source": cell.source, "run": runs[None], "names": names})
-            prelude_nodes += [(cell.number, node, cell.source) for node in units(cell.tree.body)
+            prelude.append({"cell": cell.number, "source": source, "run": runs[None], "names": names})
+            prelude_nodes += [(cell.number, node, source) for node in units(tree.body)
                               if (node.lineno, node.col_offset) in chosen]
         for number in sorted(n for n in members if n is not None):
             target = section(number)
             if target is not None:  # a cell with nothing to run still belongs to its section
-                target.cells.append({"cell": cell.number, "source": cell.source, "run": runs.get(number, [])})
+                target.cells.append({"cell": cell.number, "source": source, "run": runs.get(number, [])})
 
     last = max((c["cell"] for sec in sections.values() for c in sec.cells), default=0)
     prelude = [entry for entry in prelude if entry["cell"] < last]  # only what the exercises come after
@@ -552,6 +595,7 @@ def build_plan(cells) -> LecturePlan:
     plan = LecturePlan(sections=sections, prelude=prelude, headers=headers, prelude_nodes=prelude_nodes,
                        training_cells=sorted(n for n, role in roles.items() if role == 4))
     _found_notes(plan, placed, roles, cells)
+    plan.notes += provided_notes
     name_maps(plan, cells)
     for sec in sections.values():
         sec.autograd = autograd_uses(sec)
@@ -620,6 +664,12 @@ def _found_notes(plan: LecturePlan, placed: dict, roles: dict, cells) -> None:
                 plan.notes.append(f"exercise {number}: {'cell' if len(before) == 1 else 'cells'} {_spans(before)} "
                                   f"{come} before its header (cell {first_header}) and "
                                   f"{WHAT[number][len(before) > 1]}: graded as exercise {number}")
+    atomic = plan.sections.get("atomic")
+    for cell_number in atomic.cell_numbers if atomic is not None else []:
+        under = [n for c, n in plan.headers if c <= cell_number]
+        if under and under[-1] in (2, 3) and placed.get(cell_number) == 1:
+            plan.notes.append(f"exercise 1: cell {cell_number}, under exercise {under[-1]}'s header, assigns only "
+                              "exercise 1's gradients: graded as exercise 1, after its earlier cells")
     if plan.training_cells:
         plan.notes.append(f"exercise 4: {_cells_do(plan.training_cells, ('trains the network', 'train the network'))}; "
                           "that is not part of exercises 1 to 3")

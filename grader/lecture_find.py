@@ -80,8 +80,10 @@ def cell_role(cell) -> int | None:
         if "dhprebn" in answers and answers <= BN_LOCAL:
             return 3
         return 1 if answers else None
+    from grader.lecture_train import _training_loop  # exercise 4's own finder: `p -= lr * grad` too
+
     nodes = _function_free(cell.tree.body)
-    if any(_is_training_loop(node) for node in nodes):
+    if any(_is_training_loop(node) or _training_loop(node) is not None for node in nodes):
         return 4
     assigned: set[str] = set()
     free_d: set[str] = set()     # gradients read before the cell assigns them
@@ -95,6 +97,27 @@ def cell_role(cell) -> int | None:
             and {canonical(n) for n in free_d} <= {"dhpreact"}):
         return 3
     return 1 if answers else None
+
+
+# Each one-go exercise's own gradients: what its cells may assign on the way to their answer.
+OWN = {2: {"dlogits"}, 3: BN_LOCAL | {"dhpreact"}}
+
+
+def revisits_exercise_1(cell, header: int) -> list[str]:
+    """Exercise 1's gradients a cell under exercise 2's or 3's header assigns when it assigns none of that
+    exercise's own and checks one of them with its own cmp line (`dC` fixed after exercise 3): the
+    student went back to exercise 1, and their kernel's last value of those gradients is this cell's.
+    Empty otherwise."""
+    from grader.lecture import assigned_names
+
+    if header not in OWN or cell.kind != "code" or cell.tree is None:
+        return []
+    answers = {canonical(name) for node in _function_free(cell.tree.body) for name in assigned_names(node)} & D_ATOMIC
+    if not answers or answers & OWN[header]:
+        return []
+    # Only a fix the student checked there: scratch work while deriving the one-go formula has no cmp of its own.
+    checked = {call.answer for call in cmp_calls(cell) if not call.commented}
+    return sorted(answers) if checked & answers else []
 
 
 # ---------------------------------------------------------------------------

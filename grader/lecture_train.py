@@ -64,6 +64,8 @@ class TrainPlan:
     grads_name: str = "grads"
     xb_name: str = "Xb"
     yb_name: str = "Yb"
+    data_names: dict = field(default_factory=dict)     # the student's names for the splits: X_train -> Xtr
+    calls: list = field(default_factory=list)          # the loop is in a function of the cell: its calls after it
 
     @property
     def cells(self) -> list[int]:
@@ -75,6 +77,9 @@ class TrainPlan:
         shown = [s for s in self.setup_skips + self.skips][:6]
         if shown:
             out.append("exercise 4: not run: " + "; ".join(f"cell {s.cell} line {s.line} ({s.reason})" for s in shown))
+        if self.data_names:
+            out.append("exercise 4: your names for the data splits were read as the lecture's: "
+                       + ", ".join(f"{k} as {v}" for k, v in sorted(self.data_names.items())))
         return out
 
 
@@ -303,6 +308,11 @@ def find_train(cells) -> TrainPlan | None:
                      update_line=update.lineno, update_text=(ast.get_source_segment(cell.source, update) or "")[:120],
                      lr_name=_lr_name(active, loop), grads_name=_grads_name(loop))
     plan.xb_name, plan.yb_name = _batch_names(loop)
+    plan.data_names = dataset_names(cells)
+    if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef)):  # `def train(): for i in ...` then `train()`
+        plan.calls = [[node.lineno, node.col_offset] for node in cell.tree.body
+                      if node.lineno > (top.end_lineno or top.lineno) and top.name in _names(node)
+                      and _skip_reason(node, inside_loop=False) is None]
     plan.skips = _loop_skips(loop, cell.number)
 
     # Set-up: the cell's statements before the loop, and the cells since a `# Exercise 4` header above it.
@@ -347,6 +357,33 @@ def find_train(cells) -> TrainPlan | None:
     return plan
 
 
+SPLIT_NAMES = (("Xtr", "Ytr"), ("Xdev", "Ydev"), ("Xte", "Yte"))
+
+
+def dataset_names(cells) -> dict[str, str]:
+    """The student's names for the lecture's splits, from their data cell: `X_train, Y_train =
+    build_dataset(words[:n1])` makes X_train the grader's Xtr (the splits in the order built)."""
+    found: list[tuple[str, str]] = []
+    for cell in cells:
+        if cell.kind != "code" or cell.tree is None:
+            continue
+        for node in ast.walk(cell.tree):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Tuple)
+                    and len(node.targets[0].elts) == 2 and all(isinstance(e, ast.Name) for e in node.targets[0].elts)
+                    and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)):
+                continue
+            builds = "dataset" in node.value.func.id.lower() or "words" in _names(node.value)
+            pair = tuple(e.id for e in node.targets[0].elts)
+            if builds and pair not in found:
+                found.append(pair)
+    out = {}
+    for pair, lecture in zip(found, SPLIT_NAMES):
+        for student, name in zip(pair, lecture):
+            if student != name and student not in PROVIDED_DATA:
+                out[student] = name
+    return out
+
+
 def _cell_tree(cells, number: int):
     return next(c.tree for c in cells if c.number == number)
 
@@ -357,7 +394,7 @@ def plan_entry(plan: TrainPlan, timeout: float, n_cases: int) -> dict:
     return {"mode": "lecture_train", "cell": plan.cell, "source": plan.source, "unit": list(plan.unit),
             "loop": list(plan.loop), "skip": [[s.line, s.col] for s in plan.skips], "setup": plan.setup,
             "prelude": plan.prelude, "lr_name": plan.lr_name, "grads_name": plan.grads_name,
-            "xb_name": plan.xb_name, "yb_name": plan.yb_name, "case_budget": budget}
+            "xb_name": plan.xb_name, "yb_name": plan.yb_name, "data_names": plan.data_names, "calls": plan.calls, "case_budget": budget}
 
 
 # ---------------------------------------------------------------------------

@@ -201,7 +201,9 @@ def _exec(node, cell: int, filename: str, ns: dict, deadline: float, errors: lis
             errors.append({"cell": cell, "line": node.lineno, "what": "was not run: out of time", "step": step})
         return False
     try:
-        code = compile(ast.fix_missing_locations(ast.Module(body=[node], type_ignores=[])), filename, "exec")
+        from grader.execute import as_lecture_ran
+
+        code = compile(ast.Module(body=[as_lecture_ran(node)], type_ignores=[]), filename, "exec")
         try:
             signal.setitimer(signal.ITIMER_REAL, remaining)
             exec(code, ns)  # noqa: S102 - student code, inside the sandboxed worker
@@ -278,6 +280,9 @@ def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> N
             ns = namespace(tensors, case)
             _run(exercise.get("prelude", []), ns, deadline, None)  # imports, defs, constants: failures ignored
             ns.update(_data(tensors))
+            for student, lecture in exercise.get("data_names", {}).items():  # X_train for Xtr
+                if isinstance(student, str) and lecture in ns:
+                    ns.setdefault(student, ns[lecture])
             ns["vocab_size"], ns["block_size"] = tensors["C"].shape[0], tensors["Xb"].shape[1]  # the data's shape
             ns["cmp"] = _cmp
             ns.setdefault("tqdm", _tqdm)
@@ -285,12 +290,22 @@ def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> N
             tree = ast.parse(source, filename)
             unit = next(node for node in tree.body if [node.lineno, node.col_offset] == exercise["unit"])
             unit = _Rewrite(tuple(exercise["loop"]), {tuple(p) for p in exercise.get("skip", [])}).visit(unit)
+            if isinstance(unit, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                # The loop lives in a function: its variables made global, so each step's state can be read.
+                args = {a.arg for a in ast.walk(unit.args) if isinstance(a, ast.arg)}
+                stored = sorted({n.id for n in ast.walk(unit) if isinstance(n, ast.Name)
+                                 and isinstance(n.ctx, ast.Store)} - args)
+                if stored:
+                    unit.body.insert(0, ast.copy_location(ast.Global(names=stored), unit.body[0]))
             capture = Capture(ns, exercise, steps)
             ns[STEPS_NAME], ns[TICK_NAME] = capture.steps, capture.tick
             with float_is_grading_dtype():
                 _run(exercise.get("setup", []), ns, deadline, facts["errors"])
                 before = len(facts["errors"])
                 ok = _exec(unit, cell, filename, ns, deadline, facts["errors"], step=lambda: capture.started)
+                calls = {tuple(p) for p in exercise.get("calls", [])}
+                for node in [node for node in tree.body if (node.lineno, node.col_offset) in calls] if ok else []:
+                    ok = _exec(node, cell, filename, ns, deadline, facts["errors"], step=lambda: capture.started)
                 capture.finish()
             if not ok and len(facts["errors"]) > before:
                 err = facts["errors"][-1]
