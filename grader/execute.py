@@ -286,16 +286,9 @@ def run_lecture_exercise(harness, exercise: dict, cases: list[dict], answers_cls
                              "traceback": ""}
         facts["errors"] = facts["errors"][:30]  # one frame's JSON stays well under the worker's cap
         facts["late"] = facts["late"][:30]
-        meta["notes"] = answers.notes
         meta["lecture"] = facts
         meta["seconds"] = time.perf_counter() - started
-        try:
-            blob = answers.blob()
-        except Exception as err:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold
-            meta["notes"] = {k: {"status": "wrong_type", "message": f"could not be sent back ({err})"}
-                             for k in answers.notes}
-            blob = b""
-        harness.send(meta, blob)
+        harness.send_answers(meta, answers)
 
 
 # ---------------------------------------------------------------------------

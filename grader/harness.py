@@ -138,6 +138,17 @@ class Harness:
     def send(self, meta: dict, blob: bytes = b"") -> None:
         channel.send(self.fd, meta, blob)
 
+    def send_answers(self, meta: dict, answers: "Answers") -> None:
+        """One case's result frame: its notes, and its answers as safetensors (or a note on each if they cannot be)."""
+        meta["notes"] = answers.notes
+        try:
+            blob = answers.blob()
+        except Exception as err:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold
+            meta["notes"] = {k: {"status": "wrong_type", "message": f"could not be sent back ({err})"[:300]}
+                             for k in answers.notes}
+            blob = b""
+        self.send(meta, blob)
+
     def describe(self, err: BaseException) -> str:
         if isinstance(err, SystemExit):
             return f"called sys.exit({err.code!r}); a grading function must return its answers"
@@ -224,15 +235,8 @@ class Harness:
             except BaseException as err:  # noqa: BLE001
                 meta["error"] = {"message": f"{exercise['function']} {self.describe(err)}",
                                  "traceback": student_traceback(err, self.submission)}
-            meta["notes"] = answers.notes
             meta["seconds"] = time.perf_counter() - started
-            try:
-                blob = answers.blob()
-            except Exception as err:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold
-                meta["notes"] = {k: {"status": "wrong_type", "message": f"could not be sent back ({err})"[:300]}
-                                 for k in answers.notes}
-                blob = b""
-            self.send(meta, blob)
+            self.send_answers(meta, answers)
 
     def trajectory(self, function, case: dict, answers: Answers) -> dict:
         """A few SGD steps with the student's gradients; parameters after each step go back."""

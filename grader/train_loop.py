@@ -318,13 +318,6 @@ def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> N
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
         facts["errors"] = facts["errors"][:20]
-        meta["notes"] = answers.notes
         meta["lecture"] = facts
         meta["seconds"] = time.perf_counter() - started
-        try:
-            blob = answers.blob()
-        except Exception as err:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold
-            meta["notes"] = {k: {"status": "wrong_type", "message": f"could not be sent back ({err})"[:300]}
-                             for k in answers.notes}
-            blob = b""
-        harness.send(meta, blob)
+        harness.send_answers(meta, answers)
