@@ -11,10 +11,12 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 # Debian packages, installed when run as root with apt-get (one apt-get update), else a note:
 # bubblewrap gives the strongest isolation (without it the grader falls back, see README);
 # graphviz's `dot` lays out the graphs of `grade --html` (without it the page has tables only).
-# APT_EXTRA adds packages (.ci/run: chromium, for the page tests).
+# chromium: the test suite opens the HTML pages in it (the page tests fail without it).
+# APT_EXTRA adds packages.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # libseccomp (Debian installs it by default) builds the exercise children's syscall filter.
 /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)
 for pkg in ${APT_EXTRA:-}; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
@@ -26,6 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
       echo "note: bubblewrap (bwrap) is not installed; grading will use a weaker isolation level" >&2;; esac
     case " ${missing[*]} " in *" graphviz "*)
       echo "note: graphviz (dot) is not installed; the HTML page will show its tables without the graphs" >&2;; esac
+    case " ${missing[*]} " in *" chromium "*)
+      echo "note: chromium is not installed; the test suite's page tests need it" >&2;; esac
     for pkg in ${APT_EXTRA:-}; do
       case " ${missing[*]} " in *" $pkg "*) echo "note: $pkg is not installed (not root, or no apt-get)" >&2;; esac
     done
