@@ -1,6 +1,6 @@
 """Headless Chromium (the Debian package) for the page tests: the rendered DOM and what the page requested.
 
-Missing Chromium is a failure, not a skip: `.ci/run` installs it (and a
+Missing Chromium is a failure, not a skip: `setup.sh` installs it (and a
 developer can with `apt-get install chromium`).
 """
 
@@ -22,7 +22,7 @@ VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "met
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
-        pytest.fail("headless Chromium is needed for the page tests: apt-get install chromium (.ci/run does)")
+        pytest.fail("headless Chromium is needed for the page tests: apt-get install chromium (setup.sh does, as root)")
     return found
 
 
