@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field, model_serializer
 
 from grader.safe_text import clean_tree, valid
 
-SCHEMA_VERSION = "1.0"
+# 1.1 adds optional fields only: hint_levels, cascade_of, answer_digest, config_source,
+# isolation.syscall_filter and isolation.tasks; a 1.0 report still validates.
+SCHEMA_VERSION = "1.1"
 
 CaseStatus = Literal[
     "passed", "missing", "not_implemented", "wrong_type", "wrong_shape", "not_finite",
