@@ -24,15 +24,14 @@ import ast
 from dataclasses import dataclass, field
 
 from grader.exercises import EXERCISES, PARAMS, TRAJECTORY
+from grader.lecture import PLOT_NAMES, SKIP_IMPORTS, _attrs, _names  # the same facts as exercises 1-3
 
 GRAD_NAMES = tuple("d" + p for p in PARAMS)
 AUTOGRAD = {"backward", "retain_grad", "retains_grad", "requires_grad", "requires_grad_", "autograd", "grad_fn",
             "zero_grad"}
-PLOT_NAMES = {"plt", "matplotlib", "sns", "seaborn", "plotly", "px"}
 PLOT_ATTRS = {"imshow", "plot", "hist", "figure", "show"}
 DATA_NAMES = {"open", "words", "build_dataset", "urllib", "requests", "wget", "subprocess"}
 PROVIDED_DATA = {"Xtr", "Ytr", "Xdev", "Ydev", "Xte", "Yte", "Xval", "Yval"}
-SKIP_IMPORTS = ("matplotlib", "seaborn", "plotly", "IPython", "google", "tqdm", "wandb")
 FORWARD_HINTS = {"cross_entropy", "Xtr", "Ytr", "logits"}
 
 
@@ -85,14 +84,6 @@ class TrainPlan:
 
 # ---------------------------------------------------------------------------
 # Finding the loop
-
-def _attrs(node) -> set[str]:
-    return {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
-
-
-def _names(node) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-
 
 def _reads_grad(node) -> bool:
     return any(isinstance(n, ast.Attribute) and n.attr == "grad" and isinstance(n.ctx, ast.Load)
