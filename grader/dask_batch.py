@@ -19,6 +19,7 @@ import atexit
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def grade_on_dask(todo, config, secret, timeout: float, isolation: str, schedule
     with client:
         cases = build_cases(config, secret)
         [shared] = client.scatter([cases], broadcast=True)
+        run = uuid.uuid4().hex[:12]  # task keys of their own: a scheduler shares results between equal keys
         futures = {}
         for entry in todo:
             try:
@@ -103,7 +105,7 @@ def grade_on_dask(todo, config, secret, timeout: float, isolation: str, schedule
                 yield Result(entry=entry, status="unreadable", message=str(err)[:1000])
                 continue
             future = client.submit(grade_task, entry, submission, config, shared, timeout, isolation, execute,
-                                   pure=False, key=f"grade-{entry.content_hash[:12]}-{len(futures)}")
+                                   pure=False, key=f"grade-{run}-{len(futures)}-{entry.content_hash[:12]}")
             futures[future] = entry
         for future in as_completed(futures):
             entry = futures[future]
