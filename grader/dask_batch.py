@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from grader import __version__
 from grader.config import ConfigError
 
 _lock = threading.Lock()
@@ -55,14 +56,25 @@ def _close_slot() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def grade_task(entry, submission, config, cases, timeout: float, isolation: str, execute) -> tuple[str, str, str]:
-    """On a Dask worker: grade one submission; (status, report JSON or "", message)."""
+def grade_task(entry, submission, config, cases, timeout: float, isolation: str, execute,
+               version: str = __version__) -> tuple[str, str, str]:
+    """On a Dask worker: grade one submission; (status, report JSON or "", message).
+
+    `version`: the grader's on the machine running the batch; a worker with another one grades nothing.
+    """
     from grader.batch import grade_entry
 
+    if version != __version__:
+        raise RuntimeError(f"this worker has grader {__version__} installed and the batch runs grader {version}: "
+                           "install the same version on every worker")
     with _lock:  # one session at a time per worker process, whatever its thread count
         slot = _worker_slot(config, isolation)
         result = grade_entry(entry, config, cases, timeout, slot=slot, execute=execute, submission=submission)
     return result.status, result.report.model_dump_json() if result.report else "", result.message
+
+
+def _given(value):
+    return value
 
 
 def _reachable(address: str) -> None:
@@ -95,8 +107,10 @@ def grade_on_dask(todo, config, secret, timeout: float, isolation: str, schedule
         raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     with client:
         cases = build_cases(config, secret)
-        [shared] = client.scatter([cases], broadcast=True)
         run = uuid.uuid4().hex[:12]  # task keys of their own: a scheduler shares results between equal keys
+        # A task that returns the cases rather than scattered data: were every worker that holds them
+        # lost, the scheduler would run it again (scattered data would be gone, and the rest of the batch with it).
+        shared = client.submit(_given, cases, pure=False, key=f"cases-{run}")
         futures = {}
         for entry in todo:
             try:
@@ -105,7 +119,7 @@ def grade_on_dask(todo, config, secret, timeout: float, isolation: str, schedule
                 yield Result(entry=entry, status="unreadable", message=str(err)[:1000])
                 continue
             future = client.submit(grade_task, entry, submission, config, shared, timeout, isolation, execute,
-                                   pure=False, key=f"grade-{run}-{len(futures)}-{entry.content_hash[:12]}")
+                                   __version__, pure=False, key=f"grade-{run}-{len(futures)}-{entry.content_hash[:12]}")
             futures[future] = entry
         for future in as_completed(futures):
             entry = futures[future]

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, SECRET, make_submission
+from conftest import ROOT, SECRET, SOLUTIONS, make_submission
 from grader import sandbox
 from grader.batch import run_batch
 from grader.gradebook import Gradebook
@@ -71,3 +71,71 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys):
     code = cli_main(["batch", str(tmp_path / "course"), "--out", str(tmp_path / "out"), "--quiet",
                      "--config", str(ROOT / "grading.yaml"), "--scheduler", "tcp://127.0.0.1:9"])
     assert code == 2 and "cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+class _Recorded:
+    """A finished future of the recording client below."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class _RecordingClient:
+    """Stands in for dask.distributed.Client: keeps what grade_on_dask would send, grades nothing."""
+
+    sent: list = []
+
+    def __init__(self, address, timeout):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args, **kwargs):
+        self.sent.append((fn, args, kwargs))
+        return _Recorded(args[0] if fn.__name__ == "_given" else ("error", "", "not graded: recorded only"))
+
+
+def test_what_travels_to_the_workers_is_the_submissions_by_value_and_the_cases_never_the_secret(tmp_path, config,
+                                                                                                  monkeypatch):
+    import cloudpickle
+    import dask.distributed
+
+    from grader import dask_batch
+    from grader.batch import discover
+
+    make_submission(tmp_path / "course" / "ann")
+    (tmp_path / "course" / "ed.zip").write_bytes(b"not a zip")
+    monkeypatch.setattr(dask.distributed, "Client", _RecordingClient)
+    monkeypatch.setattr(dask.distributed, "as_completed", iter)
+    monkeypatch.setattr(_RecordingClient, "sent", [])
+    entries, _ = discover(tmp_path / "course", tmp_path / "out")
+    results = {r.entry.name: r for r in dask_batch.grade_on_dask(entries, config, SECRET, 5, "auto", "inproc://x")}
+    assert results["ed"].status == "unreadable" and results["ann"].status == "error"
+    [(given, (cases,), _), (task, args, options)] = _RecordingClient.sent  # the unreadable one never left
+    assert given is dask_batch._given and task is dask_batch.grade_task
+    entry, submission, shipped_config, _, timeout, isolation, execute, version = args
+    assert entry.name == "ann" and sorted(submission.files) == sorted(p.name for p in SOLUTIONS.glob("*.py"))
+    assert submission.files["atomic.py"] == (SOLUTIONS / "atomic.py").read_text()  # by value: no path to read
+    assert len(cases) > len(config.cases)  # hidden cases travel, with their inputs and references
+    payload = cloudpickle.dumps((cases, args))
+    assert SECRET.encode() not in payload and SECRET.encode("utf-16-le") not in payload
+    assert options["key"].startswith("grade-") and options["pure"] is False
+    # A second batch of the same submissions (another config, say) on the same scheduler: keys of its own,
+    # or the scheduler would hand it the first one's results.
+    list(dask_batch.grade_on_dask(entries, config, SECRET, 5, "auto", "inproc://x"))
+    keys = [kw["key"] for _, _, kw in _RecordingClient.sent]
+    assert len(keys) == 4 and len(set(keys)) == 4
+
+
+def test_a_worker_with_another_grader_version_grades_nothing(config):
+    from grader import dask_batch
+
+    with pytest.raises(RuntimeError, match="install the same version on every worker"):
+        dask_batch.grade_task(None, None, config, [], 5, "auto", None, version="0.0.0-other")

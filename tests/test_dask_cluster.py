@@ -9,6 +9,8 @@ The tests below read what happened.
 import json
 import os
 import queue
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from grader.batch import content_hash, run_batch
 from grader.config import IntegrityConfig, load_config
 from grader.gradebook import Gradebook
 from grader.integrity import RULES
+from grader.report import Report
 
 pytest.importorskip("dask.distributed", reason="the optional extra `dask` is not installed")
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or not sandbox.level_works("bwrap"),
@@ -31,7 +34,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux" or not sandbox.level_wor
 
 HOSTILE = ROOT / "tests" / "hostile"
 VARIANTS = ROOT / "tests" / "fixtures" / "variants"
-TIMEOUT = 3  # seconds per exercise: the hung submission costs a few of them
+TIMEOUT = 3  # seconds per exercise: the hung submission hangs in three, long after the others are done
 BOUND = 240  # seconds for anything the scenario waits for: a hang fails the test, it never blocks the suite
 
 
@@ -42,10 +45,13 @@ class Scenario:
     remote: Path
     totals: object = None          # the cluster run's BatchResult
     views: dict = field(default_factory=dict)       # worker name -> (cwd, sees the batch folder)
-    killed: str = ""               # the worker killed mid-batch
+    killed: str = ""               # the worker killed mid-batch, nanny and all
+    restarted: str = ""            # the worker whose process was killed next (its nanny started another)
+    pids: tuple = ()               # that worker process's pid, and the pids of the workers at the end
     at_kill: dict = field(default_factory=dict)     # what was done and where the slow one ran, at the kill
     kill: dict = field(default_factory=dict)        # the harness's account of the kill
     survivors: list = field(default_factory=list)   # worker names the scheduler still had after the batch
+    deaths: list = field(default_factory=list)      # worker processes whose nanny saw them killed
     left: list | None = None                        # processes alive after the cluster stopped
     strays: list = field(default_factory=list)      # processes naming the cluster's folder, after it stopped
     error: str = ""
@@ -107,9 +113,10 @@ def _mentioning(text: str) -> list[str]:
 
 def _course(course: Path) -> Path:
     """Eight entries; `aa-hung` comes first, so it is among the first tasks a worker takes."""
-    spin = "def cross_entropy_backward(logits, Yb):\n    while True:\n        pass\n"
+    spin = "def {}:\n    while True:\n        pass\n"
     make_submission(course / "aa-hung", {"batchnorm.py": (HOSTILE / "batchnorm__sleep_forever.py").read_text(),
-                                         "cross_entropy.py": spin})
+                                         "cross_entropy.py": spin.format("cross_entropy_backward(logits, Yb)"),
+                                         "embedding.py": spin.format("embedding_backward(demb, Xb, vocab_size)")})
     make_submission(course / "ann")
     make_submission(course / "bo", {"embedding.py": (VARIANTS / "embedding__no_accumulate.py").read_text(),
                                     "atomic.py": (HOSTILE / "atomic__syntax_error.py").read_text()})
@@ -153,30 +160,48 @@ def scenario(tmp_path_factory):
 
             threading.Thread(target=batch, daemon=True).start()
             slow = f"-{content_hash(hung)[:12]}"
-            deadline = time.monotonic() + BOUND
-            while not found.killed:
-                assert time.monotonic() < deadline, "the hung submission never ran while another was done"
-                time.sleep(0.05)
-                status = watch.run_on_scheduler(lambda dask_scheduler: {
-                    str(k): (ts.state, ts.processing_on.name if ts.processing_on else None)
-                    for k, ts in dask_scheduler.tasks.items() if str(k).startswith("grade-")})
-                finished = [k for k, (state, _) in status.items() if state == "memory"]
-                holder = [on for k, (state, on) in status.items() if k.endswith(slow) and state == "processing"]
-                if finished and holder:
-                    found.at_kill = {"finished": len(finished), "slow_on": holder[0]}
-                    found.killed = holder[0]
-                    cluster.send(f"kill {found.killed}")
-                    found.kill = cluster.read(60)
+
+            def on_scheduler(dask_scheduler):  # each grading task's state and the worker it is on
+                return {str(k): (ts.state, ts.processing_on.name if ts.processing_on else None)
+                        for k, ts in dask_scheduler.tasks.items() if str(k).startswith("grade-")}
+
+            def until(ready, what: str):
+                deadline = time.monotonic() + BOUND
+                while not (found := ready(watch.run_on_scheduler(on_scheduler))):
+                    assert time.monotonic() < deadline, f"never happened: {what}"
+                    time.sleep(0.05)
+                return found
+
+            def holder(tasks):
+                [(state, on)] = [v for k, v in tasks.items() if k.endswith(slow)]
+                assert state != "memory", "the hung submission was done before the worker holding it was killed"
+                return on if state == "processing" else None
+
+            # A machine lost: the worker that holds the hung submission, nanny and all, once another is done.
+            found.killed = until(lambda t: any(s == "memory" for s, _ in t.values()) and holder(t),
+                                 "the hung submission on a worker while another was done")
+            found.at_kill = {"finished": sum(s == "memory" for s, _ in watch.run_on_scheduler(on_scheduler).values())}
+            cluster.send(f"kill {found.killed}")
+            found.kill = cluster.read(60)
+            # Then the last worker's process (its nanny starts a new one), the only one holding the cases.
+            found.restarted = until(lambda t: holder(t) not in (None, found.killed) and holder(t),
+                                    "the hung submission on the other worker")
+            [old] = watch.run(os.getpid, workers=[a for a, w in watch.scheduler_info(n_workers=-1)["workers"].items()
+                                                 if w["name"] == found.restarted]).values()
+            os.kill(old, signal.SIGKILL)
             outcome = done.get(timeout=BOUND)
             if isinstance(outcome, BaseException):
                 raise outcome
             found.totals = outcome
             found.survivors = sorted(w["name"] for w in watch.scheduler_info(n_workers=-1)["workers"].values())
+            found.pids = (old, list(watch.run(os.getpid).values()))
     except Exception as err:  # noqa: BLE001 - every test then says what broke
         found.error = f"{type(err).__name__}: {err}"
     finally:
         found.left = cluster.stop()
         found.strays = _mentioning(str(root / "cluster"))
+        logs = "".join(p.read_text(errors="replace") for p in (root / "cluster").glob("w*/log.txt"))
+        found.deaths = [int(pid) for pid in re.findall(r"Worker process (\d+) was killed", logs)]
     return found
 
 
@@ -194,18 +219,42 @@ def test_the_gradebook_equals_a_local_runs_with_a_worker_killed_midway(scenario)
     assert scenario.at_kill["finished"] >= 1 and scenario.kill["killed"] == scenario.killed
     local = _book(scenario.local)
     assert len(local) == 8 and local["ann"][1] == 100 and local["gus"][0] == "unreadable"
-    assert local["aa-hung"][0] == "graded" and local["aa-hung"][2]["batchnorm"] == 0
+    assert local["aa-hung"][0] == "graded" and local["aa-hung"][1] == 60  # atomic and train
     assert _book(scenario.remote) == local  # no row lost, none twice (names are unique), the same grades
     totals = scenario.totals
     assert (totals.total, totals.graded, totals.unreadable, totals.errors) == (8, 7, 1, 0)
-    assert sorted(p.name for p in scenario.remote.glob("*.json")) == sorted(p.name for p in scenario.local.glob("*.json"))
+    assert sorted(p.name for p in scenario.remote.glob("*.json")) == \
+        sorted(p.name for p in scenario.local.glob("*.json"))
 
 
 def test_the_killed_workers_submissions_were_graded_elsewhere(scenario):
     assert not scenario.error
     other = ({"w0", "w1"} - {scenario.killed}).pop()
-    assert scenario.survivors == [other]  # the only worker left graded the hung one again
+    assert scenario.restarted == other and scenario.survivors == [other]  # the only worker left graded them
     assert scenario.kill["pids"] and scenario.kill["left"] == []  # its sandboxes died with it
+
+
+def test_the_batch_survives_losing_every_worker_that_held_the_cases(scenario):
+    assert not scenario.error
+    old, now = scenario.pids
+    assert now and old not in now  # a new worker process graded the rest, from cases it had to fetch again
+
+
+def test_each_worker_grades_in_the_same_sandbox_as_a_local_batch(scenario):
+    assert not scenario.error
+    for path in scenario.local.glob("*.json"):
+        local, remote = (Report.model_validate_json(p.read_text()) for p in (path, scenario.remote / path.name))
+        assert remote.isolation.level == "bwrap" and remote.isolation == local.isolation, path.name
+        # the same verdict for every check, the hostile one's included
+        assert [(e.id, e.status, e.message, [(c.name, c.score) for c in e.checks]) for e in remote.exercises] == \
+            [(e.id, e.status, e.message, [(c.name, c.score) for c in e.checks]) for e in local.exercises]
+    hostile = Report.model_validate_json((scenario.remote / "eve.json").read_text())
+    attacked = hostile.exercise("embedding")
+    assert attacked.score == 0 and "the grader is still alive" in attacked.message
+    assert all(e.score == e.max_score for e in hostile.exercises if e.id != "embedding")
+    # It tried to kill its parent, its group and every process it could: no worker process died but the one
+    # the test killed (the nannies log each death), and the scheduler lived on.
+    assert scenario.deaths == [scenario.pids[0]]
 
 
 def test_workers_never_saw_the_batch_folder(scenario):
