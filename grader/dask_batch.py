@@ -1,14 +1,17 @@
 """`grader batch --scheduler tcp://HOST:PORT`: the batch on an existing Dask distributed cluster.
 
-The instructor's machine builds the cases once and broadcasts them to the
-workers, reads every submission itself (so one that cannot be read never
-leaves it), and sends each as a task; results come back as report JSON and
-go into the same gradebook as a local run's. On a Dask worker a task grades
+The instructor's machine builds the cases once (one task the workers fetch
+from each other, which the scheduler can run again if every worker holding
+them is lost), reads every submission itself (so one that cannot be read
+never leaves it), and sends each by value as a task; results come back as
+report JSON and go into the same gradebook as a local run's. A task whose
+worker dies is graded again elsewhere by Dask. On a Dask worker a task grades
 with the same code and the same isolation as locally: each worker process
 keeps one fork server (grader.slot), started by its first task, reused by
-the next ones, and stopped when the process exits. Dask is an optional
-extra (`pip install 'backprop-ninja-grader[dask]'`): the workers need the
-grader (and torch, bubblewrap) installed too.
+the next ones, and stopped when the process exits; the isolation level is
+chosen on the worker's machine and recorded in each report. Dask is an
+optional extra (`pip install 'backprop-ninja-grader[dask]'`): the workers
+need the same grader version (checked) and torch, bubblewrap installed too.
 
 What travels: submissions' sources, the config and the cases, hidden ones
 included (their inputs and references, never the secret). Run the cluster

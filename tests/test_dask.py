@@ -139,3 +139,14 @@ def test_a_worker_with_another_grader_version_grades_nothing(config):
 
     with pytest.raises(RuntimeError, match="install the same version on every worker"):
         dask_batch.grade_task(None, None, config, [], 5, "auto", None, version="0.0.0-other")
+
+
+def test_a_worker_without_the_requested_level_grades_nothing(config, monkeypatch):
+    from grader import dask_batch
+    from grader.config import ConfigError
+
+    monkeypatch.setattr(sandbox, "level_works", lambda level: level != "bwrap")  # a machine without bubblewrap
+    monkeypatch.setattr(dask_batch, "_slot", None)
+    with pytest.raises(ConfigError, match="isolation level 'bwrap' does not work on this machine"):
+        dask_batch.grade_task(None, None, config, [], 5, "bwrap", None)
+    assert dask_batch._slot is None  # no fork server was started at a weaker level
