@@ -125,11 +125,15 @@ def grade_on_dask(todo, config, secret, timeout: float, isolation: str, schedule
                                    __version__, pure=False, key=f"grade-{run}-{len(futures)}-{entry.content_hash[:12]}")
             futures[future] = entry
         for future in as_completed(futures):
-            entry = futures[future]
+            entry = futures.pop(future)
             try:
                 status, report_json, message = future.result()
                 report = Report.model_validate_json(report_json) if report_json else None
-                yield Result(entry=entry, status=status, report=report, message=message)
+                result = Result(entry=entry, status=status, report=report, message=message)
             except Exception as err:  # noqa: BLE001 - a lost worker, a task that failed: that row only
                 message = f"the Dask task failed: {type(err).__name__}: {err}"
-                yield Result(entry=entry, status="error", message=message[:1000])
+                result = Result(entry=entry, status="error", message=message[:1000])
+            # Let go of its result at once: were the worker holding it lost later, the scheduler would grade
+            # it again for nothing (and a course's reports would pile up in the workers' memory).
+            future.release()
+            yield result

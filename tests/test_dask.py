@@ -82,6 +82,9 @@ class _Recorded:
     def result(self):
         return self.value
 
+    def release(self):
+        self.value = None
+
 
 class _RecordingClient:
     """Stands in for dask.distributed.Client: keeps what grade_on_dask would send, grades nothing."""
@@ -113,7 +116,7 @@ def test_what_travels_to_the_workers_is_the_submissions_by_value_and_the_cases_n
     make_submission(tmp_path / "course" / "ann")
     (tmp_path / "course" / "ed.zip").write_bytes(b"not a zip")
     monkeypatch.setattr(dask.distributed, "Client", _RecordingClient)
-    monkeypatch.setattr(dask.distributed, "as_completed", iter)
+    monkeypatch.setattr(dask.distributed, "as_completed", lambda futures: iter(list(futures)))
     monkeypatch.setattr(_RecordingClient, "sent", [])
     entries, _ = discover(tmp_path / "course", tmp_path / "out")
     results = {r.entry.name: r for r in dask_batch.grade_on_dask(entries, config, SECRET, 5, "auto", "inproc://x")}
