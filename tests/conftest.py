@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from grader.config import load_config
-from grader.grading import build_cases, grade
+from grader.pipeline import build_cases, grade
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"

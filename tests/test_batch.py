@@ -24,12 +24,12 @@ import pytest
 import yaml
 
 from conftest import ASSIGNMENTS, FIXTURES, ROOT, SECRET, SOLUTIONS, make_submission
-from grader import sandbox
-from grader.batch import run_batch
+from grader.sandbox import levels as sandbox
+from grader.batch.run import run_batch
 from grader.cli import main as cli_main
 from grader.config import load_config
-from grader.grading import grade
-from grader.gradebook import Gradebook
+from grader.pipeline import grade
+from grader.batch.gradebook import Gradebook
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 VARIANTS = FIXTURES / "variants"
@@ -213,7 +213,7 @@ def test_a_batch_killed_with_sigkill_resumes_without_losing_or_repeating_a_row(t
 
 
 def test_a_fork_server_that_dies_is_replaced(tmp_path, config, public_cases):
-    from grader.slot import Slot
+    from grader.sandbox.slot import Slot
 
     slot = Slot(tmp_path / "slot", "bwrap", config)
     try:
@@ -255,23 +255,23 @@ def test_the_command_line_reports_progress_and_counts(tmp_path, capfd):
 
 
 def test_a_grader_failure_costs_one_row_and_is_retried_by_the_next_run(tmp_path, config, monkeypatch):
-    import grader.grading
+    import grader.pipeline
 
     course = tmp_path / "course"
     make_submission(course / "ann")
     make_submission(course / "bo")
-    original = grader.grading.score_run
+    original = grader.pipeline.score_run
 
     def broken(run):
         if run.student_id == "bo":
             raise RuntimeError("a bug in the grader")
         return original(run)
 
-    monkeypatch.setattr(grader.grading, "score_run", broken)
+    monkeypatch.setattr(grader.pipeline, "score_run", broken)
     first = run_batch(course, tmp_path / "out", config, timeout=TIMEOUT, quiet=True)
     assert (first.graded, first.errors) == (1, 1)
     rows = _rows(tmp_path / "out")
     assert rows["bo"].status == "error" and "a bug in the grader" in rows["bo"].message and rows["ann"].score == 100
-    monkeypatch.setattr(grader.grading, "score_run", original)
+    monkeypatch.setattr(grader.pipeline, "score_run", original)
     second = run_batch(course, tmp_path / "out", config, timeout=TIMEOUT, quiet=True)
     assert (second.graded, second.skipped) == (1, 1) and _rows(tmp_path / "out")["bo"].score == 100

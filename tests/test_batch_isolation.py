@@ -28,12 +28,12 @@ import pytest
 import yaml
 
 from conftest import ROOT, SECRET, SOLUTIONS, make_submission
-from grader import cgroups, sandbox
+from grader.sandbox import cgroups, levels as sandbox
 from grader.config import load_config
-from grader.batch import Entry, grade_entry, run_entry
+from grader.batch.run import Entry, grade_entry, run_entry
 from grader.cli import main as cli_main
-from grader.integrity import RULES
-from grader.slot import Slot
+from grader.submission.integrity import RULES
+from grader.sandbox.slot import Slot
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 
@@ -86,7 +86,7 @@ SPY = textwrap.dedent('''
             return type(err).__name__
 
     def embedding_backward(demb, Xb, vocab_size):
-        from grader import harness
+        from grader.sandbox.inside import harness
         frame, plans = sys._getframe(), []
         while frame is not None:  # up to the harness, whose plan names the inputs folder
             plan = getattr(frame.f_locals.get("self"), "plan", None)
@@ -315,7 +315,7 @@ def test_a_slot_group_caps_its_tasks_and_leaves_nothing_behind(tmp_path):
 def test_without_a_cgroup_root_caps_each_slot_by_a_user_of_its_own(tmp_path, monkeypatch, config, public_cases):
     if os.geteuid() != 0:
         pytest.skip("a user of its own per slot needs root")
-    monkeypatch.setattr("grader.slot.cgroups.create", lambda *args, **kwargs: None)
+    monkeypatch.setattr("grader.sandbox.slot.cgroups.create", lambda *args, **kwargs: None)
     bomb = make_submission(tmp_path / "bomb", _attack("atomic__thread_bomb.py"))
     config = load_config(_policy(tmp_path))  # the scan widened: the run-time cap is under test
     slot = Slot(tmp_path / "slot", "bwrap", config)
@@ -371,7 +371,7 @@ def _lower_memory_limit(pid: int) -> None:
 
 def test_a_tampered_fork_server_is_replaced_and_its_submission_graded_again(tmp_path, config, public_cases,
                                                                            monkeypatch):
-    from grader import grading
+    from grader import pipeline as grading
 
     runs, run_submission = [], grading.run_submission
     monkeypatch.setattr(grading, "run_submission", lambda *a, **k: runs.append(run_submission(*a, **k)) or runs[-1])
@@ -404,7 +404,7 @@ def test_a_submission_that_tampers_every_time_is_not_recorded_as_graded(monkeypa
         slot.tampered = ["RLIMIT_AS"]
         return object()
 
-    monkeypatch.setattr("grader.grading.run_submission", run_submission)
+    monkeypatch.setattr("grader.pipeline.run_submission", run_submission)
     entry = Entry(name="x", path=make_submission(tmp_path / "x"), content_hash="x")
     result = run_entry(entry, config, [], 5, slot=Tampered())
     assert len(runs) == 2 and result.status == "error" and result.run is None

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SOLUTIONS
-from grader import bounded
-from grader.bounded import InputError, check_json_shape
-from grader.notebook import NotebookError, parse_notebook_bytes
-from grader.submission import MAX_FILE_BYTES, SubmissionError, load_submission
+from grader.submission import bounded
+from grader.submission.bounded import InputError, check_json_shape
+from grader.submission.notebook import NotebookError, parse_notebook_bytes
+from grader.submission.load import MAX_FILE_BYTES, SubmissionError, load_submission
 
 GIB = 1 << 30
 
@@ -42,8 +42,8 @@ from pathlib import Path
 def rchar():
     with open("/proc/self/io") as fh:
         return next(int(l.split()[1]) for l in fh if l.startswith("rchar"))
-import grader.notebook  # imported before counting: only the submission's reading is measured
-from grader.submission import SubmissionError, load_submission
+import grader.submission.notebook  # imported before counting: only the submission's reading is measured
+from grader.submission.load import SubmissionError, load_submission
 before = rchar()
 try:
     load_submission(Path({str(path)!r}))
@@ -88,7 +88,7 @@ def test_a_zip_of_1500_entries_is_refused_from_its_end_record(zip_bomb, monkeypa
     def never(*args, **kwargs):
         raise AssertionError("zipfile must not read the directory of a zip past the caps")
 
-    monkeypatch.setattr("grader.submission.zipfile.ZipFile", never)
+    monkeypatch.setattr("grader.submission.load.zipfile.ZipFile", never)
     with pytest.raises(SubmissionError, match=r"bomb.zip has 1500 entries; at most 1000 are read"):
         load_submission(zip_bomb)
 
@@ -268,7 +268,7 @@ def test_a_notebook_of_a_million_tiny_statements_is_refused_in_bounded_memory(tm
     result = measured(path)
     assert result["error"].startswith("tiny.ipynb has more than 3000 top-level statements")
     assert result["peak_mb"] < 150  # 830 MB (and 33 s) before the budget
-    import grader.notebook as nb
+    import grader.submission.notebook as nb
 
     monkeypatch.setattr(nb, "statements", lambda cell: pytest.fail("analysed past the budget"))
     with pytest.raises(SubmissionError, match="more than 3000 top-level statements"):
@@ -279,7 +279,7 @@ def test_a_notebook_of_a_million_tiny_statements_is_refused_in_bounded_memory(tm
 
 
 def test_the_statement_budget_is_exact(tmp_path, monkeypatch):
-    import grader.notebook as nb
+    import grader.submission.notebook as nb
 
     monkeypatch.setattr(nb, "MAX_STATEMENTS", 40)
     body = "import torch\n" + "a = 1\n" * 20
@@ -295,7 +295,7 @@ def test_the_statement_budget_is_exact(tmp_path, monkeypatch):
 
 
 def test_too_many_cells_and_a_sparse_notebook(tmp_path, monkeypatch):
-    import grader.notebook as nb
+    import grader.submission.notebook as nb
 
     monkeypatch.setattr(nb, "MAX_CELLS", 10)
     many = tmp_path / "many.ipynb"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from grader.compare import compare
+from grader.scoring.compare import compare
 
 RTOL = 1e-8
 SCALE = 0.03  # a typical max |dlogits|

@@ -7,9 +7,9 @@ import textwrap
 import pytest
 
 from conftest import ROOT, SECRET, make_submission
-from grader import sandbox
-from grader.batch import run_batch
-from grader.gradebook import Gradebook
+from grader.sandbox import levels as sandbox
+from grader.batch.run import run_batch
+from grader.batch.gradebook import Gradebook
 
 pytest.importorskip("dask.distributed", reason="the optional extra `dask` is not installed")
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or not sandbox.level_works("bwrap"),

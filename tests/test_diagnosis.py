@@ -1,4 +1,4 @@
-"""The diagnosis (grader/diagnosis.py), without worker processes.
+"""The diagnosis (grader/feedback/diagnosis.py), without worker processes.
 
 Student code from the fixtures runs in this process (it is trusted test
 code) and its answers go through the real scoring code, so every single
@@ -16,10 +16,10 @@ import yaml
 
 from conftest import FIXTURES, VARIANTS
 from test_diagnosis_helpers import FEEDBACK_MANIFEST, assert_feedback, feedback_expect, score_answers, score_file
-from grader import diagnosis
-from grader.diagnosis import ANCESTORS, CATALOGUE, LABELS, STEPS, Misconception, Vars
-from grader.exercises import ATOMIC, EXERCISES, TRAJECTORY
-from grader.terminal import UPSTREAM_KIND
+from grader.feedback import diagnosis
+from grader.feedback.diagnosis import ANCESTORS, CATALOGUE, LABELS, STEPS, Misconception, Vars
+from grader.course.spec import ATOMIC, EXERCISES, TRAJECTORY
+from grader.outputs.terminal import UPSTREAM_KIND
 
 FEEDBACK = FIXTURES / "feedback"
 VARIANT_MANIFEST = yaml.safe_load((VARIANTS / "manifest.yaml").read_text())["variants"]

@@ -18,13 +18,13 @@ import torch
 import yaml
 from safetensors.torch import save
 
-from grader import mlp
-from grader.compare import same_up_to_ones
-from grader.diagnosis import CATALOGUE, Misconception
-from grader.exercises import EXERCISES, FORWARD_ARGS, PARAMS, TRAJECTORY
-from grader.harness import student_traceback
-from grader.runner import ExerciseRun
-from grader.scoring import score_exercise
+from grader.course import mlp
+from grader.scoring.compare import same_up_to_ones
+from grader.feedback.diagnosis import CATALOGUE, Misconception
+from grader.course.spec import EXERCISES, FORWARD_ARGS, PARAMS, TRAJECTORY
+from grader.sandbox.inside.harness import student_traceback
+from grader.sandbox.runner import ExerciseRun
+from grader.scoring.score import score_exercise
 
 _counter = itertools.count()
 FEEDBACK = Path(__file__).resolve().parent / "fixtures" / "feedback"
@@ -186,7 +186,7 @@ _VAGUE = re.compile(r"is very close \(relative error")
 
 @functools.cache
 def solution_mutants(ex_id: str):
-    from grader.mutants import mutants
+    from grader.feedback.mutants import mutants
 
     ex = EXERCISES[ex_id]
     return mutants((SOLUTIONS / ex.file).read_text(), ex.function)
@@ -195,7 +195,7 @@ def solution_mutants(ex_id: str):
 @functools.cache
 def variant_mutants(ex_id: str):
     """The single-edit mutants of the correct files of other styles in fixtures/variants."""
-    from grader.mutants import mutants
+    from grader.feedback.mutants import mutants
 
     ex = EXERCISES[ex_id]
     folder = Path(__file__).resolve().parent / "fixtures" / "variants"
@@ -264,7 +264,7 @@ class MutantGrade:
 
 
 def grade_mutant(mutant, ex_id: str, cases, config, folder: Path) -> MutantGrade:
-    from grader.exercises import ATOMIC
+    from grader.course.spec import ATOMIC
 
     path = folder / f"m{next(_counter)}" / EXERCISES[ex_id].file
     path.parent.mkdir(parents=True)

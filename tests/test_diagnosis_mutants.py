@@ -1,6 +1,6 @@
 """Single-edit mistakes of the reference solutions (the mutation harness) and the hint levels.
 
-A fixed, fast subset of the mutants of grader.mutants (every 13th, all five
+A fixed, fast subset of the mutants of grader.feedback.mutants (every 13th, all five
 exercises) is graded once per module, in this process, by the real scoring
 code: every verdict agrees with an independent check against autograd, at
 least 80% of the wrong ones get a specific hint on the first gradient to
@@ -17,9 +17,9 @@ import torch
 from test_diagnosis_helpers import (
     coverage, grade_mutant, score_answers, score_file, solution_mutants, wrong_cause,
 )
-from grader import nearmiss
-from grader.exercises import EXERCISES, TRAJECTORY
-from grader.hint_levels import ONE_GO, RULES
+from grader.feedback import nearmiss
+from grader.course.spec import EXERCISES, TRAJECTORY
+from grader.feedback.hint_levels import ONE_GO, RULES
 
 SUBSET_EVERY = 13
 
@@ -181,7 +181,7 @@ def test_a_near_zero_ratio_is_not_called_a_factor(config, public_cases):
 
 
 def test_hidden_cases_get_a_label_as_their_only_level(config, all_cases, tmp_path):
-    from grader.diagnosis import LABELS
+    from grader.feedback.diagnosis import LABELS
 
     result = _grade("atomic", "dprobs = 1.0 * probs * dlogprobs", config, all_cases, tmp_path)
     seen = set()
@@ -217,7 +217,7 @@ def test_worked_expressions_reproduce_autograd(public_cases):
 
 def test_mutants_are_single_edits_that_parse():
     source = (Path(__file__).resolve().parent.parent / "solutions" / "cross_entropy.py").read_text()
-    from grader.mutants import mutants
+    from grader.feedback.mutants import mutants
 
     found = mutants(source, "cross_entropy_backward")
     assert found and all(m.edit.before != m.edit.after for m in found)
@@ -229,7 +229,7 @@ def test_mutants_are_single_edits_that_parse():
 def test_rounding_noise_after_a_huge_upstream_error_is_a_cascade(config, public_cases):
     """dcounts is 1e9 times too large and every later step is right given it: dlogit_maxes, zero in truth,
     comes back as rounding noise of the huge values; it is a cascade, not float32 or a hard-coded size."""
-    from grader.diagnosis import propagate
+    from grader.feedback.diagnosis import propagate
 
     def answers(case):
         true = {k: v.clone() for k, v in case.references["atomic"].items()}

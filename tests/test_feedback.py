@@ -17,9 +17,9 @@ from rich.console import Console
 from conftest import ROOT, SECRET, SOLUTIONS, VARIANTS
 from test_diagnosis_helpers import FEEDBACK, FEEDBACK_MANIFEST, assert_feedback, feedback_expect
 from grader import cli
-from grader.diagnosis import CATALOGUE, LABELS
-from grader.markdown import escape, render_markdown
-from grader.terminal import print_report
+from grader.feedback.diagnosis import CATALOGUE, LABELS
+from grader.outputs.markdown import escape, render_markdown
+from grader.outputs.terminal import print_report
 
 BY_ID = {e.id: e for e in CATALOGUE}
 ANSI = re.compile(r"\x1b\[")

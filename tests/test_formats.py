@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SECRET
-from grader.formats import classroom_results, gradescope_results, junit_xml
-from grader.grading import grade
+from grader.outputs.formats import classroom_results, gradescope_results, junit_xml
+from grader.pipeline import grade
 from grader.report import Report
 
 MISTAKES = ROOT / "examples" / "mistakes"

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_submission
-from grader.batch import discover, read_timestamps
+from grader.batch.run import discover, read_timestamps
 from grader.cli import main as cli_main
 from grader.config import ConfigError, LatePolicy, load_config
-from grader.gradebook import Gradebook, Row, gradebook_csv, lateness, lms_csv
+from grader.batch.gradebook import Gradebook, Row, gradebook_csv, lateness, lms_csv
 
 POLICY = LatePolicy(deadline="2026-03-01T23:59:00+01:00", grace_minutes=10, penalty_per_day=0.1, max_penalty=0.3)
 

@@ -18,7 +18,7 @@ BROKEN = {
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, config, all_cases):
     from conftest import make_submission
-    from grader.grading import grade
+    from grader.pipeline import grade
 
     sub = make_submission(tmp_path_factory.mktemp("broken") / "sub", replace=BROKEN)
     return grade(sub, config, secret=SECRET, cases=all_cases)

@@ -25,11 +25,11 @@ import pytest
 import yaml
 
 from conftest import ROOT, SOLUTIONS
-from grader import sandbox
+from grader.sandbox import levels as sandbox
 from grader.cli import main as cli_main
 from grader.config import IntegrityConfig, load_config
-from grader.exercises import EXERCISES
-from grader.integrity import RULES
+from grader.course.spec import EXERCISES
+from grader.submission.integrity import RULES
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 TIMEOUT = 3
@@ -109,7 +109,7 @@ class World:
         return str(self.listener.getsockname()[1])
 
     def targets(self) -> str:
-        paths = [ROOT / "grading.yaml", SOLUTIONS / "atomic.py", SOLUTIONS, ROOT / "grader" / "scoring.py",
+        paths = [ROOT / "grading.yaml", SOLUTIONS / "atomic.py", SOLUTIONS, ROOT / "grader" / "scoring" / "score.py",
                  self.outside, self.out_dir, self.out_dir / "report.json", self.secret_file]
         return repr([str(p) for p in paths])
 
@@ -433,7 +433,7 @@ def test_the_answer_key_is_out_of_reach(world, submission, grade_it):
     assert atomic.score == 0
     assert {c.name: c.status for c in atomic.checks}["hpreact"] == "failed"
     assert_attacked(report, "train", {"error"}, "importing train.py", "ModuleNotFoundError")
-    assert "grader.cases" in (report.exercise("train").traceback or "")
+    assert "grader.course.cases" in (report.exercise("train").traceback or "")
     assert_full_marks(report, "cross_entropy", "batchnorm", "embedding")
 
 
@@ -443,8 +443,8 @@ def _packed(Xb) -> str:
 
 
 def test_hidden_cases_say_nothing_but_pass_or_fail(world, submission, grade_it, all_cases):
-    from grader.formats import gradescope_results, junit_xml
-    from grader.markdown import render_markdown
+    from grader.outputs.formats import gradescope_results, junit_xml
+    from grader.outputs.markdown import render_markdown
 
     report = grade_contained(world, grade_it, submission(replace=replaced("embedding__exfiltrate_findings.py")),
                              cases=all_cases)
@@ -555,7 +555,7 @@ def test_an_exercise_child_keeps_only_its_own_inputs_and_zeroes_the_rest():
     """harness.restrict (in the exercise's forked child): other exercises' tensors leave no value behind."""
     import torch
 
-    from grader import harness
+    from grader.sandbox.inside import harness
 
     saved = dict(harness.PRELOADED)
     try:

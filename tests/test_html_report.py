@@ -11,12 +11,12 @@ import pytest
 
 from browser import load
 from conftest import ROOT, SECRET
-from grader import graph as graph_module
+from grader.outputs import graph as graph_module
 from grader.cli import main
-from grader.diagnosis import STEPS
-from grader.exercises import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
-from grader.graph import LOSS, exercise_graph, forward_structure
-from grader.html_report import first_to_fix, hints_html, render_page, verdict
+from grader.feedback.diagnosis import STEPS
+from grader.course.spec import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
+from grader.outputs.graph import LOSS, exercise_graph, forward_structure
+from grader.outputs.html_report import first_to_fix, hints_html, render_page, verdict
 from grader.report import CaseResult, CheckResult, ExerciseResult, Report
 
 

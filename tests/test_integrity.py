@@ -7,7 +7,7 @@ import yaml
 
 from conftest import ASSIGNMENTS, SOLUTIONS, VARIANTS
 from grader.config import GradingConfig, IntegrityConfig
-from grader.integrity import RULES, scan
+from grader.submission.integrity import RULES, scan
 
 ROUTES = [
     ("loss.backward()", "backward"),
@@ -79,9 +79,9 @@ AROUND = [
     ("def native_batch_norm_backward(): pass\ntorch.ops.aten.native_batch_norm_backward(a, b)", "backward_kernel"),
     ("torch._softmax_backward_data(g, y, 1, y.dtype)", "backward_kernel"),
     ("torch.embedding_dense_backward(g, i, 27, -1, False)", "backward_kernel"),
-    ("import grader.cases", "import"),
+    ("import grader.course.cases", "import"),
     ("from grader import cases", "import"),
-    ("import sys\nsys.modules['grader.cases']", "dynamic_namespace"),
+    ("import sys\nsys.modules['grader.course.cases']", "dynamic_namespace"),
     ("f.__closure__[0].cell_contents", "introspection"),
     ("t = torch.nn.functional.torch", "attribute"),
     ("from torch.nn.functional import torch", "attribute"),
@@ -212,7 +212,7 @@ def test_a_course_can_widen_the_list():
     assert {f.pattern for f in scan({"atomic.py": source})} == {"import json", "torch.load", "open"}
     assert scan({"atomic.py": source}, allow=["import json", "torch.load", "open"]) == []
     assert IntegrityConfig(allow=["import scipy", "torch.load", "open", ".foo", "eval"]).allow[-1] == "eval"
-    for bad in ("nope", "grader.cases", "import os; x", "torch load"):
+    for bad in ("nope", "grader.course.cases", "import os; x", "torch load"):
         with pytest.raises(ValueError, match="unknown integrity rule"):
             IntegrityConfig(allow=[bad])
 
@@ -293,7 +293,7 @@ def test_non_python_files_are_ignored():
     ("ctypes", "import ctypes\nlib = ctypes.CDLL('libc10.so')"),
     ("os", "import os\nos.system('true')"),
     ("torch", "import torch\nt = torch.autograd"),
-    ("grader", "import grader.mlp\nf = grader.mlp"),
+    ("grader", "import grader.course.mlp\nf = grader.course.mlp"),
 ])
 def test_a_file_named_like_a_real_module_is_not_the_submissions_own(name, source):
     """A real module already imported in the sandbox (ctypes, os, torch, grader) wins over the student's file of

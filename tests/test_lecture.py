@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from grader.exercises import ATOMIC
-from grader.lecture import build_plan, find_headers, has_lecture_case, lecture_cases, skip_reason
-from grader.notebook import parse_cells
+from grader.course.spec import ATOMIC
+from grader.submission.lecture import build_plan, find_headers, has_lecture_case, lecture_cases, skip_reason
+from grader.submission.notebook import parse_cells
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
 _spec = importlib.util.spec_from_file_location("notebook_builder", FIXTURES / "builder.py")
@@ -88,7 +88,7 @@ def test_sections_run_only_what_computes_gradients():
                        (6, [[1, 0], [14, 0]]),                # block_size = 3, import random
                        (8, [[1, 0], [2, 0]]), (9, [[1, 0]])]  # n_embd = 10, n_hidden = 64, batch_size = 32
     # ... and of those, each exercise gets what its statements use.
-    from grader.lecture import section_prelude
+    from grader.submission.lecture import section_prelude
     assert [(e["cell"], e["run"]) for e in section_prelude(plan, plan.sections["cross_entropy"])] == [(2, [[2, 0]])]
     ex1 = plan.sections["atomic"]
     assert len(ex1.skipped) == 26 and all(s.reason.startswith("a cmp") for s in ex1.skipped)
@@ -97,7 +97,7 @@ def test_sections_run_only_what_computes_gradients():
 
 
 def test_an_unused_import_or_a_plotting_helper_of_another_cell_is_not_carried():
-    from grader.lecture import scan_plan, section_prelude
+    from grader.submission.lecture import scan_plan, section_prelude
     cells = nbb.PREAMBLE + [("code", "import os\ndef show(t):\n    plt.imshow(t)\nK = 27")] + nbb.section_cells()
     plan = plan_of(nbb.lecture_notebook(cells=cells))
     assert all(e["cell"] != 11 for e in section_prelude(plan, plan.sections["atomic"]))
@@ -134,13 +134,13 @@ def test_a_cell_that_does_not_parse_costs_only_its_own_answers():
     sec = plan_of(nbb.lecture_notebook(ex1=ex1)).sections["atomic"]
     assert sec.cell_numbers == [11, 12]
     assert sec.broken and sec.broken[0][0] == 12 and "does not parse" in sec.broken[0][1]
-    from grader.lecture import missing_message
+    from grader.submission.lecture import missing_message
     assert "cell 12 does not parse" in missing_message("dprobs", sec, {})
 
 
 def test_no_lecture_case_in_the_config(config, tmp_path):
-    from grader.grading import grade
-    from grader.submission import SubmissionError
+    from grader.pipeline import grade
+    from grader.submission.load import SubmissionError
 
     without = config.model_copy(update={"cases": config.cases[1:]})
     with pytest.raises(SubmissionError, match="no public case named 'lecture'"):
@@ -333,9 +333,9 @@ def test_committed_patterns_match_the_builder():
 
 @pytest.fixture(scope="module")
 def pattern_reports(config, public_cases, tmp_path_factory):
-    from grader.grading import grade
-    from grader.sandbox import choose_level
-    from grader.slot import Slot
+    from grader.pipeline import grade
+    from grader.sandbox.levels import choose_level
+    from grader.sandbox.slot import Slot
 
     slot = Slot(tmp_path_factory.mktemp("slot"), choose_level(config.isolation), config)
     try:
@@ -409,7 +409,7 @@ def test_markdown_bullets_and_headings(source, number):
 
 
 def test_a_notebook_with_no_exercises_at_all_is_refused(tmp_path):
-    from grader.notebook import NotebookError, extract
+    from grader.submission.notebook import NotebookError, extract
     nb = nbb.lecture_notebook(cells=nbb.PREAMBLE + nbb.POSTAMBLE)
     with pytest.raises(NotebookError, match="no exercises found"):
         extract(nb, "empty.ipynb", b"")
@@ -420,7 +420,7 @@ def test_a_notebook_with_no_exercises_at_all_is_refused(tmp_path):
 
 
 def test_indented_cell_runs_like_ipython_8(pattern_reports):
-    from grader.notebook import sanitize
+    from grader.submission.notebook import sanitize
     text, _ = sanitize("    # Exercise 1\n# a comment at column 0\n    dx = 1\n    if dx:\n        dy = 2\n")
     assert text.splitlines() == ["# Exercise 1", "# a comment at column 0", "dx = 1", "if dx:", "    dy = 2"]
     assert pattern_reports["ipython_indented.ipynb"].exercise("atomic").score == 40
@@ -450,7 +450,7 @@ def test_student_names_are_read_with_notes(pattern_reports):
 
 
 def test_an_ambiguous_near_miss_is_not_guessed():
-    from grader.lecture_find import answer_candidates
+    from grader.submission.lecture_find import answer_candidates
     assert answer_candidates("dlogits", ["dlogits_fast", "dlogits_v2"], {"dlogits"}) == ["dlogits_fast", "dlogits_v2"]
     assert answer_candidates("dbnvar", ["dbnvar_inv"], {"dbnvar", "dbnvar_inv"}) == []   # another answer
 
@@ -490,7 +490,7 @@ def test_messages_name_the_real_cause(pattern_reports):
 
 
 def test_another_exercises_value_is_said_only_when_true():
-    from grader.lecture import missing_message
+    from grader.submission.lecture import missing_message
     ex3 = [("code", nbb.EX3_FORWARD), ("code", "cmp('hprebn', dhprebn, hprebn)")]
     plan = plan_of(nbb.lecture_notebook(ex3=ex3))
     assert "another exercise's cells" in missing_message("dhprebn", plan.sections["batchnorm"], {})
@@ -513,7 +513,7 @@ def test_aten_backward_kernel_in_a_cell_costs_that_exercise(pattern_reports):
 
 
 def test_the_scan_sees_only_what_runs_and_maps_lines_back():
-    from grader.lecture import scan_plan
+    from grader.submission.lecture import scan_plan
     assert scan_plan(plan_of(nbb.lecture_notebook())) == []   # loss.backward() and cmp never run
     ex2 = [("code", nbb.EX2_FORWARD),
            ("code", "with torch.no_grad():\n    x = 1\n    dlogits = torch.autograd.functional.jacobian(\n"
@@ -531,7 +531,7 @@ def test_gradients_under_exercise_4s_header_stay_there():
 
 
 def test_an_unheaded_cell_that_does_not_parse_is_still_found_and_its_error_named():
-    from grader.lecture import missing_message
+    from grader.submission.lecture import missing_message
     cells = nbb.PREAMBLE + [("code", "dlogprobs = torch.zeros_like(logprobs)\ndprobs = (1.0 / probs) * dlogprobs)")]
     plan = plan_of(nbb.lecture_notebook(cells=cells))
     sec = plan.sections["atomic"]

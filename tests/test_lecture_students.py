@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.notebook import parse_cells
+from grader.submission.notebook import parse_cells
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
 STUDENTS = FIXTURES / "students"
@@ -35,9 +35,9 @@ def test_committed_notebooks_match_the_builder():
 
 @pytest.fixture(scope="module")
 def reports(config, public_cases, tmp_path_factory):
-    from grader.grading import grade
-    from grader.sandbox import choose_level
-    from grader.slot import Slot
+    from grader.pipeline import grade
+    from grader.sandbox.levels import choose_level
+    from grader.sandbox.slot import Slot
 
     slot = Slot(tmp_path_factory.mktemp("slot"), choose_level(config.isolation), config)
     try:
@@ -83,7 +83,7 @@ def test_a_mistake_costs_only_what_it_breaks(reports):
 
 
 def test_a_fix_after_exercise_3_is_exercise_1s_last_value():
-    from grader.lecture import build_plan
+    from grader.submission.lecture import build_plan
 
     plan = build_plan(parse_cells(students.students()["fixed_at_the_end.ipynb"]))
     assert plan.exercise_cells()["atomic"] == [11, 17]       # the fix, under exercise 3's header
@@ -104,7 +104,7 @@ def test_a_fix_after_exercise_3_is_exercise_1s_last_value():
 def test_torch_float32_reads_as_the_grading_dtype():
     import torch
 
-    from grader.execute import as_lecture_ran
+    from grader.sandbox.inside.execute import as_lecture_ran
 
     node = ast.parse("x = torch.zeros((2, 3), dtype=torch.float32).to(torch.float)\ny = t.float32").body
     ns = {"torch": torch, "t": torch}
@@ -122,7 +122,7 @@ def test_torch_float32_reads_as_the_grading_dtype():
 @pytest.mark.parametrize("source", ["C = torch.randn((vocab_size, n_embd), generator=g)",
                                     "W1 = torch.randn((30, 64), generator=g) * 0.2", "Xb, Yb = Xtr[ix], Ytr[ix]"])
 def test_an_exercise_cell_that_initialises_the_network_keeps_the_graders(source):
-    from grader.lecture import skip_reason
+    from grader.submission.lecture import skip_reason
 
     assert skip_reason(ast.parse(source).body[0]) in (
         "re-initialises the parameters or the batch (the grader's are used)", "data loading")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from grader.exercises import PARAMS
-from grader.lecture_train import find_train
-from grader.notebook import parse_cells
+from grader.course.spec import PARAMS
+from grader.submission.lecture_train import find_train
+from grader.submission.notebook import parse_cells
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
 _spec = importlib.util.spec_from_file_location("notebook_builder", FIXTURES / "builder.py")
@@ -90,7 +90,7 @@ def test_while_loops_and_other_spellings_of_the_update():
 
 
 def test_no_training_loop_means_not_in_the_notebook(config, public_cases):
-    from grader import lecture_train
+    from grader.submission import lecture_train
 
     assert plan_of(False) is None  # the calibration and sampling loops update no parameters
     result = lecture_train.score(None, config, public_cases, None, "lecture.ipynb")
@@ -103,7 +103,7 @@ def test_no_training_loop_means_not_in_the_notebook(config, public_cases):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, config, public_cases, all_cases):
-    from grader.grading import grade
+    from grader.pipeline import grade
 
     folder = tmp_path_factory.mktemp("ex4")
     done = {}
@@ -161,7 +161,7 @@ def test_one_classic_mistake_fails_only_what_it_breaks(graded):
 
 
 def test_the_untouched_starter_scores_zero_and_says_why(tmp_path, config, public_cases):
-    from grader.grading import grade
+    from grader.pipeline import grade
 
     report = grade(FIXTURES / "lecture_starter.ipynb", config, cases=public_cases)
     ex = train(report)
@@ -205,7 +205,7 @@ def test_the_capture_caps_the_loop_and_records_each_step(code, started):
 
     import torch
 
-    from grader.train_loop import STEPS_NAME, TICK_NAME, Capture, _Rewrite
+    from grader.sandbox.inside.train_loop import STEPS_NAME, TICK_NAME, Capture, _Rewrite
 
     tree = ast.parse(code)
     loop = next(node for node in ast.walk(tree) if isinstance(node, (ast.For, ast.While))

@@ -7,8 +7,8 @@ import nbformat
 import pytest
 from nbformat import v4
 
-from grader.notebook import extract, parse_notebook_bytes, sanitize
-from grader.submission import SubmissionError, load_submission
+from grader.submission.notebook import extract, parse_notebook_bytes, sanitize
+from grader.submission.load import SubmissionError, load_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLVED = ROOT / "solutions" / "backprop_ninja.ipynb"

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 from nbformat import v4
 
-from grader.execute import execute_notebook
-from grader.sandbox import choose_level
+from grader.sandbox.inside.execute import execute_notebook
+from grader.sandbox.levels import choose_level
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLVED = ROOT / "solutions" / "backprop_ninja.ipynb"

@@ -17,7 +17,7 @@ MISTAKES = ROOT / "examples" / "mistakes"
 
 def pytest_run(cwd, *args, timeout=300):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GRADER_SECRET"))}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "grader.pytest_plugin", "-p", "no:cacheprovider",
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "grader.outputs.pytest_plugin", "-p", "no:cacheprovider",
                            "-p", "no:randomly", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=timeout)
 

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from grader.cli import main
-from grader.exercises import EXERCISES
-from grader.release import (NOTEBOOK, ReleaseError, answer_names, build_notebook, check_release,
+from grader.course.spec import EXERCISES
+from grader.release.build import (NOTEBOOK, ReleaseError, answer_names, build_notebook, check_release,
                             release_outputs, strip_solutions, unmark_solutions, write_release)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def test_notebooks_are_deterministic_and_clean():
 
 def test_student_notebook_holds_the_stubs_and_solved_one_the_solutions():
     files = {}
-    from grader.release import SourceFile
+    from grader.release.build import SourceFile
     for ex in EXERCISES.values():
         solution = (ROOT / "solutions" / ex.file).read_text()
         files[ex.file] = SourceFile(ex.file, solution, strip_solutions(solution))
@@ -151,7 +151,7 @@ def test_the_student_notebook_shows_what_is_still_to_do():
 
 
 def test_without_the_grader_the_check_cells_print_cmp_lines():
-    outputs = _execute(ROOT / "solutions" / NOTEBOOK, 'import sys\nsys.modules["grader.jupyter"] = None')
+    outputs = _execute(ROOT / "solutions" / NOTEBOOK, 'import sys\nsys.modules["grader.outputs.jupyter"] = None')
     for ex in EXERCISES.values():
         assert _html(outputs[f"{ex.id}-check"]) == "", ex.id
         text = _stdout(outputs[f"{ex.id}-check"])
@@ -159,7 +159,7 @@ def test_without_the_grader_the_check_cells_print_cmp_lines():
 
 
 def test_check_cells_keep_the_plain_check_as_fallback():
-    from grader.release import CHECK_CODE, CMP_LINES
+    from grader.release.build import CHECK_CODE, CMP_LINES
 
     for ex in EXERCISES.values():
         first, *rest = CHECK_CODE[ex.id].splitlines()
@@ -173,11 +173,11 @@ LECTURE = ROOT / "tests" / "fixtures" / "notebooks"
 
 
 def test_check_grades_a_lecture_notebook_and_shows_it(monkeypatch):
-    import grader.jupyter
+    import grader.outputs.jupyter
     from grader import check
 
     shown = []
-    monkeypatch.setattr(grader.jupyter, "_display", shown.append)
+    monkeypatch.setattr(grader.outputs.jupyter, "_display", shown.append)
     monkeypatch.chdir(ROOT)
     check(LECTURE / "lecture_mistakes.ipynb")
     (html,) = shown
@@ -187,7 +187,7 @@ def test_check_grades_a_lecture_notebook_and_shows_it(monkeypatch):
 
 def test_check_finds_the_notebook_being_run(monkeypatch, tmp_path):
     from grader.config import ConfigError
-    from grader.jupyter import notebook_path
+    from grader.outputs.jupyter import notebook_path
 
     one = tmp_path / "mine.ipynb"
     one.write_text("{}")
@@ -206,7 +206,7 @@ def test_check_asks_colab_for_its_notebook(monkeypatch, tmp_path):
     import sys
     import types
 
-    from grader.jupyter import notebook_path
+    from grader.outputs.jupyter import notebook_path
 
     requests = []
 
@@ -226,7 +226,7 @@ def test_check_asks_colab_for_its_notebook(monkeypatch, tmp_path):
 
 
 def test_the_view_needs_the_course_config(monkeypatch, tmp_path, capsys):
-    from grader.jupyter import show
+    from grader.outputs.jupyter import show
 
     monkeypatch.chdir(tmp_path)  # no grading.yaml here or above
     assert show("atomic", lambda **kw: {}) is False

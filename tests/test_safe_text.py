@@ -25,13 +25,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ASSIGNMENTS, ROOT, SOLUTIONS
-from grader import sandbox
-from grader.formats import classroom_results, gradescope_results, junit_xml
-from grader.gradebook import Gradebook, Row, gradebook_csv, lms_csv
-from grader.markdown import code, escape, render_markdown
+from grader.sandbox import levels as sandbox
+from grader.outputs.formats import classroom_results, gradescope_results, junit_xml
+from grader.batch.gradebook import Gradebook, Row, gradebook_csv, lms_csv
+from grader.outputs.markdown import code, escape, render_markdown
 from grader.report import Report, write_report
 from grader.safe_text import clean_tree, one_line, printable, valid
-from grader.summary import render_html, render_markdown as summary_markdown, summarize
+from grader.batch.summary import render_html, render_markdown as summary_markdown, summarize
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 ATTACKS = {"cross_entropy.py": "cross_entropy__lone_surrogate.py", "batchnorm.py": "batchnorm__terminal_escapes.py",

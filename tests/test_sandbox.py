@@ -11,11 +11,11 @@ import uuid
 import pytest
 
 from conftest import ROOT, SOLUTIONS
-from grader import sandbox
-from grader.capture import CappedStream
-from grader.channel import FrameReader, ProtocolError, Timeout, send
+from grader.sandbox import levels as sandbox
+from grader.sandbox.capture import CappedStream
+from grader.sandbox.inside.channel import FrameReader, ProtocolError, Timeout, send
 from grader.config import ConfigError, IntegrityConfig, Limits
-from grader.integrity import RULES
+from grader.submission.integrity import RULES
 
 LEVELS = ["bwrap", "unshare", "process"]
 PYTHON = sys.executable
@@ -78,7 +78,7 @@ def secrets(tmp_path, monkeypatch):
     out_dir.mkdir()
     (out_dir / "report.json").write_text("earlier report")
     paths = [str(secret_file), str(SOLUTIONS / "atomic.py"), str(ROOT / "grading.yaml"), str(out_dir / "report.json"),
-             str(ROOT / "grader" / "scoring.py")]
+             str(ROOT / "grader" / "scoring" / "score.py")]
     return value, secret_file, paths
 
 
@@ -149,7 +149,7 @@ def test_the_bwrap_command_binds_no_part_of_the_repository(tmp_path):
     sources = [os.path.realpath(cmd[i + 1]) for i, arg in enumerate(cmd) if arg == "--ro-bind"]
     for source in sources:  # neither the repository nor a folder above it (its .venv is fine)
         assert not (str(ROOT) + os.sep).startswith(source.rstrip(os.sep) + os.sep), source
-    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "worker.py").is_file()
+    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "sandbox" / "inside" / "worker.py").is_file()
     assert ["--tmpfs", str(mounts.cwd)] == cmd[cmd.index(str(mounts.cwd)) - 1:cmd.index(str(mounts.cwd)) + 1]
     assert "--bind" not in cmd  # nothing of the host is writable
 
@@ -163,7 +163,7 @@ def _run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def test_the_syscall_filter_stops_processes_signals_and_sockets_but_not_threads():
     result = _run_python('''
         import os, signal, socket, subprocess, threading
-        from grader import confine
+        from grader.sandbox.inside import confine
         assert confine.install_filter()
         def blocked(fn):
             try:
@@ -195,7 +195,7 @@ def test_the_syscall_filter_keeps_other_processes_limits_priorities_and_signals_
     before = (resource.getrlimit(resource.RLIMIT_AS), os.getpriority(os.PRIO_PROCESS, 0), os.sched_getaffinity(0))
     result = _run_python('''
         import ctypes, errno, fcntl, os, resource
-        from grader import confine
+        from grader.sandbox.inside import confine
         libc = ctypes.CDLL(None, use_errno=True)
         confine.prepare_filter()  # as the worker does: the part without pid rules, built before the fork
         assert confine.install_filter()
@@ -234,7 +234,7 @@ def test_the_syscall_filter_keeps_other_processes_limits_priorities_and_signals_
 
 
 def test_without_libseccomp_the_filter_says_so(monkeypatch):
-    from grader import confine
+    from grader.sandbox.inside import confine
 
     monkeypatch.setattr(confine, "_SECCOMP", "libseccomp is not available (test)")
     assert confine.build_filter(os.getpid()) is None
@@ -247,7 +247,7 @@ def test_without_libseccomp_the_filter_says_so(monkeypatch):
 def test_the_guard_keeps_autograd_off_everywhere_and_records_attempts():
     result = _run_python('''
         import threading, torch
-        from grader import guard
+        from grader.sandbox.inside import guard
         seen = []
         guard.report = seen.append
         guard.install()
@@ -279,7 +279,7 @@ def test_the_guard_keeps_autograd_off_everywhere_and_records_attempts():
 def test_the_guard_blocks_below_python_and_keeps_nothing_it_replaced():
     result = _run_python('''
         import sys, types, torch
-        from grader import guard
+        from grader.sandbox.inside import guard
         seen = []
         guard.report = seen.append
         C = torch._C
@@ -330,16 +330,20 @@ def test_the_guard_blocks_below_python_and_keeps_nothing_it_replaced():
 
 def _staged(tmp_path):
     lib = sandbox.stage_package(tmp_path / "lib")
-    return lib, {p.stem for p in (lib / "grader").glob("*.py")}
+    return lib, {p.relative_to(lib / "grader").as_posix() for p in (lib / "grader").rglob("*.py")}
 
 
 def test_only_the_worker_modules_are_staged(tmp_path, monkeypatch):
     lib, staged = _staged(tmp_path)
-    assert staged == {"__init__", "channel", "confine", "execute", "exercises", "forkserver", "guard", "harness",
-                      "lecture", "lecture_find", "mlp", "train_loop", "worker"}
-    assert not staged & {"cases", "scoring", "diagnosis", "grading", "compare", "report", "config", "runner"}
-    monkeypatch.setattr(sandbox, "WORKER_ENTRY", (*sandbox.WORKER_ENTRY, "scoring"))
-    with pytest.raises(RuntimeError, match="grader.scoring is the grading side or the answer key"):
+    inside = {f"sandbox/inside/{name}.py" for name in ("__init__", "channel", "confine", "execute", "forkserver", "guard",
+                                                       "harness", "train_loop", "worker")}
+    assert staged == inside | {"__init__.py", "sandbox/__init__.py", "course/__init__.py", "course/spec.py",
+                               "course/mlp.py", "submission/__init__.py", "submission/lecture.py",
+                               "submission/lecture_find.py"}
+    assert not {p.split("/")[0] for p in staged} & {"scoring", "feedback", "batch", "release", "outputs"}
+    assert not staged & {"course/cases.py", "pipeline.py", "report.py", "config.py", "sandbox/runner.py"}
+    monkeypatch.setattr(sandbox, "WORKER_ENTRY", (*sandbox.WORKER_ENTRY, "scoring/score.py"))
+    with pytest.raises(RuntimeError, match="grader.scoring(.score)? is the grading side or the answer key"):
         sandbox.worker_modules.__wrapped__()
 
 
@@ -348,13 +352,14 @@ def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
     code = textwrap.dedent('''
         import importlib, sys
         sys.path.insert(0, sys.argv[1])
-        from grader import worker
+        from grader.sandbox.inside import worker
         worker.refuse_unstaged()
         for name in sys.argv[2].split(","):  # every staged module imports with nothing else of the package
             importlib.import_module("grader." + name)
-        from grader import harness, guard, forkserver, execute  # noqa: F401
+        from grader.sandbox.inside import harness, guard, forkserver, execute  # noqa: F401
         refused = []
-        for name in ("cases", "scoring", "diagnosis", "grading", "mlp_reference", "report", "config"):
+        for name in ("course.cases", "scoring.score", "feedback.diagnosis", "pipeline", "mlp_reference", "report",
+                     "config", "sandbox.runner", "batch"):
             try:
                 importlib.import_module("grader." + name)
             except ModuleNotFoundError:
@@ -363,11 +368,14 @@ def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
             [m.__file__ for n, m in sys.modules.items() if n.startswith("grader")]
         print("refused", ",".join(refused))
     ''')
-    # The repository's own environment, where an editable install could find grader.cases in the repository.
-    result = subprocess.run([PYTHON, "-c", code, str(lib), ",".join(sorted(staged - {"__init__"}))],
+    # The repository's own environment, where an editable install could find grader.course.cases in the repository.
+    modules = sorted(name.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for name in staged
+                     if name != "__init__.py")
+    result = subprocess.run([PYTHON, "-c", code, str(lib), ",".join(modules)],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
                             env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-    assert result.stdout.strip() == "refused cases,scoring,diagnosis,grading,mlp_reference,report,config", \
+    assert result.stdout.strip() == ("refused course.cases,scoring.score,feedback.diagnosis,pipeline,mlp_reference,"
+                                     "report,config,sandbox.runner,batch"), \
         result.stderr
 
 
@@ -416,8 +424,8 @@ def test_output_keeps_head_and_tail_and_counts_the_rest():
 
 
 def test_what_comes_back_is_checked_against_what_it_can_be():
-    from grader.runner import clean_finding, clean_result
-    from grader.worker import _quiet_result
+    from grader.sandbox.runner import clean_finding, clean_result
+    from grader.sandbox.inside.worker import _quiet_result
 
     files = {"atomic.py": 5, "helper.py": 2}
     forged = {"pattern": "p", "message": "m", "file": "SECRET.py", "line": 10**100}

@@ -7,9 +7,9 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import ROOT
-from grader.exercises import ATOMIC
-from grader.gradebook import Row
-from grader.summary import render_html, render_markdown, summarize, write_summary
+from grader.course.spec import ATOMIC
+from grader.batch.gradebook import Row
+from grader.batch.summary import render_html, render_markdown, summarize, write_summary
 
 HOSTILE_NAME = '<script>alert("pwned")</script>|x'
 
@@ -31,7 +31,7 @@ class Collector(HTMLParser):
 
 @pytest.fixture(scope="module")
 def rows(config, public_cases):
-    from grader.grading import grade
+    from grader.pipeline import grade
 
     correct = grade(ROOT / "solutions", config, cases=public_cases)
     mistakes = grade(ROOT / "examples" / "mistakes", config, cases=public_cases)
@@ -132,7 +132,7 @@ def course_batch(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def course_rows(course_batch):
-    from grader.gradebook import Gradebook
+    from grader.batch.gradebook import Gradebook
 
     with Gradebook(course_batch) as book:
         return book.rows()
@@ -170,7 +170,7 @@ def test_similarity_can_be_switched_off(course_rows, monkeypatch):
     summary = summarize(course_rows, similarity=False)
     assert summary.shared == [] and not summary.similarity
     assert "switched off with --no-similarity" in render_markdown(summary)
-    import grader.batch
+    import grader.batch.run
     from grader.cli import main
 
     seen = {}
@@ -179,7 +179,7 @@ def test_similarity_can_be_switched_off(course_rows, monkeypatch):
         seen.update(kwargs)
         raise SystemExit(0)
 
-    monkeypatch.setattr(grader.batch, "run_batch", run_batch)
+    monkeypatch.setattr(grader.batch.run, "run_batch", run_batch)
     with pytest.raises(SystemExit):
         main(["batch", str(ROOT / "examples"), "--out", "/nonexistent", "--config", str(ROOT / "grading.yaml"),
               "--no-similarity", "--quiet"])
@@ -219,7 +219,7 @@ def test_the_summary_in_chromium(course_batch, tmp_path):
 def test_an_answer_digest_names_the_numbers_not_their_noise():
     import torch
 
-    from grader.scoring import answer_digest
+    from grader.scoring.score import answer_digest
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(32, 27, generator=g, dtype=torch.float64)

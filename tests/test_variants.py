@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import VARIANTS, failing_checks
-from grader.exercises import EXERCISES
+from grader.course.spec import EXERCISES
 
 MANIFEST = yaml.safe_load((VARIANTS / "manifest.yaml").read_text())["variants"]
 FILE_TO_EXERCISE = {ex.file: ex.id for ex in EXERCISES.values()}
