@@ -13,8 +13,9 @@ import pytest
 from grader.course.spec import ATOMIC
 from grader.submission.lecture import build_plan, find_headers, has_lecture_case, lecture_cases, skip_reason
 from grader.submission.notebook import parse_cells
+from conftest import TESTS
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
+FIXTURES = TESTS / "fixtures" / "notebooks"
 _spec = importlib.util.spec_from_file_location("notebook_builder", FIXTURES / "builder.py")
 nbb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(nbb)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from grader.submission.notebook import parse_cells
+from conftest import TESTS
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
+FIXTURES = TESTS / "fixtures" / "notebooks"
 STUDENTS = FIXTURES / "students"
 _spec = importlib.util.spec_from_file_location("student_notebooks", FIXTURES / "students.py")
 students = importlib.util.module_from_spec(_spec)

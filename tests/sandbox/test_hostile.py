@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SOLUTIONS
+from conftest import ROOT, SOLUTIONS, TESTS
 from grader.sandbox import levels as sandbox
 from grader.cli import main as cli_main
 from grader.config import IntegrityConfig, load_config
 from grader.course.spec import EXERCISES
 from grader.submission.integrity import RULES
 
-HOSTILE = Path(__file__).resolve().parent / "hostile"
+HOSTILE = TESTS / "hostile"
 TIMEOUT = 3
 BOUND = 60.0  # seconds a whole grade may take, whatever the submission does
 
@@ -507,7 +507,7 @@ def test_no_frame_of_the_worker_holds_autograd_gradients(world, submission, grad
 def _builder():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("notebook_builder", ROOT / "tests/fixtures/notebooks/builder.py")
+    spec = importlib.util.spec_from_file_location("notebook_builder", TESTS / "fixtures/notebooks/builder.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

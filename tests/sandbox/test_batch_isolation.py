@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SECRET, SOLUTIONS, make_submission
+from conftest import ROOT, SECRET, SOLUTIONS, TESTS, make_submission
 from grader.sandbox import cgroups, levels as sandbox
 from grader.config import load_config
 from grader.batch.run import Entry, grade_entry, run_entry
@@ -35,7 +35,7 @@ from grader.cli import main as cli_main
 from grader.submission.integrity import RULES
 from grader.sandbox.slot import Slot
 
-HOSTILE = Path(__file__).resolve().parent / "hostile"
+HOSTILE = TESTS / "hostile"
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or not sandbox.level_works("bwrap"),
                                 reason="batch isolation is promised under bubblewrap")

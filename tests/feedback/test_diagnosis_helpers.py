@@ -25,9 +25,10 @@ from grader.course.spec import EXERCISES, FORWARD_ARGS, PARAMS, TRAJECTORY
 from grader.sandbox.inside.harness import student_traceback
 from grader.sandbox.runner import ExerciseRun
 from grader.scoring.score import score_exercise
+from conftest import ROOT, TESTS
 
 _counter = itertools.count()
-FEEDBACK = Path(__file__).resolve().parent / "fixtures" / "feedback"
+FEEDBACK = TESTS / "fixtures" / "feedback"
 FEEDBACK_MANIFEST = yaml.safe_load((FEEDBACK / "manifest.yaml").read_text())["variants"]
 
 
@@ -176,7 +177,7 @@ def assert_feedback(result, expect: dict, root: str | None, fails: set | None):
 
 # --- the mutation harness: single-edit mistakes of the reference solutions ---------------------
 
-SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
+SOLUTIONS = ROOT / "solutions"
 # Hints that name a cause no single edit of a reference solution can have (its dtype and its
 # sizes are untouched), and factor hints on a ratio that is not a real factor.
 _FALSE_CAUSES = (re.compile(r"float32 precision"), re.compile(r"hard-coded"))
@@ -198,7 +199,7 @@ def variant_mutants(ex_id: str):
     from grader.feedback.mutants import mutants
 
     ex = EXERCISES[ex_id]
-    folder = Path(__file__).resolve().parent / "fixtures" / "variants"
+    folder = TESTS / "fixtures" / "variants"
     manifest = yaml.safe_load((folder / "manifest.yaml").read_text())["variants"]
     return [m for v in manifest if v["correct"] and v["replaces"] == ex.file
             for m in mutants((folder / v["file"]).read_text(), ex.function)]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ASSIGNMENTS, ROOT, SOLUTIONS
+from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, TESTS
 from grader.sandbox import levels as sandbox
 from grader.outputs.formats import classroom_results, gradescope_results, junit_xml
 from grader.batch.gradebook import Gradebook, Row, gradebook_csv, lms_csv
@@ -33,7 +33,7 @@ from grader.report import Report, write_report
 from grader.safe_text import clean_tree, one_line, printable, valid
 from grader.batch.summary import render_html, render_markdown as summary_markdown, summarize
 
-HOSTILE = Path(__file__).resolve().parent / "hostile"
+HOSTILE = TESTS / "hostile"
 ATTACKS = {"cross_entropy.py": "cross_entropy__lone_surrogate.py", "batchnorm.py": "batchnorm__terminal_escapes.py",
            "embedding.py": "embedding__escapes_at_import.py"}
 # A folder name and an extra file name with escape sequences and bytes that are not UTF-8.

@@ -20,6 +20,7 @@ from test_diagnosis_helpers import (
 from grader.feedback import nearmiss
 from grader.course.spec import EXERCISES, TRAJECTORY
 from grader.feedback.hint_levels import ONE_GO, RULES
+from conftest import ROOT
 
 SUBSET_EVERY = 13
 
@@ -216,7 +217,7 @@ def test_worked_expressions_reproduce_autograd(public_cases):
 
 
 def test_mutants_are_single_edits_that_parse():
-    source = (Path(__file__).resolve().parent.parent / "solutions" / "cross_entropy.py").read_text()
+    source = (ROOT / "solutions" / "cross_entropy.py").read_text()
     from grader.feedback.mutants import mutants
 
     found = mutants(source, "cross_entropy_backward")

@@ -9,8 +9,8 @@ from nbformat import v4
 
 from grader.submission.notebook import extract, parse_notebook_bytes, sanitize
 from grader.submission.load import SubmissionError, load_submission
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SOLVED = ROOT / "solutions" / "backprop_ninja.ipynb"
 STUDENT = ROOT / "assignments" / "backprop_ninja.ipynb"
 

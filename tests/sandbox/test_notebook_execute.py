@@ -11,8 +11,8 @@ from nbformat import v4
 
 from grader.sandbox.inside.execute import execute_notebook
 from grader.sandbox.levels import choose_level
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SOLVED = ROOT / "solutions" / "backprop_ninja.ipynb"
 
 

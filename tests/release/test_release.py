@@ -11,9 +11,10 @@ import pytest
 from grader.cli import main
 from grader.course.spec import EXERCISES
 from grader.release.build import (NOTEBOOK, ReleaseError, answer_names, build_notebook, check_release,
-                            release_outputs, strip_solutions, unmark_solutions, write_release)
+                                  release_outputs, strip_solutions, unmark_solutions, write_release)
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 
 
 def test_committed_release_is_up_to_date():

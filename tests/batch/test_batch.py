@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ASSIGNMENTS, FIXTURES, ROOT, SECRET, SOLUTIONS, make_submission
+from conftest import ASSIGNMENTS, FIXTURES, ROOT, SECRET, SOLUTIONS, TESTS, make_submission
 from grader.sandbox import levels as sandbox
 from grader.batch.run import run_batch
 from grader.cli import main as cli_main
@@ -31,7 +31,7 @@ from grader.config import load_config
 from grader.pipeline import grade
 from grader.batch.gradebook import Gradebook
 
-HOSTILE = Path(__file__).resolve().parent / "hostile"
+HOSTILE = TESTS / "hostile"
 VARIANTS = FIXTURES / "variants"
 TIMEOUT = 2
 HTML_NAME = '<img src=x onerror="alert(1)"> & co'  # a folder name may hold anything but a slash
