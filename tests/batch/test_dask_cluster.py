@@ -16,12 +16,13 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import ASSIGNMENTS, ROOT, SECRET, make_submission
+from conftest import ASSIGNMENTS, FIXTURES, ROOT, SECRET, SOLUTIONS, make_submission
 from grader.batch.gradebook import Gradebook
 from grader.batch.run import content_hash, run_batch
 from grader.config import IntegrityConfig, load_config
@@ -34,7 +35,8 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux" or not sandbox.level_wor
                                 reason="the workers' view of the filesystem and their grading use bubblewrap")
 
 HOSTILE = ROOT / "tests" / "hostile"
-VARIANTS = ROOT / "tests" / "fixtures" / "variants"
+VARIANTS = FIXTURES / "variants"
+NOTEBOOKS = FIXTURES / "notebooks"
 TIMEOUT = 5  # seconds per exercise: the hung submission hangs in two, long after the others are done
 BOUND = 240  # seconds for anything the scenario waits for: a hang fails the test, it never blocks the suite
 
@@ -115,7 +117,7 @@ def _mentioning(text: str) -> list[str]:
 
 
 def _course(course: Path) -> Path:
-    """Eight entries; `dan-hung`, the fourth, hangs in two exercises, so it runs when others are done."""
+    """Ten entries of every kind; `dan-hung`, the fourth, hangs in two exercises, so it runs when others are done."""
     spin = "def cross_entropy_backward(logits, Yb):\n    while True:\n        pass\n"
     make_submission(course / "dan-hung", {"batchnorm.py": (HOSTILE / "batchnorm__sleep_forever.py").read_text(),
                                           "cross_entropy.py": spin})
@@ -127,6 +129,10 @@ def _course(course: Path) -> Path:
     make_submission(course / "eve", {"embedding.py": (HOSTILE / "embedding__kill_parent.py").read_text()})
     (course / "fay.ipynb").write_bytes((ASSIGNMENTS / "backprop_ninja.ipynb").read_bytes())  # the stubs
     (course / "gus.zip").write_bytes(b"not a zip")
+    with zipfile.ZipFile(course / "hal.zip", "w") as archive:
+        for source in sorted(SOLUTIONS.glob("*.py")):
+            archive.write(source, source.name)
+    (course / "ivy.ipynb").write_bytes((NOTEBOOKS / "lecture_mistakes.ipynb").read_bytes())  # the lecture's own
     return course / "dan-hung"
 
 
@@ -185,20 +191,33 @@ def scenario(tmp_path_factory):
 
             def holder(tasks):
                 [(state, on)] = [v for k, v in tasks.items() if k.endswith(slow)]
-                assert state != "done", "the hung submission was done before the worker holding it was killed"
+                assert state != "done", ("the hung submission was done before its worker was seen running it alone "
+                                         "with every result let go")
                 return on if state == "processing" else None
 
-            # A machine lost: the worker that holds the hung submission, nanny and all, once another is done.
-            found.killed = until(lambda t: any(s == "done" for s, _ in t.values()) and holder(t),
-                                 "the hung submission on a worker while another was done")
+            def alone(name) -> bool:
+                """Whether worker `name` runs the hung submission only and holds no result not yet let go.
+
+                Killed then, it loses no finished grade (nothing else can finish there for seconds), so that
+                no submission is graded to the end twice unless the batch failed to let go of a result.
+                """
+                [address] = [a for a, w in watch.scheduler_info(n_workers=-1)["workers"].items() if w["name"] == name]
+                running, held = watch.run(lambda dask_worker: (
+                    [str(ts.key) for ts in dask_worker.state.executing],
+                    [str(k) for k in dask_worker.data if str(k).startswith("grade-")]), workers=[address])[address]
+                return len(running) == 1 and running[0].endswith(slow) and not held
+
+            # A machine lost: the worker grading the hung submission, nanny and all, once another one is done.
+            found.killed = until(lambda t: any(s == "done" for s, _ in t.values()) and (on := holder(t)) and alone(on)
+                                 and on, "the hung submission running alone on a worker while another was done")
             found.at_kill = {"finished": sum(s == "done" for s, _ in watch.run_on_scheduler(on_scheduler).values())}
             lap("until the first kill")
             cluster.send(f"kill {found.killed}")
             found.kill = cluster.read(60)
             lap("first kill")
             # Then the last worker's process (its nanny starts a new one), the only one holding the cases.
-            found.restarted = until(lambda t: holder(t) not in (None, found.killed) and holder(t),
-                                    "the hung submission on the other worker")
+            found.restarted = until(lambda t: (on := holder(t)) not in (None, found.killed) and alone(on) and on,
+                                    "the hung submission running alone on the other worker")
             [old] = watch.run(os.getpid, workers=[a for a, w in watch.scheduler_info(n_workers=-1)["workers"].items()
                                                  if w["name"] == found.restarted]).values()
             os.kill(old, signal.SIGKILL)
@@ -238,15 +257,16 @@ def test_the_gradebook_equals_a_local_runs_with_a_worker_killed_midway(scenario)
     assert not scenario.error
     assert scenario.at_kill["finished"] >= 1 and scenario.kill["killed"] == scenario.killed
     local = _book(scenario.local)
-    assert len(local) == 8 and local["ann"][1] == 100 and local["gus"][0] == "unreadable"
+    assert len(local) == 10 and local["ann"][1] == local["hal"][1] == 100 and local["gus"][0] == "unreadable"
+    assert 0 < local["ivy"][1] < 100
     assert local["dan-hung"][0] == "graded" and local["dan-hung"][1] == 70  # all but the two that hung
     assert _book(scenario.remote) == local  # no row lost, none twice (names are unique), the same grades
     # and no submission graded to the end twice: each task finished once (its result let go at once, so the
     # workers lost later did not hold it), the killed attempts never did
-    graded = {content_hash(p)[:12] for p in scenario.course.iterdir() if p.suffix != ".zip"}
+    graded = {content_hash(p)[:12] for p in scenario.course.iterdir() if p.name != "gus.zip"}  # not unreadable
     assert scenario.completed == {h: 1 for h in graded}
     totals = scenario.totals
-    assert (totals.total, totals.graded, totals.unreadable, totals.errors) == (8, 7, 1, 0)
+    assert (totals.total, totals.graded, totals.unreadable, totals.errors) == (10, 9, 1, 0)
     assert sorted(p.name for p in scenario.remote.glob("*.json")) == \
         sorted(p.name for p in scenario.local.glob("*.json"))
 
