@@ -1,9 +1,11 @@
 """`grader batch --scheduler` on a real cluster: `dask scheduler` and two `dask worker`s as separate processes.
 
-One scenario, run once for the module (dask_cluster.py beside this file starts the processes): a batch is graded
-locally, then on the cluster, whose workers cannot see the batch folder (so submissions must travel by
-value), and one worker is killed (SIGKILL, its whole process group) while it grades a slow submission.
-The tests below read what happened.
+One scenario, run once for the module (dask_cluster.py beside this file starts the processes): a batch of
+every kind of submission, a hostile one among them, is graded locally, then on the cluster, whose workers
+cannot see the batch folder (so submissions must travel by value). While a worker grades a slow submission
+it is killed (SIGKILL, its whole process group: a machine lost); then, while the other one grades it, that
+worker's process is killed too (its nanny starts a new one, which has to get the cases again). The tests
+below read what happened.
 """
 
 import collections
@@ -52,7 +54,7 @@ class Scenario:
     restarted: str = ""            # the worker whose process was killed next (its nanny started another)
     pids: tuple = ()               # that worker process's pid, and the pids of the workers at the end
     completed: dict = field(default_factory=dict)   # content hash -> how many times its grading task finished
-    at_kill: dict = field(default_factory=dict)     # what was done and where the slow one ran, at the kill
+    at_kill: dict = field(default_factory=dict)     # how many were done at the first kill
     kill: dict = field(default_factory=dict)        # the harness's account of the kill
     survivors: list = field(default_factory=list)   # worker names the scheduler still had after the batch
     deaths: list = field(default_factory=list)      # worker processes whose nanny saw them killed
