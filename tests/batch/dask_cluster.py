@@ -14,7 +14,7 @@ tried to read a submission from the shared filesystem would find nothing. It pri
 
 and at end of input stops everything (SIGTERM, then SIGKILL) and prints {"left": [...]}. It is a
 child subreaper, so no descendant can escape to init: `left` lists every descendant still alive.
-Every child has PR_SET_PDEATHSIG, so nothing outlives this process even if it is killed.
+It and every child have PR_SET_PDEATHSIG, so nothing outlives the test process even if it is killed.
 """
 
 import ctypes
@@ -76,11 +76,13 @@ def _wait_gone(pids, seconds: float) -> list[int]:
 
 
 def _start(cmd, cwd: Path, env=None) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(cwd / "log.txt", "wb"), start_new_session=True, preexec_fn=_die_with_us)
+    with open(cwd / "log.txt", "wb") as log:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=log, start_new_session=True, preexec_fn=_die_with_us)
 
 
 def main(folder: Path, hidden: Path, nworkers: int) -> None:
+    _die_with_us()  # the test process gone (even killed), this one goes, and with it every child
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     procs: dict[str, subprocess.Popen] = {}
     try:
