@@ -19,6 +19,8 @@ on machines you trust with them.
 """
 
 import atexit
+import fcntl
+import os
 import shutil
 import tempfile
 import threading
@@ -30,7 +32,8 @@ from grader import __version__
 from grader.config import ConfigError
 
 _lock = threading.Lock()
-_slot = None  # this worker process's fork server: (key, Slot, folder)
+_slot = None  # this worker process's fork server: (key, Slot, folder, lock)
+PREFIX = "grader-dask-"
 
 
 def _worker_slot(config, isolation: str):
@@ -43,20 +46,55 @@ def _worker_slot(config, isolation: str):
     if _slot is not None and _slot[0] != key:
         _close_slot()
     if _slot is None:
-        folder = Path(tempfile.mkdtemp(prefix="grader-dask-"))
+        level = choose_level(isolation)  # first: a worker without that level leaves no folder behind
+        _sweep()
+        folder = Path(tempfile.mkdtemp(prefix=PREFIX))
         folder.chmod(0o711)  # a worker that dropped to `nobody` must reach the slot's folders
-        _slot = (key, Slot(folder / "slot", choose_level(isolation), config), folder)
+        lock = _hold(folder)
+        try:
+            _slot = (key, Slot(folder / "slot", level, config), folder, lock)
+        except BaseException:
+            os.close(lock)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     return _slot[1]
 
 
-@atexit.register
+def _hold(folder: Path) -> int:
+    """A lock on `folder` that this process holds until it ends: no other worker sweeps a live one's folder."""
+    fd = os.open(folder / ".lock-new", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(folder / ".lock-new", folder / "lock")  # visible only once held
+    return fd
+
+
+def _sweep() -> None:
+    """Remove the folders of this machine's worker processes that died without cleaning up (SIGKILL, OOM)."""
+    for old in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            fd = os.open(old / "lock", os.O_RDWR)
+        except OSError:
+            continue  # not (yet) a worker's of this user
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # refused while its worker lives
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def _close_slot() -> None:
     global _slot
     if _slot is not None:
-        _, slot, folder = _slot
+        _, slot, folder, lock = _slot
         _slot = None
         slot.close()
         shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+
+
+atexit.register(_close_slot)  # a worker process stopped by a signal does not get here: the next one sweeps
 
 
 def grade_task(entry, submission, config, cases, timeout: float, isolation: str, execute,

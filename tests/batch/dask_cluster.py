@@ -104,7 +104,7 @@ def main(folder: Path, hidden: Path, nworkers: int) -> None:
                     "--chdir", str(own), "--die-with-parent", "--"]
             procs[name] = _start(view + [DASK, "worker", address, "--name", name, "--nworkers", "1", "--nthreads",
                                          "1", "--host", "127.0.0.1", "--no-dashboard", "--local-directory",
-                                         str(own), "--death-timeout", "60"],
+                                         str(own), "--death-timeout", "60", "--preload", "torch"],
                                  own, env={**os.environ, "TMPDIR": str(own)})
         print(json.dumps({"scheduler": address, "workers": {n: p.pid for n, p in procs.items() if n != "scheduler"}}),
               flush=True)

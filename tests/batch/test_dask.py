@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -144,12 +145,36 @@ def test_a_worker_with_another_grader_version_grades_nothing(config):
         dask_batch.grade_task(None, None, config, [], 5, "auto", None, version="0.0.0-other")
 
 
-def test_a_worker_without_the_requested_level_grades_nothing(config, monkeypatch):
+def test_a_worker_without_the_requested_level_grades_nothing(config, monkeypatch, tmp_path):
     from grader.batch import cluster as dask_batch
     from grader.config import ConfigError
 
     monkeypatch.setattr(sandbox, "level_works", lambda level: level != "bwrap")  # a machine without bubblewrap
     monkeypatch.setattr(dask_batch, "_slot", None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(ConfigError, match="isolation level 'bwrap' does not work on this machine"):
         dask_batch.grade_task(None, None, config, [], 5, "bwrap", None)
-    assert dask_batch._slot is None  # no fork server was started at a weaker level
+    assert dask_batch._slot is None and list(tmp_path.iterdir()) == []  # no fork server, no folder
+
+
+def test_a_worker_sweeps_the_folders_of_dead_workers_only(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    from grader.batch import cluster
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    live, dead, other = (tmp_path / f"{cluster.PREFIX}{name}" for name in ("live", "dead", "other"))
+    for folder in (live, dead, other):
+        (folder / "slot").mkdir(parents=True)
+    held = cluster._hold(live)  # as a live worker process holds it
+    os.close(cluster._hold(dead))  # as the kernel lets go of a killed one's
+    (tmp_path / "unrelated").mkdir()
+    try:
+        cluster._sweep()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, other.name, "unrelated"]  # `other`: no lock
+        fcntl.flock(held, fcntl.LOCK_UN)  # its worker gone
+        cluster._sweep()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "unrelated"]
+    finally:
+        os.close(held)

@@ -58,6 +58,7 @@ class Scenario:
     kill: dict = field(default_factory=dict)        # the harness's account of the kill
     survivors: list = field(default_factory=list)   # worker names the scheduler still had after the batch
     deaths: list = field(default_factory=list)      # worker processes whose nanny saw them killed
+    folders: dict = field(default_factory=dict)     # worker name -> its slot folders left, after the stop
     left: list | None = None                        # processes alive after the cluster stopped
     strays: list = field(default_factory=list)      # processes naming the cluster's folder, after it stopped
     error: str = ""
@@ -241,6 +242,7 @@ def scenario(tmp_path_factory):
         found.strays = _mentioning(str(root / "cluster"))
         logs = "".join(p.read_text(errors="replace") for p in (root / "cluster").glob("w*/log.txt"))
         found.deaths = [int(pid) for pid in re.findall(r"Worker process (\d+) was killed", logs)]
+        found.folders = {w.name: len(list(w.glob("grader-dask-*"))) for w in (root / "cluster").glob("w*")}
         lap("stop")
         print("seconds per phase:", found.seconds)
     return found
@@ -312,3 +314,11 @@ def test_workers_never_saw_the_batch_folder(scenario):
 
 def test_no_process_outlives_the_cluster(scenario):
     assert scenario.left == [] and scenario.strays == []
+
+
+def test_a_workers_folders_go_with_it(scenario):
+    assert not scenario.error
+    # A worker process stopped by a signal (the harness stops all with SIGTERM) leaves its slot folder; the
+    # restarted worker's new process swept its killed one's, so only its own can be left; the machine lost
+    # keeps its one until a worker starts there again.
+    assert scenario.folders[scenario.restarted] <= 1 and scenario.folders[scenario.killed] == 1
