@@ -13,11 +13,12 @@ from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.confine import filter_status
 from grader.exercises import EXERCISES
-from grader.integrity import scan, scan_train
+from grader.integrity import scan_train
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
 from grader.runner import SubmissionRunner
 from grader.sandbox import choose_level, describe
+from grader.scan_cache import scan  # integrity.scan, once per distinct content
 from grader.submission import SubmissionError, load_submission
 
 
