@@ -402,6 +402,33 @@ def report_path(out: Path, name: str) -> Path:
     return out / f"{name}.json"
 
 
+def _write_report_file(path: Path, text: str) -> None:
+    """A report beside the gradebook: written whole and renamed into place, not flushed to the disk.
+
+    The row just committed holds the same text and is the record (its commits survive the grader's
+    crash, not a power cut: WAL without a flush per commit); this file has that same guarantee, and
+    a rerun writes it again from the row when it is missing or not that text.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(valid(text))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _report_file_is(path: Path, text: str) -> bool:
+    """Whether the report file holds the row's report (a row from before rows held the file's text: exists)."""
+    try:
+        if not text.startswith("{\n"):
+            return path.is_file()
+        return path.read_text(encoding="utf-8") == valid(text)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 class Progress:
     """A rich progress bar on stderr with counts and an ETA; nothing at all with `quiet`."""
 
@@ -458,7 +485,8 @@ def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str 
             result.skipped += 1
             if row.submitted_at != entry.submitted_at:
                 book.set_submitted_at(entry.name, entry.submitted_at)
-            if row.report and not report_path(out, entry.name).is_file():  # deleted since: write it again
+            if row.report and not _report_file_is(report_path(out, entry.name), row.report):
+                # deleted or changed since (or cut short by a power cut): write it again from the row
                 write_atomically(report_path(out, entry.name), Report.model_validate_json(row.report)
                                  .model_dump_json(indent=2))
         book.set_meta("late_policy", config.late.model_dump(mode="json") if config.late else None)
@@ -472,7 +500,7 @@ def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str 
                         report_json = None
                         if graded.report is not None:  # serialised once: the file and the row hold the same text
                             report_json = graded.report.model_dump_json(indent=2)
-                            write_atomically(report_path(out, graded.entry.name), report_json)
+                            _write_report_file(report_path(out, graded.entry.name), report_json)
                         book.record(_row(graded, config, key, report_json))
                     progress.advance(graded.status)
                     if graded.status == "graded":

@@ -149,3 +149,12 @@ def test_a_finished_batch_leaves_no_descriptor_folder_or_process(tmp_path, confi
     after = set(os.listdir("/proc/self/fd"))
     assert after - before == set(), {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in after - before
                                      if os.path.exists(f"/proc/self/fd/{fd}")}
+
+    # The report files are not flushed one by one (their rows are the record): a rerun mends one cut short.
+    report = tmp_path / "out" / "wrong.json"
+    whole = report.read_text()
+    report.write_text(whole[:100])
+    (tmp_path / "out" / "right.json").unlink()
+    rerun = run_batch(course, tmp_path / "out", config, timeout=TIMEOUT, jobs=2, quiet=True)
+    assert (rerun.graded, rerun.skipped) == (0, 4)
+    assert report.read_text() == whole and (tmp_path / "out" / "right.json").is_file()
