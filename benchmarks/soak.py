@@ -106,17 +106,24 @@ def _memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def _is_server(pid: int) -> bool:
+    """A Python process running `grader.worker --serve` (bubblewrap's own processes carry it as an argument)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"--serve" in cmdline and b"python" in Path(cmdline[0].decode(errors="replace")).name.encode()
+
+
 def _servers(root: int) -> list[int]:
-    """The fork servers below the batch (not their sessions: those come and go)."""
+    """The fork servers below the batch (not their sessions, forks of them that come and go)."""
     servers = []
     for pid in _tree(root):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            parent_cmd = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             continue
-        if b"--serve" in cmdline and b"--serve" not in parent_cmd:
+        if _is_server(pid) and not _is_server(parent):
             servers.append(pid)
     return servers
 
@@ -242,12 +249,9 @@ def _sample(kinds: dict[str, str], size: int) -> list[str]:
     """Every kind, then evenly spread."""
     names = sorted(kinds)
     chosen = [next(n for n in names if kinds[n] == k) for k in sorted(set(kinds.values()))]
-    step = max(1, len(names) // max(1, size - len(chosen)))
-    for name in names[::step]:
-        if len(chosen) >= size:
-            break
-        if name not in chosen:
-            chosen.append(name)
+    rest = [n for n in names if n not in chosen]
+    step = max(1, len(rest) // max(1, size - len(chosen)))
+    chosen += rest[::step][:max(0, size - len(chosen))]
     return chosen
 
 
