@@ -187,10 +187,12 @@ def main() -> None:
             done = _rows(out)
             while todo and done >= todo[0]:
                 servers = _servers(proc.pid)
-                seen[todo.pop(0)] = {"rows": done, "grader": _memory(proc.pid),
-                                     "servers": [_memory(pid) for pid in servers],
-                                     "fds": len(os.listdir(f"/proc/{proc.pid}/fd")),
-                                     "seconds": time.perf_counter() - started}
+                m = seen[todo.pop(0)] = {"rows": done, "grader": _memory(proc.pid),
+                                         "servers": [_memory(pid) for pid in servers],
+                                         "fds": len(os.listdir(f"/proc/{proc.pid}/fd")),
+                                         "seconds": time.perf_counter() - started}
+                print(f"  ... row {done} after {m['seconds']:.0f} s: grader PSS {m['grader'][1] / 1024:.0f} MiB, "
+                      f"servers {[round(p / 1024) for _, p in m['servers']]} MiB, fds {m['fds']}", flush=True)
         seconds = time.perf_counter() - started
         err = proc.stderr.read().decode(errors="replace")
         if proc.returncode != 0:
