@@ -77,7 +77,7 @@ def peak_memory(cmd: list[str], env) -> int:
 PHASES = """
 import json, sys
 from pathlib import Path
-from grader.batch import run_batch
+from grader.batch.run import run_batch
 from grader.config import find_config
 r = run_batch(Path(sys.argv[1]), Path(sys.argv[2]), find_config(None), secret=sys.argv[3] or None,
               jobs=int(sys.argv[4]), quiet=True, regrade=True)
