@@ -13,11 +13,12 @@ from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.sandbox.inside.confine import filter_status
 from grader.course.spec import EXERCISES
-from grader.submission.integrity import scan, scan_train
+from grader.submission.integrity import scan_train
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
 from grader.sandbox.runner import SubmissionRunner
 from grader.sandbox.levels import choose_level, describe
+from grader.submission.scan_cache import scan  # integrity.scan, once per distinct content
 from grader.submission.load import SubmissionError, load_submission
 
 

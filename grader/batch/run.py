@@ -11,6 +11,7 @@ once. At the end come OUTDIR/gradebook.csv and the instructor summary
 cases and grader version are unchanged.
 """
 
+import contextlib
 import csv
 import gc
 import hashlib
@@ -18,6 +19,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -29,10 +31,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from grader import __version__
+from grader import __version__, phases
 from grader.config import ConfigError, GradingConfig
 from grader.batch.gradebook import Gradebook, Row, gradebook_csv
-from grader.report import Report, write_atomically, write_report
+from grader.report import Report, write_atomically
 from grader.safe_text import valid
 
 KINDS = (".zip", ".ipynb")
@@ -71,6 +73,7 @@ class BatchResult(BaseModel):
     errors: int = 0
     ignored: list[str] = []
     seconds: float = 0.0
+    phases: dict[str, float] = {}  # seconds per phase, summed over threads (grader.phases)
     gradebook: Path | None = None
     summary: Path | None = None
 
@@ -164,7 +167,9 @@ def discover(directory: Path, out: Path, timestamps: dict[str, str] | None = Non
         when = times.get(path.name) or times.get(name)
         if when is None:
             when = datetime.fromtimestamp(_mtime(path), timezone.utc).isoformat(timespec="seconds")
-        entries.append(Entry(name=name, path=path, content_hash=content_hash(path), submitted_at=when))
+        with phases.phase("hash"):
+            digest = content_hash(path)
+        entries.append(Entry(name=name, path=path, content_hash=digest, submitted_at=when))
     return entries, ignored
 
 
@@ -189,12 +194,15 @@ def run_entry(entry: Entry, config: GradingConfig, cases, timeout: float, slot=N
     from grader.submission.load import SubmissionError, load_submission
 
     try:
-        submission = submission or load_submission(entry.path)
+        with phases.phase("load"):
+            submission = submission or load_submission(entry.path)
         for attempt in range(2):
             if slot is not None:
                 slot.tampered = []
-            run = run_submission(entry.path, config, cases=cases, timeout=timeout, slot=slot, submission=submission,
-                                 student_id=entry.name, execute=execute, isolation=isolation)
+            with phases.phase("run"):
+                run = run_submission(entry.path, config, cases=cases, timeout=timeout, slot=slot,
+                                     submission=submission, student_id=entry.name, execute=execute,
+                                     isolation=isolation)
             if slot is None or not slot.tampered:
                 return Result(entry=entry, status="graded", run=run)
             # Its server was changed during the session (the slot has replaced it): grade it again in the
@@ -213,7 +221,9 @@ def finish_entry(result: Result) -> Result:
     if result.run is None:
         return result
     try:
-        return Result(entry=result.entry, status="graded", report=score_run(result.run))
+        with phases.phase("score"):
+            report = score_run(result.run)
+        return Result(entry=result.entry, status="graded", report=report)
     except Exception as err:  # noqa: BLE001
         return _failed(result.entry, err)
 
@@ -237,6 +247,72 @@ def _failed(entry: Entry, err: Exception) -> Result:
                           + traceback.format_exc(limit=5)[-2000:])
 
 
+WORK_PREFIX = "grader-batch-"
+
+
+def _started(pid: int) -> str:
+    """When `pid` started (clock ticks since boot; '0' without /proc): a reused pid is another process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def make_work_folder() -> Path:
+    """The batch's folder for its slots, named after this process (pid and start time), so that the next
+    batch can tell when it outlived its owner (killed with SIGKILL) and remove it."""
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-{_started(os.getpid())}-"))
+    work.chmod(0o711)  # a worker that dropped to `nobody` must reach the slots' folders (not list them)
+    return work
+
+
+def remove_stale_work(folder: Path | None = None) -> list[Path]:
+    """Remove the slot folders of batches whose process is gone (this user's only); the folders removed."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*-*"):
+        pid, started = path.name.removeprefix(WORK_PREFIX).split("-")[:2]
+        try:
+            mine = path.is_dir() and not path.is_symlink() and path.lstat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if not (mine and pid.isdigit() and started.isdigit()):
+            continue
+        alive = int(pid) == os.getpid() or (os.path.exists(f"/proc/{pid}") if os.path.isdir("/proc/self")
+                                             else _exists(int(pid)))
+        if alive and _started(int(pid)) == started:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt():
+    """SIGTERM (a scheduler or `kill` stopping the batch) unwinds like Ctrl-C, so every slot is cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, timeout: float, level: str,
                   jobs: int, execute=None) -> Iterator[Result]:
     """Grade on this machine with `jobs` fork servers; results in the order they finish.
@@ -245,16 +321,23 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
     so a slot starts its next submission while the previous one is being scored.
     """
     from grader.pipeline import build_cases
-    from grader.sandbox.slot import Slot
+    from grader.sandbox.slot import REPLY_WAIT, Slot
 
-    work = Path(tempfile.mkdtemp(prefix="grader-batch-"))
-    work.chmod(0o711)  # a worker that dropped to `nobody` must reach the slots' folders (not list them)
+    work = make_work_folder()
     slots = []
+    threads: list[threading.Thread] = []
     pending: queue.Queue = queue.Queue()
     try:
         # Servers first: their torch imports overlap with building the cases below.
-        slots = [Slot(work / f"slot-{i}", level, config) for i in range(max(1, min(jobs, len(todo))))]
-        cases = build_cases(config, secret)
+        with phases.phase("start servers"):
+            slots = [Slot(work / f"slot-{i}", level, config) for i in range(max(1, min(jobs, len(todo))))]
+        with phases.phase("build cases"):
+            cases = build_cases(config, secret)
+        import torch
+
+        # Scoring's tensors are tiny: a second intra-op thread only spins against the fork servers (20x slower
+        # matmuls under load). The references above were built like a single grade's; workers use one thread too.
+        torch.set_num_threads(1)
         gc.freeze()  # torch's and the cases' objects stay: collections then skip them (many per batch)
         for entry in todo:
             pending.put(entry)
@@ -279,7 +362,8 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
             thread.start()
         running = len(threads)
         while running:
-            result = ran.get()
+            with phases.phase("wait"):
+                result = ran.get()
             if result is None:
                 running -= 1
             else:
@@ -291,7 +375,9 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
         except queue.Empty:
             pass
         for slot in slots:
-            slot.close()
+            slot.close()  # its thread's session ends with it, and the slot starts no new server
+        for thread in threads:
+            thread.join(REPLY_WAIT)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -314,6 +400,33 @@ def _row(result: Result, config: GradingConfig, key: str, report_json: str | Non
 
 def report_path(out: Path, name: str) -> Path:
     return out / f"{name}.json"
+
+
+def _write_report_file(path: Path, text: str) -> None:
+    """A report beside the gradebook: written whole and renamed into place, not flushed to the disk.
+
+    The row just committed holds the same text and is the record (its commits survive the grader's
+    crash, not a power cut: WAL without a flush per commit); this file has that same guarantee, and
+    a rerun writes it again from the row when it is missing or not that text.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(valid(text))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _report_file_is(path: Path, text: str) -> bool:
+    """Whether the report file holds the row's report (a row from before rows held the file's text: exists)."""
+    try:
+        if not text.startswith("{\n"):
+            return path.is_file()
+        return path.read_text(encoding="utf-8") == valid(text)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 class Progress:
@@ -351,7 +464,8 @@ def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str 
               timeout: float | None = None, isolation: str | None = None, regrade: bool = False, quiet: bool = False,
               scheduler: str | None = None, timestamps: Path | None = None, execute: bool | None = None,
               similarity: bool = True) -> BatchResult:
-    started = time.perf_counter()
+    started, before = time.perf_counter(), phases.snapshot()
+    remove_stale_work()  # what a batch killed with SIGKILL left
     entries, ignored = discover(directory, out, read_timestamps(timestamps) if timestamps else None)
     out.mkdir(parents=True, exist_ok=True)
     timeout = timeout or config.timeout
@@ -371,25 +485,30 @@ def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str 
             result.skipped += 1
             if row.submitted_at != entry.submitted_at:
                 book.set_submitted_at(entry.name, entry.submitted_at)
-            if row.report and not report_path(out, entry.name).is_file():  # deleted since: write it again
+            if row.report and not _report_file_is(report_path(out, entry.name), row.report):
+                # deleted or changed since (or cut short by a power cut): write it again from the row
                 write_atomically(report_path(out, entry.name), Report.model_validate_json(row.report)
                                  .model_dump_json(indent=2))
         book.set_meta("late_policy", config.late.model_dump(mode="json") if config.late else None)
         progress = Progress(len(todo), result.skipped, quiet)
         try:
-            for graded in _grade(todo, config, secret, timeout, requested, jobs, scheduler, execute):
-                report_json = None
-                if graded.report is not None:
-                    report_json = graded.report.model_dump_json()
-                    write_report(graded.report, report_path(out, graded.entry.name))
-                book.record(_row(graded, config, key, report_json))
-                progress.advance(graded.status)
-                if graded.status == "graded":
-                    result.graded += 1
-                elif graded.status == "unreadable":
-                    result.unreadable += 1
-                else:
-                    result.errors += 1
+            with _terminated_as_interrupt(), \
+                    contextlib.closing(_grade(todo, config, secret, timeout, requested, jobs, scheduler, execute)) \
+                    as results:
+                for graded in results:
+                    with phases.phase("write"):
+                        report_json = None
+                        if graded.report is not None:  # serialised once: the file and the row hold the same text
+                            report_json = graded.report.model_dump_json(indent=2)
+                            _write_report_file(report_path(out, graded.entry.name), report_json)
+                        book.record(_row(graded, config, key, report_json))
+                    progress.advance(graded.status)
+                    if graded.status == "graded":
+                        result.graded += 1
+                    elif graded.status == "unreadable":
+                        result.unreadable += 1
+                    else:
+                        result.errors += 1
         finally:
             progress.stop()
         rows = book.rows()
@@ -398,14 +517,16 @@ def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str 
     write_atomically(result.gradebook, gradebook_csv(rows, policy))
     from grader.batch.summary import write_summary
 
-    result.summary = write_summary(rows, out, policy, similarity=similarity)
+    with phases.phase("summary"):
+        result.summary = write_summary(rows, out, policy, similarity=similarity)
     result.seconds = round(time.perf_counter() - started, 3)
+    result.phases = phases.since(before)
     return result
 
 
 def _grade(todo, config, secret, timeout, isolation, jobs, scheduler, execute) -> Iterator[Result]:
     if not todo:
-        return iter(())
+        return (r for r in ())
     if scheduler:
         from grader.batch.cluster import grade_on_dask
 

@@ -51,10 +51,13 @@ class Slot:
         if self.group is None and drops_root(level):
             self.uid = SLOT_UIDS + (os.getpid() % 1_000_000) * 100 + next(_slot_numbers) % 100
         self.tasks = "not capped: no pids cgroup available to this user"  # for the report, once started
+        self.closed = False
         self.start()
 
     def start(self) -> None:
         """Start the server (it imports torch while the caller does other work)."""
+        if self.closed:  # the batch is over (or interrupted): a session ending now must not start another
+            raise RuntimeError("this job slot is closed")
         ours, theirs = socketpair()
         args = ["--serve", str(theirs.fileno())] + (["--wipe-tmp"] if self.level == "bwrap" else [])
         try:
@@ -129,6 +132,7 @@ class Slot:
 
     def close(self) -> None:
         """Kill the server and its sandbox (any session goes with it), and remove the slot's cgroup."""
+        self.closed = True
         self._stop()
         if self.group is not None:
             self.group.remove()

@@ -4,17 +4,21 @@ Everything here runs in the grading process on data the worker sent; the
 answers are validated (keys, dtypes, sizes) before any tensor is built.
 """
 
+import dataclasses
 import hashlib
+import itertools
 import json
 import math
+from collections import OrderedDict
 
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from grader.course.cases import Case
-from grader.scoring.compare import compare
+from grader.scoring.compare import compare_many
 from grader.config import GradingConfig
+from grader import phases
 from grader.feedback.diagnosis import Diagnoser
 from grader.course.spec import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
 from grader.report import CaseResult, CheckResult, ExerciseResult
@@ -89,12 +93,27 @@ def answer_digest(answer: torch.Tensor, scale: float) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+# Diagnoses already made in this process, per exercise, case and exact answers: a course hands in the same
+# wrong answer many times, and searching the catalogue for it costs far more than scoring it.
+_DIAGNOSED: OrderedDict = OrderedDict()
+DIAGNOSED_MAX = 2048
+
+
+def _diagnosis_key(ex_id: str, tolerance: float, case: Case, blob: bytes, results: dict) -> tuple:
+    """What a case's hints depend on: its answers (the worker's bytes, exactly) and each check's verdict."""
+    h = hashlib.blake2b(blob, digest_size=16)
+    for check, r in sorted(results.items()):
+        h.update(f"\0{check}\0{r.status}\0{r.message}\0{r.got_shape}".encode("utf-8", "surrogatepass"))
+    return ex_id, tolerance, id(case), h.digest()
+
+
 class ExerciseScorer:
     def __init__(self, exercise: Exercise, config: GradingConfig, cases: list[Case]):
         self.ex = exercise
         self.config = config
         self.cases = cases
         self.points = config.check_points(exercise.id)
+        self.gradient_checks = exercise.gradient_checks
         self.diagnoser = Diagnoser(exercise, cases, config.tolerance)
 
     def _case_result(self, case: Case, check: str, status: str, message: str, **extra) -> CaseResult:
@@ -104,7 +123,8 @@ class ExerciseScorer:
                           passed=status == "passed", status=status, message=message,
                           expected_shape=shape, **extra)
 
-    def _gradient(self, case: Case, check: str, notes: dict, answers: dict) -> CaseResult:
+    def _unsent(self, case: Case, check: str, notes: dict, answers: dict) -> CaseResult | None:
+        """The result of a gradient that did not come back as a tensor to compare (None: it did)."""
         note = notes.get(check)
         if note is None:
             return self._case_result(case, check, "missing", f"missing: the returned dict has no key {check!r}")
@@ -113,14 +133,21 @@ class ExerciseScorer:
             got = note.get("got_shape")
             return self._case_result(case, check, status, str(note.get("message", status))[:300],
                                      got_shape=got if isinstance(got, list) else None)
-        got = answers.get(check)
-        if got is None:
+        if answers.get(check) is None:
             return self._case_result(case, check, "crashed", "the answer was announced but not sent")
-        verdict = compare(got, case.references[self.ex.id][check], scale=case.grad_scale,
-                          rtol=self.config.tolerance)
-        return self._case_result(case, check, verdict.status, verdict.message, exact=verdict.exact,
-                                 max_abs_diff=verdict.max_abs_diff, rel_err=verdict.rel_err,
-                                 got_shape=verdict.got_shape, note=verdict.note)
+        return None
+
+    def _gradients(self, case: Case, notes: dict, answers: dict) -> dict[str, CaseResult]:
+        """Every gradient check of the case; the answers sent are compared all at once (grader.compare)."""
+        results = {c: self._unsent(case, c, notes, answers) for c in self.gradient_checks}
+        sent = [c for c, r in results.items() if r is None]
+        refs = case.references[self.ex.id]
+        verdicts = compare_many([(answers[c], refs[c], case.grad_scale) for c in sent], rtol=self.config.tolerance)
+        for check, verdict in zip(sent, verdicts):
+            results[check] = self._case_result(case, check, verdict.status, verdict.message, exact=verdict.exact,
+                                               max_abs_diff=verdict.max_abs_diff, rel_err=verdict.rel_err,
+                                               got_shape=verdict.got_shape, note=verdict.note)
+        return results
 
     def _trajectory(self, case: Case, meta: dict, answers: dict) -> CaseResult:
         traj = meta.get("trajectory") or {}
@@ -129,11 +156,13 @@ class ExerciseScorer:
             return self._case_result(case, TRAJECTORY, status,
                                      str(traj.get("message", "the SGD steps did not complete"))[:300])
         worst = 0.0
-        for key, expected in case.references[self.ex.id][TRAJECTORY].items():
-            got = answers.get(key)
-            if got is None:
+        expected_all = case.references[self.ex.id][TRAJECTORY]
+        sent = list(itertools.takewhile(lambda k: answers.get(k) is not None, expected_all))  # up to the first gap
+        verdicts = compare_many([(answers[k], expected_all[k], _abs_max(expected_all[k])) for k in sent],
+                                rtol=self.config.tolerance)
+        for key, verdict in itertools.zip_longest(expected_all, verdicts):
+            if verdict is None:
                 return self._case_result(case, TRAJECTORY, "missing", f"parameters {key} were not sent")
-            verdict = compare(got, expected, scale=float(expected.abs().max()), rtol=self.config.tolerance)
             step, name = key.removeprefix("step").split(".")
             if not verdict.passed:
                 return self._case_result(
@@ -161,7 +190,7 @@ class ExerciseScorer:
             results = {c: self._case_result(case, c, "error", full) for c in self.ex.checks}
             self.diagnoser.error(case, tb, results)
             return results
-        keys = set(self.ex.gradient_checks)
+        keys = set(self.gradient_checks)
         if self.ex.id == "train":
             keys |= {f"step{s}.{p}" for s in range(self.config.train.steps) for p in PARAMS}
         try:
@@ -171,15 +200,37 @@ class ExerciseScorer:
             return {c: self._case_result(case, c, "wrong_type", f"the answers were rejected: {err}")
                     for c in self.ex.checks}
         notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
-        results = {c: self._gradient(case, c, notes, answers) for c in self.ex.gradient_checks}
+        results = self._gradients(case, notes, answers)
         if TRAJECTORY in self.ex.checks:
             results[TRAJECTORY] = self._trajectory(case, meta, answers)
-        self.diagnoser.case(case, answers, results)
+        self._diagnose(case, answers, blob, results)
         for check, result in results.items():  # evidence of shared work: wrong answers no known mistake explains
             if result.status in ("wrong_values", "wrong_shape") and isinstance(answers.get(check), torch.Tensor) \
                     and self.diagnoser.found.get((case.spec.name, check)) is None:
                 result.answer_digest = answer_digest(answers[check], case.grad_scale)
         return results
+
+    def _diagnose(self, case: Case, answers: dict, blob: bytes, results: dict[str, CaseResult]) -> None:
+        """The diagnoser's hints for one case, found once per distinct set of answers (then replayed)."""
+        found = self.diagnoser.found
+        if all(r.passed for r in results.values()):  # nothing to explain
+            found.update({(case.spec.name, check): None for check in results})
+            return
+        key = _diagnosis_key(self.ex.id, self.config.tolerance, case, blob, results)
+        entry = _DIAGNOSED.get(key)
+        if entry is None or entry[0] is not case:
+            with phases.phase("diagnosis"):
+                self.diagnoser.case(case, answers, results)
+            _DIAGNOSED[key] = (case, {check: (_copy(found.get((case.spec.name, check))), r.hint, list(r.hint_levels))
+                                      for check, r in results.items()})
+            if len(_DIAGNOSED) > DIAGNOSED_MAX:
+                _DIAGNOSED.popitem(last=False)
+            return
+        _DIAGNOSED.move_to_end(key)
+        for check, (diagnosis, hint, levels) in entry[1].items():
+            found[(case.spec.name, check)] = _copy(diagnosis)
+            if diagnosis is not None:
+                results[check].hint, results[check].hint_levels = hint, list(levels)
 
     def cascade_of(self, name: str, results: list[CaseResult]) -> str | None:
         """The upstream gradient this check's failures all come from, when its own step is right."""
@@ -268,6 +319,23 @@ class ExerciseScorer:
                               max_score=round(sum(c.max_score for c in checks), 6), status=status, message=message,
                               traceback=traceback or None, seconds=round(run.seconds, 4) if run else 0.0,
                               checks=checks)
+
+
+_ABS_MAX: dict[int, tuple[torch.Tensor, float]] = {}
+
+
+def _abs_max(t: torch.Tensor) -> float:
+    """max |t| of a reference tensor, computed once per run (the trajectory's scales)."""
+    entry = _ABS_MAX.get(id(t))
+    if entry is None or entry[0] is not t:
+        if len(_ABS_MAX) > 4096:
+            _ABS_MAX.clear()
+        entry = _ABS_MAX[id(t)] = (t, float(t.abs().max()))
+    return entry[1]
+
+
+def _copy(diagnosis):
+    return None if diagnosis is None else dataclasses.replace(diagnosis, levels=list(diagnosis.levels))
 
 
 def score_exercise(ex_id: str, config: GradingConfig, cases: list[Case], run: ExerciseRun | None) -> ExerciseResult:

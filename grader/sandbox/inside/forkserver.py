@@ -87,6 +87,9 @@ def serve(control_fd: int, wipe_tmp: bool) -> None:
     confine.set_child_subreaper()  # a session's orphans come back here, so the server can see them end
     confine.die_with_parent(os.getppid())
     _warm_up()
+    # Autograd locked here, once: every session is a fork of this process and starts locked (the lock
+    # costs a quarter of a session otherwise); the server itself runs no submission code.
+    kernels = guard.install()  # noqa: F841 - kept alive by this frame, which never returns
     gc.freeze()  # forked children then do not copy the heap just to scan it
     sock = socket.socket(fileno=control_fd)
     writable = [os.getcwd()] + (["/tmp"] if wipe_tmp else [])

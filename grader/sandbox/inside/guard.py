@@ -218,8 +218,18 @@ def _scrub(originals: dict[int, object]) -> None:
                     namespace[name] = replacement
 
 
+_installed = None  # this process's registration handle, once installed (a fork server's, which its sessions inherit)
+
+
 def install():
-    """Lock autograd out of this process (and the children it forks). Returns what must be kept alive."""
+    """Lock autograd out of this process (and the children it forks). Returns what must be kept alive.
+
+    Once per process: a fork server locks itself before its first session (it runs no submission code),
+    so each session, a fork of it, starts locked instead of paying for the lock again.
+    """
+    global _installed
+    if _installed is not None:
+        return _installed
     import torch.autograd.variable as variable
 
     torch.set_grad_enabled(False)
@@ -253,4 +263,5 @@ def install():
             setattr(module, name, _in_new_threads(getattr(module, name)))
     _scrub(originals)
     del keep
+    _installed = kernels
     return kernels
