@@ -7,6 +7,7 @@ from pathlib import Path
 
 from grader import __version__
 from grader.config import ConfigError, find_config, load_config
+from grader.phases import mark
 from grader.safe_text import one_line
 
 EXIT_OK, EXIT_BELOW_MIN, EXIT_USAGE = 0, 1, 2
@@ -43,20 +44,32 @@ def read_secret(secret_file: str | None) -> str | None:
     return os.environ.get("GRADER_SECRET") or None
 
 
+def _cache_folder(args) -> Path | None:
+    if args.no_cache:
+        return None
+    from grader.refcache import default_folder
+
+    return Path(args.cache_dir) if args.cache_dir else default_folder()
+
+
 def cmd_grade(args) -> int:
     from grader.grading import grade
     from grader.report import write_report
     from grader.submission import SubmissionError
 
+    mark("grader imported")
     config = find_config(args.config)
     secret = read_secret(args.secret_file)
+    mark("config read")
     try:
         report = grade(Path(args.path), config, secret=secret, timeout=args.timeout,
                        isolation=args.isolation, student_id=args.student_id,
-                       execute=True if args.execute else None)
+                       execute=True if args.execute else None, cache=_cache_folder(args))
     except SubmissionError as err:
         raise ConfigError(str(err)) from None
+    mark("scored")
     write_report(report, Path(args.out))
+    mark("report written")
     from grader.formats import EXPORTS, write_exports
 
     exported = write_exports(report, {kind: getattr(args, kind) for kind in EXPORTS}, config.hidden_visibility)
@@ -77,6 +90,7 @@ def cmd_grade(args) -> int:
         print(f"report written to {args.out}")
         for path in exported:
             print(f"also written: {path}")
+    mark("views written")
     if args.min_score is not None and report.score < args.min_score:
         if not args.quiet:
             print(f"score {report.score:g} is below --min-score {args.min_score:g}", file=sys.stderr)
@@ -191,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "process"], help="force an isolation level")
     g.add_argument("--student-id", help="recorded in the report")
     g.add_argument("--quiet", action="store_true", help="print nothing; only write the report")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="where the cases' references are cached between grades, private to you (default: "
+                        "$XDG_CACHE_HOME/backprop-ninja-grader; used with bubblewrap isolation only)")
+    g.add_argument("--no-cache", action="store_true", help="build the cases' references afresh, cache nothing")
     g.add_argument("--execute", action="store_true",
                    help="for a notebook: also run it top to bottom (sandboxed, per-cell timeout) and report failing cells")
     for kind, what in (("gradescope", "Gradescope's results.json"), ("junit", "JUnit XML (one testsuite per exercise)"),

@@ -14,6 +14,7 @@ from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.confine import filter_status
 from grader.exercises import EXERCISES
 from grader.integrity import scan, scan_train
+from grader.phases import mark
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
 from grader.runner import SubmissionRunner
@@ -21,11 +22,32 @@ from grader.sandbox import choose_level, describe
 from grader.submission import SubmissionError, load_submission
 
 
-def build_cases(config: GradingConfig, secret: str | None):
+def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None = None):
+    """Every case with its references; `cache`: a folder of grader.refcache to read them from (or fill)."""
+    specs = [*config.cases, *config.hidden_specs(secret)]
+    if cache is not None:
+        from grader import refcache
+
+        key = refcache.cache_key(config, secret)
+        cases = refcache.load(cache, key, specs)
+        if cases is not None:
+            return cases
     from grader.cases import build_case  # imports torch
 
-    specs = [*config.cases, *config.hidden_specs(secret)]
-    return [build_case(spec, config.dtype, config.train) for spec in specs]
+    cases = [build_case(spec, config.dtype, config.train) for spec in specs]
+    if cache is not None:
+        refcache.store(cache, key, cases)
+    return cases
+
+
+def _cache_for(level: str, cache: Path | None) -> Path | None:
+    """The reference cache holds hidden inputs and the answer key: only where the sandbox cannot see it."""
+    if cache is None or level != "bwrap":
+        return None
+    from grader.refcache import usable_with
+    from grader.sandbox import shared_dirs
+
+    return cache if usable_with(cache, shared_dirs()) else None
 
 
 def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
@@ -81,8 +103,9 @@ class Run:
 
 def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
           isolation: str | None = None, student_id: str | None = None, cases=None,
-          execute: bool | None = None, slot=None, submission=None) -> Report:
-    """Grade one submission. `cases` may be passed in to reuse references across submissions.
+          execute: bool | None = None, slot=None, submission=None, cache: Path | None = None) -> Report:
+    """Grade one submission. `cases` may be passed in to reuse references across submissions, or read
+    from the folder `cache` (grader.refcache; with bubblewrap only).
 
     `execute` (notebooks only): also run the notebook top to bottom; None follows grading.yaml.
     Batch grading passes a `slot` (grader.slot.Slot: a pre-warmed fork server, whose isolation level
@@ -90,16 +113,18 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
     """
     return score_run(run_submission(path, config, secret=secret, timeout=timeout, isolation=isolation,
                                     student_id=student_id, cases=cases, execute=execute, slot=slot,
-                                    submission=submission))
+                                    submission=submission, cache=cache))
 
 
 def run_submission(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
                    isolation: str | None = None, student_id: str | None = None, cases=None,
-                   execute: bool | None = None, slot=None, submission=None) -> Run:
+                   execute: bool | None = None, slot=None, submission=None, cache: Path | None = None) -> Run:
     """The first half of `grade`: read, scan and run the submission (batch grading scores it elsewhere)."""
     started_at, t0 = _now(), time.perf_counter()
     submission = submission or load_submission(path)
+    mark("submission read")
     level = slot.level if slot is not None else choose_level(isolation or config.isolation)
+    mark("isolation level chosen")
     timeout = timeout or config.timeout
     enabled = [ex for ex, cfg in config.exercises.items() if cfg.enabled]
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
@@ -117,19 +142,23 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
         static += scan_train(lecture.train, config.integrity.allow)
     blocked = {f.exercise for f in static if f.exercise}
     submitted = [ex for ex in submitted if ex not in blocked]
+    mark("submission scanned")
 
     with _workspace(slot) as tmp:
         staged = slot.stage(submission) if slot is not None else submission.stage(tmp / "submission")
         runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
         if submitted:
             runner.start_early()  # its torch import overlaps with building the cases below
+            mark("worker started")
         if cases is None:
-            cases = build_cases(config, secret)
+            cases = build_cases(config, secret, cache=_cache_for(level, cache))
+            mark("cases built")
         extra = None
         if lecture is not None:
             cases = lecture_format.lecture_cases(cases)
             extra = lecture_format.plan_entries(lecture, timeout, len(cases))
         outcome = runner.run(submitted, cases, extra=extra)
+        mark("worker finished")
     return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
                student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
                cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
@@ -152,6 +181,7 @@ def score_run(run: Run) -> Report:
                                                    static=static)
     else:
         exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex)) for ex in enabled]
+    mark("exercises scored")
     integrity = _integrity_findings(static, outcome)
     if lecture is None:
         for i, ex in enumerate(enabled):

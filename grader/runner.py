@@ -30,6 +30,7 @@ from grader.capture import CappedStream
 from grader.channel import FrameReader, ProtocolError, frame_bytes
 from grader.config import GradingConfig
 from grader.exercises import EXERCISES, PARAMS
+from grader.phases import mark
 from grader.safe_text import clean_tree, valid
 from grader.sandbox import Mounts, kill_group, make_readable, stage_package, start_worker
 
@@ -388,6 +389,7 @@ class SubmissionRunner:
     def run(self, exercise_ids: list[str], cases, extra: dict[str, dict] | None = None) -> RunOutcome:
         self.extra = extra or {}
         case_info = self.write_inputs(cases)
+        mark("inputs written")
         outcome = RunOutcome(exercises={ex: ExerciseRun() for ex in exercise_ids})
         pending = list(exercise_ids)
         stdout, stderr = [], []
@@ -473,6 +475,7 @@ class SubmissionRunner:
             run = outcome.exercises.get(current) if current is not None else None
             if kind == "hello" and not hello:
                 hello = True
+                mark("worker said hello (torch imported)")
                 worker.go([(file, serialized(tensors)) for file, tensors in self._private])
                 deadline = time.monotonic() + GRACE + STARTUP_TIMEOUT / 4
             elif kind == "exercise_start" and meta.get("exercise") in pending and current is None:
@@ -480,6 +483,7 @@ class SubmissionRunner:
                 started = time.monotonic()
                 deadline = started + self.timeout + MARGIN
             elif kind == "need_hidden" and current is None:
+                mark("public cases run")
                 hidden = True
                 worker.go(self._hidden_inputs())
                 deadline = time.monotonic() + GRACE
@@ -500,6 +504,7 @@ class SubmissionRunner:
                     and finding not in run.findings:  # the hidden phase's flag once
                 run.findings.append(finding)
             elif kind == "exercise_end":
+                mark(f"exercise {current} answered")
                 run.seconds += time.monotonic() - started
                 settled.add(current)
                 current = None

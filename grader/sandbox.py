@@ -160,6 +160,11 @@ def _python_dirs() -> list[Path]:
     return sorted(p for p in kept if not any(q != p and q in p.parents for q in kept))
 
 
+def shared_dirs() -> list[Path]:
+    """The host folders every bubblewrap worker sees (read-only), whatever it grades."""
+    return [Path(d) for d in SYSTEM_DIRS if os.path.exists(d)] + _python_dirs()
+
+
 def drops_root(level: str) -> bool:
     """Whether a worker at `level` gives up root for an unprivileged user (`--drop-to`)."""
     return _needs_drop(level)
