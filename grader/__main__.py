@@ -1,6 +1,6 @@
 from grader.phases import mark
 
 mark("python started")
-from grader.cli import main  # noqa: E402
+from grader.cli import run  # noqa: E402
 
-raise SystemExit(main())
+run()

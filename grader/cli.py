@@ -287,3 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("grader: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """The `grader` command. After `grade`, skip the interpreter's teardown (with torch loaded it costs
+    about a fifth of a grade): the report is written and closed, and the workers are gone."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv[:1] == ["grade"]:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass
+        os._exit(code)
+    raise SystemExit(code)

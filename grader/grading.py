@@ -23,31 +23,27 @@ from grader.submission import SubmissionError, load_submission
 
 
 def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None = None):
-    """Every case with its references; `cache`: a folder of grader.refcache to read them from (or fill)."""
+    """Every case with its references. `cache`: a folder of grader.refcache to read them from (or fill);
+    used with a secret only (its files are sealed with it) and never inside the sandbox's view."""
     specs = [*config.cases, *config.hidden_specs(secret)]
-    if cache is not None:
+    if cache is not None and secret:
         from grader import refcache
+        from grader.sandbox import shared_dirs
 
+        cache = cache if refcache.usable_with(cache, shared_dirs()) else None
+    else:
+        cache = None
+    if cache is not None:
         key = refcache.cache_key(config, secret)
-        cases = refcache.load(cache, key, specs)
+        cases = refcache.load(cache, key, specs, secret)
         if cases is not None:
             return cases
     from grader.cases import build_case  # imports torch
 
     cases = [build_case(spec, config.dtype, config.train) for spec in specs]
     if cache is not None:
-        refcache.store(cache, key, cases)
+        refcache.store(cache, key, cases, secret)
     return cases
-
-
-def _cache_for(level: str, cache: Path | None) -> Path | None:
-    """The reference cache holds hidden inputs and the answer key: only where the sandbox cannot see it."""
-    if cache is None or level != "bwrap":
-        return None
-    from grader.refcache import usable_with
-    from grader.sandbox import shared_dirs
-
-    return cache if usable_with(cache, shared_dirs()) else None
 
 
 def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
@@ -105,7 +101,7 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
           isolation: str | None = None, student_id: str | None = None, cases=None,
           execute: bool | None = None, slot=None, submission=None, cache: Path | None = None) -> Report:
     """Grade one submission. `cases` may be passed in to reuse references across submissions, or read
-    from the folder `cache` (grader.refcache; with bubblewrap only).
+    from the folder `cache` (grader.refcache).
 
     `execute` (notebooks only): also run the notebook top to bottom; None follows grading.yaml.
     Batch grading passes a `slot` (grader.slot.Slot: a pre-warmed fork server, whose isolation level
@@ -151,7 +147,7 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
             runner.start_early()  # its torch import overlaps with building the cases below
             mark("worker started")
         if cases is None:
-            cases = build_cases(config, secret, cache=_cache_for(level, cache))
+            cases = build_cases(config, secret, cache=cache)
             mark("cases built")
         extra = None
         if lecture is not None:

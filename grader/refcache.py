@@ -1,17 +1,22 @@
 """The cases' inputs and autograd references, cached on disk so that a grade does not rebuild them.
 
-One safetensors file (a format that cannot carry code) per key: the config's fingerprint, a hash
-of the secret (never the secret), the grader's version and the source of the modules that build
-the cases, the torch version. A file that does not match its key, is unreadable or incomplete is
-ignored and rebuilt; nothing is trusted across versions. Writes are atomic (a temporary file,
-then os.replace), so concurrent grades never read a half-written file.
+One file per key: the config's fingerprint, a hash of the secret (never the secret), the grader's
+version and the source of the modules that build the cases, the torch version. A file that does
+not match its key, fails its check, is unreadable or incomplete is ignored and rebuilt; nothing is
+trusted across versions. Writes are atomic (a temporary file, then os.replace), so concurrent
+grades never read a half-written file.
 
-Hidden cases are in these files, so the folder is private to the grading user (mode 0700, files
-0600), a folder or file that is not is never read, and it is only used where the sandbox cannot
-see it (bubblewrap's view: grader.grading asks `usable_with`).
+These files hold the answer key and the hidden cases' inputs, so: there is a cache only when there
+is a secret; each file is encrypted and authenticated with keys derived from it (a SHAKE-128
+keystream and HMAC-SHA256, standard library only), so whoever cannot read the secret cannot read
+or forge the file, whatever the isolation level; the folder is private to the grading user (mode
+0700, files 0600) and one that is not is never used, nor one inside the sandbox's view (bubblewrap
+binds only the system and Python folders: `usable_with`). Inside, the tensors are safetensors (a
+format that cannot carry code).
 """
 
 import hashlib
+import hmac
 import importlib.metadata
 import json
 import os
@@ -22,6 +27,8 @@ from pathlib import Path
 from grader import __version__
 
 FORMAT = 1
+MAGIC = b"BNGCACHE"
+NONCE = 16
 KEEP = 16  # cache files kept; the oldest go first (each secret or policy makes one)
 _SOURCES = ("cases.py", "mlp.py", "exercises.py", "config.py")  # what decides the cases' tensors
 
@@ -32,16 +39,44 @@ def default_folder() -> Path:
     return Path(base) / "backprop-ninja-grader"
 
 
-def cache_key(config, secret: str | None) -> str:
+def cache_key(config, secret: str) -> str:
     package = Path(__file__).resolve().parent
     source = hashlib.sha256()
     for name in _SOURCES:
         source.update((package / name).read_bytes())
-    secret_hash = (hashlib.sha256(f"backprop-ninja-cache\0{secret}".encode()).hexdigest() if secret
-                   else "no secret")
+    secret_hash = hashlib.sha256(f"backprop-ninja-cache\0{secret}".encode()).hexdigest()
     parts = {"format": FORMAT, "grader": __version__, "source": source.hexdigest(),
              "torch": importlib.metadata.version("torch"), "config": config.fingerprint(), "secret": secret_hash}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _keys(secret: str) -> tuple[bytes, bytes]:
+    """(encryption key, authentication key), each its own hash of the secret."""
+    return tuple(hashlib.sha256(f"backprop-ninja-cache-{use}\0{secret}".encode()).digest() for use in ("enc", "mac"))
+
+
+def _xor(data: bytes, key: bytes, nonce: bytes) -> bytes:
+    stream = hashlib.shake_128(key + nonce).digest(len(data))
+    return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(len(data), "little")
+
+
+def seal(data: bytes, secret: str) -> bytes:
+    enc, mac = _keys(secret)
+    nonce = os.urandom(NONCE)
+    body = _xor(data, enc, nonce)
+    return MAGIC + nonce + hmac.new(mac, nonce + body, "sha256").digest() + body
+
+
+def unseal(blob: bytes, secret: str) -> bytes | None:
+    """The plain bytes, or None if `blob` was not sealed with this secret or was changed since."""
+    enc, mac = _keys(secret)
+    head = len(MAGIC) + NONCE + 32
+    if len(blob) < head or not blob.startswith(MAGIC):
+        return None
+    nonce, tag, body = blob[len(MAGIC):len(MAGIC) + NONCE], blob[len(MAGIC) + NONCE:head], blob[head:]
+    if not hmac.compare_digest(tag, hmac.new(mac, nonce + body, "sha256").digest()):
+        return None
+    return _xor(body, enc, nonce)
 
 
 def _private_folder(folder: Path, create: bool) -> bool:
@@ -117,9 +152,9 @@ def _unflatten(specs, tensors: dict, layout: list):
     return cases
 
 
-def load(folder: Path, key: str, specs):
+def load(folder: Path, key: str, specs, secret: str):
     """The cached cases for `key`, or None (missing, not private, not matching, unreadable)."""
-    path = folder / f"{key}.safetensors"
+    path = folder / f"{key}.cache"
     if not _private_folder(folder, create=False):
         return None
     try:
@@ -132,7 +167,9 @@ def load(folder: Path, key: str, specs):
             return None
         with os.fdopen(fd, "rb") as fh:
             fd = None
-            data = fh.read()
+            data = unseal(fh.read(), secret)
+        if data is None:
+            return None
         # The safetensors header: 8 bytes of length, then JSON whose __metadata__ holds our strings.
         meta = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
         if meta.get("key") != key or meta.get("format") != str(FORMAT):
@@ -147,20 +184,20 @@ def load(folder: Path, key: str, specs):
             os.close(fd)
 
 
-def store(folder: Path, key: str, cases) -> None:
+def store(folder: Path, key: str, cases, secret: str) -> None:
     """Write the cases atomically (best effort: a full disk or a foreign folder only skips the cache)."""
     from safetensors.torch import save
 
     if not _private_folder(folder, create=True):
         return
     tensors, layout = _flatten(cases)
-    data = save(tensors, metadata={"key": key, "format": str(FORMAT), "cases": json.dumps(layout)})
+    data = seal(save(tensors, metadata={"key": key, "format": str(FORMAT), "cases": json.dumps(layout)}), secret)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")  # mode 0600
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".cache")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            os.replace(tmp, folder / f"{key}.safetensors")
+            os.replace(tmp, folder / f"{key}.cache")
         except BaseException:
             os.unlink(tmp)
             raise
@@ -170,6 +207,6 @@ def store(folder: Path, key: str, cases) -> None:
 
 
 def _prune(folder: Path) -> None:
-    files = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+    files = sorted(folder.glob("[0-9a-f]*.cache"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in files[KEEP:]:
         old.unlink(missing_ok=True)
