@@ -2,6 +2,7 @@
 
 import contextlib
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -18,7 +19,7 @@ from grader.phases import mark
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
 from grader.runner import SubmissionRunner
-from grader.sandbox import choose_level, describe
+from grader.sandbox import choose_level, describe, make_readable
 from grader.submission import SubmissionError, load_submission
 
 
@@ -115,13 +116,68 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
 def run_submission(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
                    isolation: str | None = None, student_id: str | None = None, cases=None,
                    execute: bool | None = None, slot=None, submission=None, cache: Path | None = None) -> Run:
-    """The first half of `grade`: read, scan and run the submission (batch grading scores it elsewhere)."""
+    """The first half of `grade`: read, scan and run the submission (batch grading scores it elsewhere).
+
+    Without a slot, the worker starts first, before the submission is even read: its torch import is
+    the floor of a grade, and everything else here overlaps with it.
+    """
     started_at, t0 = _now(), time.perf_counter()
+    timeout = timeout or config.timeout
+    requested = isolation or config.isolation
+    with _workspace(slot) as tmp:
+        runner, unverified = None, False
+        if slot is not None:
+            level = slot.level
+        else:
+            level, unverified = _first_level(requested)
+            runner = SubmissionRunner(config, level, timeout, tmp, tmp / "submission")
+            runner.start_early()
+            mark("worker started")
+        try:
+            submission, lecture, static, enabled, submitted = _read(path, config, submission)
+            staged = slot.stage(submission) if slot is not None else _stage(submission, runner.mounts.submission)
+            if slot is not None:
+                runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
+            if cases is None:
+                cases = build_cases(config, secret, cache=cache)
+                mark("cases built")
+            extra = None
+            if lecture is not None:
+                from grader import lecture as lecture_format
+
+                cases = lecture_format.lecture_cases(cases)
+                extra = lecture_format.plan_entries(lecture, timeout, len(cases))
+            outcome = runner.run(submitted, cases, extra=extra)
+            if unverified and outcome.workers_started and not outcome.workers_ready:
+                # The worker never started under bubblewrap: the probe decides, and the grade runs again.
+                level = choose_level(requested)
+                runner = SubmissionRunner(config, level, timeout, tmp, staged)
+                outcome = runner.run(submitted, cases, extra=extra)
+        finally:
+            if runner is not None:
+                runner.release()
+        mark("worker finished")
+    return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
+               student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
+               cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
+               tasks=slot.tasks if slot is not None else None)
+
+
+def _first_level(requested: str) -> tuple[str, bool]:
+    """The level of the first worker, and whether it is unverified.
+
+    With bubblewrap installed, `auto` and `bwrap` start the worker under it without the probe (a
+    sandboxed start of its own): a worker that says hello proves the level works.
+    """
+    if requested in ("auto", "bwrap") and shutil.which("bwrap"):
+        return "bwrap", True
+    return choose_level(requested), False
+
+
+def _read(path: Path, config: GradingConfig, submission):
+    """(submission, lecture plan or None, scan findings, enabled exercises, exercises to run)."""
     submission = submission or load_submission(path)
     mark("submission read")
-    level = slot.level if slot is not None else choose_level(isolation or config.isolation)
-    mark("isolation level chosen")
-    timeout = timeout or config.timeout
     enabled = [ex for ex, cfg in config.exercises.items() if cfg.enabled]
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
     lecture = getattr(submission.notebook, "lecture", None)  # the lecture's own notebook: cells, not files
@@ -137,28 +193,15 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
     if lecture is not None and lecture.train is not None:  # exercise 4's loop: the same check
         static += scan_train(lecture.train, config.integrity.allow)
     blocked = {f.exercise for f in static if f.exercise}
-    submitted = [ex for ex in submitted if ex not in blocked]
     mark("submission scanned")
+    return submission, lecture, static, enabled, [ex for ex in submitted if ex not in blocked]
 
-    with _workspace(slot) as tmp:
-        staged = slot.stage(submission) if slot is not None else submission.stage(tmp / "submission")
-        runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
-        if submitted:
-            runner.start_early()  # its torch import overlaps with building the cases below
-            mark("worker started")
-        if cases is None:
-            cases = build_cases(config, secret, cache=cache)
-            mark("cases built")
-        extra = None
-        if lecture is not None:
-            cases = lecture_format.lecture_cases(cases)
-            extra = lecture_format.plan_entries(lecture, timeout, len(cases))
-        outcome = runner.run(submitted, cases, extra=extra)
-        mark("worker finished")
-    return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
-               student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
-               cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
-               tasks=slot.tasks if slot is not None else None)
+
+def _stage(submission, folder: Path) -> Path:
+    """Into the folder the early worker already has in view (it reads it only once released)."""
+    submission.stage(folder)
+    make_readable(folder)
+    return folder
 
 
 def score_run(run: Run) -> Report:

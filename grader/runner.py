@@ -58,6 +58,7 @@ class RunOutcome:
     stderr: str = ""
     output_dropped: int = 0
     workers_started: int = 0
+    workers_ready: int = 0  # of them, those that said hello (started under their isolation, torch imported)
 
 
 def _text(value, limit: int) -> str:
@@ -293,8 +294,8 @@ class SubmissionRunner:
             self.mounts = server.mounts
             assert submission == self.mounts.submission, "stage the submission into the server's workspace"
         else:
-            for folder in ("inputs", "cwd"):
-                (workdir / folder).mkdir(parents=True, exist_ok=True)
+            for folder in (workdir / "inputs", workdir / "cwd", submission):
+                folder.mkdir(parents=True, exist_ok=True)  # the submission may be staged once a worker runs
             self.mounts = Mounts(inputs=workdir / "inputs", submission=submission, cwd=workdir / "cwd",
                                  lib=stage_package(workdir / "lib"))
         self._early = None
@@ -317,6 +318,12 @@ class SubmissionRunner:
         """
         if self.server is None:
             self._early = self._worker(self.mounts.inputs / "plan-1.json")
+
+    def release(self) -> None:
+        """Kill the early worker if nothing ran on it (the grade stopped before `run`)."""
+        if self._early is not None:
+            self._early.kill()
+            self._early = None
 
     def write_inputs(self, cases) -> list[dict]:
         """Public case tensors as safetensors (a format that cannot carry code) plus what the worker needs.
@@ -475,6 +482,7 @@ class SubmissionRunner:
             run = outcome.exercises.get(current) if current is not None else None
             if kind == "hello" and not hello:
                 hello = True
+                outcome.workers_ready += 1
                 mark("worker said hello (torch imported)")
                 worker.go([(file, serialized(tensors)) for file, tensors in self._private])
                 deadline = time.monotonic() + GRACE + STARTUP_TIMEOUT / 4
