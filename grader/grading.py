@@ -38,10 +38,12 @@ def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None
         key = refcache.cache_key(config, secret)
         cases = refcache.load(cache, key, specs, secret)
         if cases is not None:
+            mark("cases read from the cache")
             return cases
     from grader.cases import build_case  # imports torch
 
     cases = [build_case(spec, config.dtype, config.train) for spec in specs]
+    mark("cases built")
     if cache is not None:
         refcache.store(cache, key, cases, secret)
     return cases
@@ -140,7 +142,6 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
                 runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
             if cases is None:
                 cases = build_cases(config, secret, cache=cache)
-                mark("cases built")
             extra = None
             if lecture is not None:
                 from grader import lecture as lecture_format
