@@ -53,6 +53,10 @@ def _cache_folder(args) -> Path | None:
 
 
 def cmd_grade(args) -> int:
+    # One thread for the grading process's torch (read when torch loads): its tensors are tiny, and
+    # two threads per op fight the worker for the cores (on 2 cores, scoring a notebook took 7x longer).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
     from grader.grading import grade
     from grader.report import write_report
     from grader.submission import SubmissionError

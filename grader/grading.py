@@ -5,6 +5,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -148,7 +149,10 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
 
                 cases = lecture_format.lecture_cases(cases)
                 extra = lecture_format.plan_entries(lecture, timeout, len(cases))
+            warm = _import_scoring() if slot is None else None
             outcome = runner.run(submitted, cases, extra=extra)
+            if warm is not None:
+                warm.join()
             if unverified and outcome.workers_started and not outcome.workers_ready:
                 # The worker never started under bubblewrap: the probe decides, and the grade runs again.
                 level = choose_level(requested)
@@ -162,6 +166,16 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
                student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
                cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
                tasks=slot.tasks if slot is not None else None)
+
+
+def _import_scoring() -> threading.Thread:
+    """Import the scoring side while the worker runs: this process only waits for answers meanwhile."""
+    def load():
+        import grader.scoring  # noqa: F401
+
+    thread = threading.Thread(target=load, name="import-scoring", daemon=True)
+    thread.start()
+    return thread
 
 
 def _first_level(requested: str) -> tuple[str, bool]:
