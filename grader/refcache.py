@@ -83,7 +83,7 @@ def unseal(blob: bytes, secret: str) -> bytes | None:
     return _xor(body, enc, nonce)
 
 
-def _private_folder(folder: Path, create: bool) -> bool:
+def private_folder(folder: Path, create: bool) -> bool:
     """Whether `folder` is a real folder of ours that no one else can read or write (made so if new)."""
     if create:
         try:
@@ -159,7 +159,7 @@ def _unflatten(specs, tensors: dict, layout: list):
 def load(folder: Path, key: str, specs, secret: str):
     """The cached cases for `key`, or None (missing, not private, not matching, unreadable)."""
     path = folder / f"{key}.cache"
-    if not _private_folder(folder, create=False):
+    if not private_folder(folder, create=False):
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -192,7 +192,7 @@ def store(folder: Path, key: str, cases, secret: str) -> None:
     """Write the cases atomically (best effort: a full disk or a foreign folder only skips the cache)."""
     from safetensors.torch import save
 
-    if not _private_folder(folder, create=True):
+    if not private_folder(folder, create=True):
         return
     tensors, layout = _flatten(cases)
     data = seal(save(tensors, metadata={"key": key, "format": str(FORMAT), "cases": json.dumps(layout)}), secret)
@@ -214,3 +214,27 @@ def _prune(folder: Path) -> None:
     files = sorted(folder.glob("[0-9a-f]*.cache"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in files[KEEP:]:
         old.unlink(missing_ok=True)
+
+
+def read_memo(name: str, folder: Path | None = None):
+    """A small JSON value this user's grades keep in the private folder (None if absent or unreadable)."""
+    folder = folder or default_folder()
+    if not private_folder(folder, create=False):
+        return None
+    try:
+        return json.loads((folder / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_memo(name: str, value, folder: Path | None = None) -> None:
+    folder = folder or default_folder()
+    if not private_folder(folder, create=True):
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(value, fh)
+        os.replace(tmp, folder / f"{name}.json")
+    except OSError:
+        pass

@@ -139,3 +139,21 @@ def test_an_unreadable_submission_leaves_no_worker_behind(grade_it, tmp_path, st
         grade_it(tmp_path / "no such folder", isolation="process")
     assert len(started) == 1 and started[0].returncode is not None  # started early, then killed and reaped
     assert not any(tmp_path.iterdir())
+
+
+def test_the_worker_modules_are_remembered_and_a_planted_list_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = refcache.default_folder()
+    first = sandbox.worker_modules.__wrapped__()
+    [memo] = folder.glob("worker-modules.*.json")
+    assert tuple(json.loads(memo.read_text())) == first
+    memo.write_text(json.dumps([*first, "cases"]))  # the answer key: never staged, whatever a memo says
+    assert sandbox.worker_modules.__wrapped__() == first
+    memo.write_text(json.dumps(["worker", "no_such_module"]))
+    assert sandbox.worker_modules.__wrapped__() == first
+    memo.write_text("not json")
+    assert sandbox.worker_modules.__wrapped__() == first
+    os.chmod(folder, 0o755)  # a folder others can reach: neither read nor written
+    memo.write_text(json.dumps(["worker"]))
+    assert sandbox.worker_modules.__wrapped__() == first
+    assert json.loads(memo.read_text()) == ["worker"]
