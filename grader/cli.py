@@ -58,8 +58,6 @@ def cmd_grade(args) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     from grader.grading import grade
-    from grader.report import write_report
-    from grader.submission import SubmissionError
 
     mark("grader imported")
     config = find_config(args.config)
@@ -69,9 +67,15 @@ def cmd_grade(args) -> int:
         report = grade(Path(args.path), config, secret=secret, timeout=args.timeout,
                        isolation=args.isolation, student_id=args.student_id,
                        execute=True if args.execute else None, cache=_cache_folder(args))
-    except SubmissionError as err:
-        raise ConfigError(str(err)) from None
+    except Exception as err:
+        from grader.submission import SubmissionError  # not before: the worker starts first (grader.grading)
+
+        if isinstance(err, SubmissionError):
+            raise ConfigError(str(err)) from None
+        raise
     mark("scored")
+    from grader.report import write_report
+
     write_report(report, Path(args.out))
     mark("report written")
     from grader.formats import EXPORTS, write_exports

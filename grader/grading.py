@@ -1,5 +1,7 @@
 """One submission, end to end: config -> cases and references -> worker -> scoring -> report."""
 
+from __future__ import annotations
+
 import contextlib
 import platform
 import shutil
@@ -13,15 +15,12 @@ from pathlib import Path
 
 from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
-from grader.confine import filter_status
 from grader.exercises import EXERCISES
-from grader.integrity import scan, scan_train
 from grader.phases import mark
-from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
-                           SubmissionInfo)
 from grader.runner import SubmissionRunner
 from grader.sandbox import choose_level, describe, make_readable
-from grader.submission import SubmissionError, load_submission
+
+# Imported where used, once the worker has started: the report's models, the scan, the reader.
 
 
 def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None = None):
@@ -52,6 +51,8 @@ def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None
 
 def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
     """The scan's findings, then what the worker's guard caught while running."""
+    from grader.report import IntegrityFinding
+
     found = [IntegrityFinding(exercise=f.exercise, file=f.file, line=f.line, pattern=f.pattern, message=f.message)
              for f in static]
     for ex_id, run in outcome.exercises.items():
@@ -191,6 +192,9 @@ def _first_level(requested: str) -> tuple[str, bool]:
 
 def _read(path: Path, config: GradingConfig, submission):
     """(submission, lecture plan or None, scan findings, enabled exercises, exercises to run)."""
+    from grader.integrity import scan, scan_train
+    from grader.submission import SubmissionError, load_submission
+
     submission = submission or load_submission(path)
     mark("submission read")
     enabled = [ex for ex, cfg in config.exercises.items() if cfg.enabled]
@@ -221,6 +225,9 @@ def _stage(submission, folder: Path) -> Path:
 
 def score_run(run: Run) -> Report:
     """The second half of `grade`: score what the worker answered and build the report."""
+    from grader.confine import filter_status
+    from grader.report import (CaseInfo, CapturedOutput, Environment, IsolationInfo, Report,
+                               SubmissionInfo)
     from grader.scoring import score_exercise, score_not_allowed
 
     t0 = time.perf_counter()
