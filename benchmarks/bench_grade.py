@@ -80,13 +80,15 @@ def main() -> None:
         breakdown = {name: phases(commands[name], env, Path(tmp) / "phases.log") for name in ("py", "notebook")}
 
     bare = statistics.median(t[0] for t in times["bare"])
+    bare_cpu = statistics.median(t[1] for t in times["bare"])
     print(f"hidden cases on; reference cache {'off' if args.no_cache else 'on'}; {args.repeat} interleaved runs")
     for name, label in (("bare", "bare `import torch`"), ("py", f"grade {args.submission}"),
                         ("notebook", f"grade {Path(args.notebook).name}")):
         walls = [t[0] for t in times[name]]
         wall, cpu = statistics.median(walls), statistics.median(t[1] for t in times[name])
         rss = max(t[2] for t in times[name])
-        ratio = "" if name == "bare" else f"  ratio {wall / bare:.2f}x (target <= {TARGETS[name]}x)"
+        ratio = "" if name == "bare" else (f"  ratio {wall / bare:.2f}x (target <= {TARGETS[name]}x), "
+                                           f"CPU {cpu / bare_cpu:.2f}x")
         print(f"{label:32s} median {wall:.3f} s, CPU {cpu:.2f} s, peak RSS {rss:.0f} MiB{ratio}")
         print(f"{'':32s} runs: {', '.join(f'{w:.2f}' for w in walls)}")
     for name, marks in breakdown.items():
