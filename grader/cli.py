@@ -45,11 +45,11 @@ def read_secret(secret_file: str | None) -> str | None:
 
 
 def _cache_folder(args) -> Path | None:
-    if args.no_cache:
-        return None
-    from grader.refcache import default_folder
+    from grader import refcache
 
-    return Path(args.cache_dir) if args.cache_dir else default_folder()
+    folder = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else refcache.default_folder()
+    refcache.memos_in(folder)
+    return folder
 
 
 def cmd_grade(args) -> int:
@@ -62,11 +62,12 @@ def cmd_grade(args) -> int:
     mark("grader imported")
     config = find_config(args.config)
     secret = read_secret(args.secret_file)
+    cache = _cache_folder(args)
     mark("config read")
     try:
         report = grade(Path(args.path), config, secret=secret, timeout=args.timeout,
                        isolation=args.isolation, student_id=args.student_id,
-                       execute=True if args.execute else None, cache=_cache_folder(args))
+                       execute=True if args.execute else None, cache=cache)
     except Exception as err:
         from grader.submission import SubmissionError  # not before: the worker starts first (grader.grading)
 

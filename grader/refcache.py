@@ -216,10 +216,22 @@ def _prune(folder: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def read_memo(name: str, folder: Path | None = None):
+_MEMOS: list = []  # where memos go, once `memos_in` chose (else the default folder)
+
+
+def memos_in(folder: Path | None) -> None:
+    """Keep memos (below) in `folder`, or (None: `grade --no-cache`) nowhere."""
+    _MEMOS[:] = [folder]
+
+
+def _memo_folder() -> Path | None:
+    return _MEMOS[0] if _MEMOS else default_folder()
+
+
+def read_memo(name: str):
     """A small JSON value this user's grades keep in the private folder (None if absent or unreadable)."""
-    folder = folder or default_folder()
-    if not private_folder(folder, create=False):
+    folder = _memo_folder()
+    if folder is None or not private_folder(folder, create=False):
         return None
     try:
         return json.loads((folder / f"{name}.json").read_text())
@@ -227,9 +239,9 @@ def read_memo(name: str, folder: Path | None = None):
         return None
 
 
-def write_memo(name: str, value, folder: Path | None = None) -> None:
-    folder = folder or default_folder()
-    if not private_folder(folder, create=True):
+def write_memo(name: str, value) -> None:
+    folder = _memo_folder()
+    if folder is None or not private_folder(folder, create=True):
         return
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")

@@ -65,7 +65,8 @@ def test_the_phases_say_where_the_time_went(cli_grades):
 def test_no_cache_writes_no_cache_and_no_phases(cli_grades):
     tmp, folder, _ = cli_grades
     assert not (tmp / "xdg-unused").exists()
-    assert len(list(folder.iterdir())) == 1  # the warm grade found its file: nothing rewritten beside it
+    # The warm grade found its file (nothing rewritten beside it) and remembered the worker's modules.
+    assert sorted(p.suffix for p in folder.iterdir()) == [".cache", ".json"]
     assert sorted(p.name for p in tmp.iterdir()) == ["no-cache.json", "phases.log", "warm.json", "xdg"]
 
 
@@ -143,6 +144,7 @@ def test_an_unreadable_submission_leaves_no_worker_behind(grade_it, tmp_path, st
 
 def test_the_worker_modules_are_remembered_and_a_planted_list_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(refcache, "_MEMOS", [])
     folder = refcache.default_folder()
     first = sandbox.worker_modules.__wrapped__()
     [memo] = folder.glob("worker-modules.*.json")
@@ -157,3 +159,8 @@ def test_the_worker_modules_are_remembered_and_a_planted_list_is_refused(tmp_pat
     memo.write_text(json.dumps(["worker"]))
     assert sandbox.worker_modules.__wrapped__() == first
     assert json.loads(memo.read_text()) == ["worker"]
+    os.chmod(folder, 0o700)
+    refcache.memos_in(None)  # grade --no-cache: no memo read or written
+    memo.unlink()
+    assert sandbox.worker_modules.__wrapped__() == first
+    assert list(folder.iterdir()) == []
