@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_bounded_input.py
 
-Each input is read (`grader.submission.load_submission`, the step before any
+Each input is read (`grader.submission.load.load_submission`, the step before any
 sandbox) in a fresh interpreter that has already imported the grader, and
 measured there: wall time, peak memory (VmHWM, the process's own peak
 resident size) and bytes read (/proc/self/io). Printed as ratios to reading
@@ -30,8 +30,8 @@ from pathlib import Path
 def rchar():
     with open("/proc/self/io") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("rchar"))
-import grader.notebook, grader.lecture
-from grader.submission import SubmissionError, load_submission
+import grader.submission.notebook, grader.submission.lecture
+from grader.submission.load import SubmissionError, load_submission
 before, t0 = rchar(), time.perf_counter()
 try:
     load_submission(Path(sys.argv[1]))
@@ -54,7 +54,7 @@ def notebook(path: Path, sources: list[str]) -> Path:
 
 
 def inputs(tmp: Path) -> dict[str, Path]:
-    from grader.bounded import MAX_STATEMENTS
+    from grader.submission.bounded import MAX_STATEMENTS
 
     bomb = tmp / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:

@@ -8,7 +8,7 @@ interleaved, so machine noise hits all of them alike. Prints each median wall ti
 the bare import (targets: .py <= 1.15x, lecture notebook <= 1.2x), the CPU time, the peak RSS of
 each command (the grading process or its worker, whichever is larger), and a phase breakdown of
 one more grade of each (the grading process's GRADER_PHASES marks: where the wall time goes).
-The reference cache (grader.refcache) lives in a temporary folder, filled by a first grade;
+The reference cache (grader.course.refcache) lives in a temporary folder, filled by a first grade;
 --no-cache grades without it (every grade builds the cases and their references).
 """
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/hint_coverage.py [--exercise atomic] [--every 1] [--show wrong|missed]
 
-Makes every single-edit mutant of solutions/*.py (grader.mutants: operators
+Makes every single-edit mutant of solutions/*.py (grader.feedback.mutants: operators
 swapped, constants changed, dims and keepdim flipped, a .T dropped, a term
 dropped, a variable swapped), grades each in this process on the public cases
 (no worker: the mutants are the grader's own code), and prints: verdicts that
@@ -29,8 +29,8 @@ from test_diagnosis_helpers import coverage, grade_mutant, solution_mutants, var
 import torch  # noqa: E402
 
 from grader.config import load_config  # noqa: E402
-from grader.exercises import EXERCISES  # noqa: E402
-from grader.grading import build_cases  # noqa: E402
+from grader.course.spec import EXERCISES  # noqa: E402
+from grader.pipeline import build_cases  # noqa: E402
 
 
 def main() -> None:

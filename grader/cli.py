@@ -45,7 +45,7 @@ def read_secret(secret_file: str | None) -> str | None:
 
 
 def _cache_folder(args) -> Path | None:
-    from grader import refcache
+    from grader.course import refcache
 
     folder = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else refcache.default_folder()
     refcache.memos_in(folder)
@@ -57,7 +57,7 @@ def cmd_grade(args) -> int:
     # two threads per op fight the worker for the cores (on 2 cores, scoring a notebook took 7x longer).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-    from grader.grading import grade
+    from grader.pipeline import grade
 
     mark("grader imported")
     config = find_config(args.config)
@@ -69,7 +69,7 @@ def cmd_grade(args) -> int:
                        isolation=args.isolation, student_id=args.student_id,
                        execute=True if args.execute else None, cache=cache)
     except Exception as err:
-        from grader.submission import SubmissionError  # not before: the worker starts first (grader.grading)
+        from grader.submission.load import SubmissionError  # not before: the worker starts first (grader.pipeline)
 
         if isinstance(err, SubmissionError):
             raise ConfigError(str(err)) from None
@@ -79,21 +79,21 @@ def cmd_grade(args) -> int:
 
     write_report(report, Path(args.out))
     mark("report written")
-    from grader.formats import EXPORTS, write_exports
+    from grader.outputs.formats import EXPORTS, write_exports
 
     exported = write_exports(report, {kind: getattr(args, kind) for kind in EXPORTS}, config.hidden_visibility)
     if args.markdown:
-        from grader.markdown import write_markdown
+        from grader.outputs.markdown import write_markdown
 
         write_markdown(report, Path(args.markdown))
         exported.append(Path(args.markdown))
     if args.html:
-        from grader.html_report import write_page
+        from grader.outputs.html_report import write_page
 
         write_page(report, Path(args.html))
         exported.append(Path(args.html))
     if not args.quiet:
-        from grader.terminal import print_report
+        from grader.outputs.terminal import print_report
 
         print_report(report, hints=args.hints)
         print(f"report written to {args.out}")
@@ -118,7 +118,7 @@ def _positive_int(value: str) -> int:
 
 
 def cmd_batch(args) -> int:
-    from grader.batch import run_batch
+    from grader.batch.run import run_batch
 
     config = find_config(args.config)
     secret = read_secret(args.secret_file)
@@ -137,7 +137,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_gradebook_export(args) -> int:
-    from grader.gradebook import export
+    from grader.batch.gradebook import export
 
     policy = load_config(args.config).late if args.config else None
     try:
@@ -150,7 +150,7 @@ def cmd_gradebook_export(args) -> int:
 
 
 def cmd_release(args) -> int:
-    from grader.release import ReleaseError, check_release, write_release
+    from grader.release.build import ReleaseError, check_release, write_release
 
     solutions, assignments = Path(args.solutions), Path(args.assignments)
     try:
@@ -174,7 +174,7 @@ def cmd_release(args) -> int:
 
 
 def cmd_gradescope_build(args) -> int:
-    from grader.gradescope import DEFAULT_TORCH, DEFAULT_TORCH_INDEX, build_autograder
+    from grader.outputs.gradescope import DEFAULT_TORCH, DEFAULT_TORCH_INDEX, build_autograder
 
     secret = read_secret(args.secret_file)
     info = build_autograder(Path(args.out), Path(args.config), secret, torch_spec=args.torch or DEFAULT_TORCH,

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from grader.exercises import EXERCISES
+from grader.course.spec import EXERCISES
 
 
 class ConfigError(Exception):
@@ -70,12 +70,12 @@ class Limits(Strict):
 
 class IntegrityConfig(Strict):
     allow: list[str] = Field(default_factory=list,
-                             description="rule ids of the integrity scan to allow (see grader.integrity.RULES), or single constructs such as 'import scipy' or 'torch.load'")
+                             description="rule ids of the integrity scan to allow (see grader.submission.integrity.RULES), or single constructs such as 'import scipy' or 'torch.load'")
 
     @field_validator("allow")
     @classmethod
     def _known_rules(cls, value):
-        from grader.integrity import check_allow
+        from grader.submission.integrity import check_allow
 
         return check_allow(value)
 

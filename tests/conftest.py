@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 
 from grader.config import load_config
-from grader.grading import build_cases, grade
+from grader.pipeline import build_cases, grade
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 ASSIGNMENTS = ROOT / "assignments"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TESTS = Path(__file__).resolve().parent  # this folder: the test modules sit in folders below it
+FIXTURES = TESTS / "fixtures"
 VARIANTS = FIXTURES / "variants"
 SECRET = "test-secret-not-for-production"
 

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from grader import grading, phases, refcache, runner, sandbox
-from grader.submission import SubmissionError
+from grader import phases
+from grader import pipeline as grading
+from grader.course import refcache
+from grader.sandbox import levels as sandbox
+from grader.sandbox import runner
+from grader.submission.load import SubmissionError
 
 from conftest import ROOT, SECRET
 

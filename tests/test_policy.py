@@ -69,7 +69,7 @@ def test_grade_with_a_missing_config_still_exits_2(tmp_path):
 
 def test_pytest_plugin_from_a_folder_without_grading_yaml(tmp_path):
     shutil.copytree(SOLUTIONS, tmp_path / "assignments")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "grader.pytest_plugin", "-p", "no:cacheprovider",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "grader.outputs.pytest_plugin", "-p", "no:cacheprovider",
                            "--backprop-submission=assignments/", "--backprop-report=report.json", "-q",
                            "-k", "embedding"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -6,7 +6,7 @@ guard's closure, the switch itself, `requires_grad_` on the C type torch._C.Tens
 """
 import torch
 
-from grader.mlp import forward  # the lecture's forward pass, to rebuild a graph
+from grader.course.mlp import forward  # the lecture's forward pass, to rebuild a graph
 
 _ga = getattr
 _C = _ga(torch, "_" + "C")

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from grader import channel, guard
+from grader.sandbox.inside import channel, guard
 
 
 def _pack(Xb):

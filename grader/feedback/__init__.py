@@ -1,0 +1,1 @@
+"""Hints for failing checks: a pass over scored results."""

@@ -1,0 +1,1 @@
+"""A finished report in, text out: one module per destination."""

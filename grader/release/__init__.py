@@ -1,0 +1,1 @@
+"""The student's starter files and notebooks, built from the solutions."""

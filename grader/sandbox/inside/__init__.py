@@ -1,0 +1,1 @@
+"""The code that runs inside the sandbox; this folder alone is staged into it."""

@@ -1,0 +1,200 @@
+"""OS-level confinement applied by the worker to itself (Linux; a no-op elsewhere).
+
+The worker calls `drop_privileges` before it imports anything heavy and makes
+itself undumpable; each per-exercise child calls `die_with_parent` and
+`install_filter` just before the student's module is imported.
+
+The syscall filter (seccomp, built with libseccomp through its ctypes binding
+pyseccomp) is a small blocklist: it refuses new processes (threads stay
+allowed: torch uses them), `exec`, signals to any process but oneself (by its pid), sockets,
+ptrace and memory peeking, namespace and mount changes, and the kinds of memory
+the address-space limit does not count (memfd, System V shared memory), so that
+they cannot be used to exhaust the machine. System V message queues and
+semaphores and POSIX message queues are refused too: they outlive a process,
+and in batch grading the next submission of a job slot shares the sandbox's IPC
+namespace. Nothing a child does may reach its fork server either: limits
+(`prlimit64` on another process, any `setrlimit`), scheduling and I/O priority of
+others, and signals by proxy (`F_SETOWN`, `F_SETSIG`, `FIOSETOWN`) are refused.
+Argument checks compare whole 64-bit registers, so high garbage bits make a call
+fail, never pass.
+"""
+
+import ctypes
+import errno
+import os
+import sys
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE = 4
+
+CLONE_THREAD = 0x00010000
+LOW_WORD = 0xFFFFFFFF  # int arguments: the kernel reads their low 32 bits only
+F_SETOWN, F_SETSIG, F_SETOWN_EX = 8, 10, 15
+FIOSETOWN, SIOCSPGRP = 0x8901, 0x8902
+PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
+
+# Refused outright (EPERM): new processes and programs, reaching into or signalling other
+# processes, sockets, namespaces and mounts, memory the address-space limit does not count,
+# IPC that outlives a process (in a batch the next submission shares the IPC namespace),
+# kernel interfaces a submission never needs, and changing any limit.
+DENY = ("fork", "vfork", "execve", "execveat", "tkill", "pidfd_open", "pidfd_send_signal", "pidfd_getfd",
+        "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp",
+        "socket", "socketpair", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot",
+        "open_tree", "move_mount", "fsopen", "fsmount", "fspick", "mount_setattr",
+        "memfd_create", "memfd_secret", "shmget", "shmat", "msgget", "semget", "mq_open",
+        "io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd", "bpf", "perf_event_open",
+        "keyctl", "add_key", "request_key", "setrlimit", "migrate_pages", "move_pages")
+# Allowed only when their first argument is this process: by its pid for signals, by 0 for the
+# rest (libseccomp takes one comparison per argument and rule, so "0 or its pid" cannot be said).
+SIGNAL_SELF = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+ZERO_SELF = ("prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
+
+_SECCOMP = None  # the pyseccomp module, or why it is unavailable (a str)
+_BASE = None     # the filter without its pid rules, built once by prepare_filter
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def prepare_filter() -> None:
+    """In the worker, before it forks: import pyseccomp and build the part of the filter that names no pid.
+
+    Each exercise child then adds only the rules that name its own pid to its (forked) copy.
+    """
+    global _BASE
+    _BASE = build_filter(None)
+
+
+def _pyseccomp():
+    """pyseccomp (libseccomp through ctypes), imported once, before any fork: it runs ldconfig to find the library."""
+    global _SECCOMP
+    if _SECCOMP is None:
+        try:
+            import pyseccomp
+
+            _SECCOMP = pyseccomp
+        except ImportError:
+            _SECCOMP = "the Python package pyseccomp is not installed"
+        except (RuntimeError, OSError) as err:  # it raises RuntimeError when libseccomp itself is missing
+            _SECCOMP = f"libseccomp is not available ({err})"
+    return _SECCOMP
+
+
+def filter_status() -> str:
+    """What the exercise children's syscall filter is here, for the report: 'seccomp' or why there is none.
+
+    For the grading process, which shares the workers' Python and libraries: it checks that both
+    pieces are there without importing pyseccomp (whose import runs ldconfig).
+    """
+    import importlib.util
+
+    if sys.platform != "linux":
+        return "none: seccomp is a Linux feature, the exercises run without a syscall filter"
+    missing = None
+    if importlib.util.find_spec("pyseccomp") is None:
+        missing = "the Python package pyseccomp is not installed"
+    else:
+        try:
+            ctypes.CDLL("libseccomp.so.2")
+        except OSError:
+            missing = "libseccomp is not installed (Debian package libseccomp2)"
+    if missing:
+        return f"none: {missing}, so the exercises run without a syscall filter"
+    return "seccomp (libseccomp): no processes, exec, sockets, signals or limits for other processes"
+
+
+def drop_privileges(uid: int) -> None:
+    """Become `uid` (no groups); called first thing when the grader runs as root."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise SystemExit("grader.sandbox.inside.worker: could not drop privileges")
+
+
+def set_dumpable(flag: bool) -> bool:
+    """Undumpable processes cannot be read or written through /proc by their children."""
+    if sys.platform != "linux":
+        return False
+    return _libc().prctl(PR_SET_DUMPABLE, int(flag), 0, 0, 0) == 0
+
+
+def set_child_subreaper() -> bool:
+    """Orphaned descendants are re-parented to this process (the fork server), which can then reap them."""
+    if sys.platform != "linux":
+        return False
+    return _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent (the worker, pid `parent`) dies, so no child outlives it."""
+    if sys.platform == "linux":
+        _libc().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        if os.getppid() != parent:  # it died before the line above
+            os._exit(70)
+
+
+def _pid_rules(sc, pid: int):
+    """The rules that name this process: signals only to itself."""
+    return [(sc.ERRNO(errno.EPERM), name, (sc.Arg(0, sc.NE, pid),)) for name in SIGNAL_SELF]
+
+
+def _rules(sc):
+    """(action, syscall, comparisons) of the filter, but for the rules that name a pid."""
+    eperm = sc.ERRNO(errno.EPERM)
+    rules = [(eperm, name, ()) for name in DENY]
+    # clone3 cannot be inspected (its flags sit in memory): ENOSYS makes libc fall back to clone.
+    rules.append((sc.ERRNO(errno.ENOSYS), "clone3", ()))
+    rules.append((eperm, "clone", (sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0),)))  # a process, not a thread
+    for name in ZERO_SELF:
+        rules.append((eperm, name, (sc.Arg(0, sc.NE, 0),)))
+    rules.append((eperm, "prlimit64", (sc.Arg(2, sc.NE, 0),)))  # setting a limit, even its own
+    for op in (F_SETOWN, F_SETSIG, F_SETOWN_EX):  # a signal sent by the kernel on its behalf
+        rules.append((eperm, "fcntl", (sc.Arg(1, sc.MASKED_EQ, LOW_WORD, op),)))
+    for op in (FIOSETOWN, SIOCSPGRP):
+        rules.append((eperm, "ioctl", (sc.Arg(1, sc.MASKED_EQ, LOW_WORD, op),)))
+    # Priorities: its own process only (PRIO_USER or a process group would renice the fork server).
+    for name, which in (("setpriority", PRIO_PROCESS), ("ioprio_set", IOPRIO_WHO_PROCESS)):
+        rules.append((eperm, name, (sc.Arg(0, sc.NE, which),)))
+        rules.append((eperm, name, (sc.Arg(1, sc.NE, 0),)))
+    return rules
+
+
+def _add(syscall_filter, sc, rules) -> None:
+    for action, name, args in rules:
+        if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
+            continue  # not a system call of this architecture (fork on aarch64)
+        syscall_filter.add_rule(action, name, *args)
+
+
+def build_filter(pid: int | None):
+    """The libseccomp filter (pyseccomp.SyscallFilter) for process `pid` (None: without the pid rules);
+    None when unavailable here."""
+    sc = _pyseccomp()
+    if sys.platform != "linux" or isinstance(sc, str):
+        return None
+    syscall_filter = sc.SyscallFilter(defaction=sc.ALLOW)
+    syscall_filter.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # another ABI (x32, i386) is never allowed
+    _add(syscall_filter, sc, _rules(sc))
+    if pid is not None:
+        _add(syscall_filter, sc, _pid_rules(sc, pid))
+    return syscall_filter
+
+
+def install_filter() -> bool:
+    """Install the syscall filter on this (single-threaded) process; False when unsupported here."""
+    sc = _pyseccomp()
+    if _BASE is None or isinstance(sc, str):
+        syscall_filter = build_filter(os.getpid())
+    else:
+        syscall_filter = _BASE  # this process's copy of the worker's: only the pid rules are left to add
+        _add(syscall_filter, sc, _pid_rules(sc, os.getpid()))
+    if syscall_filter is None:
+        return False
+    try:
+        syscall_filter.load()  # sets no_new_privs first (libseccomp's default)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,325 @@
+"""A fork server for batch grading: one pre-warmed, sandboxed worker per job slot.
+
+Importing torch costs over a second per process; grading a submission takes
+a tenth of that. So batch grading starts, per job slot, one worker process
+inside the usual isolation (`python -m grader.sandbox.inside.worker --serve`), which
+imports torch once and then, per submission, forks a *session*: a child that
+runs exactly what a fresh worker would (grader.sandbox.inside.worker.run_session: hello,
+go, the Zygote with one child per exercise and phase).
+
+The slot's folders are the only part of the host the sandbox sees, and they
+hold one submission at a time: the grading process stages a submission
+into `submission/` (and its plan into `inputs/`) only when the previous
+session has ended, and empties them afterwards. Hidden inputs are never on
+disk (they come down the session's go pipe after its public phase). When a
+session ends, the server kills its process group, reaps every descendant
+(it is a child subreaper), and empties the writable places (the working
+directory and, under bubblewrap, /tmp) before it reports the end, so
+nothing one submission leaves behind reaches the next. It also checks its own
+limits and scheduling against what they were before the first session: a
+change means a submission reached it (the syscall filter should make that
+impossible), and the end message says so, so the grading process replaces the
+server and grades that submission again.
+
+Control messages are small JSON datagrams on a Unix socket pair; a new
+session's pipes (answer channel, go, stdout, stderr) travel with its request
+as SCM_RIGHTS, so every session has pipes of its own. The server side
+(`serve`) imports only the standard library, torch and the worker's grader
+modules; the grading process's handle on a server is grader.sandbox.slot.
+"""
+
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import time
+
+from grader.sandbox.inside import confine
+
+MAX_MESSAGE = 4096
+REAP_WAIT = 5.0  # seconds for a session's processes to disappear once it is killed
+IOPRIO_GET = {"x86_64": 252, "aarch64": 31}.get(os.uname().machine, -1)  # ioprio_get(2) has no libc wrapper
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    kind = getattr(socket, "SOCK_SEQPACKET", None) if hasattr(socket, "AF_UNIX") else None
+    try:
+        return socket.socketpair(socket.AF_UNIX, kind or socket.SOCK_STREAM)
+    except OSError:  # no SEQPACKET here: small messages on a stream keep their boundaries in practice
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+def send(sock: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.sendall(data)
+
+
+def receive(sock: socket.socket) -> tuple[dict | None, list[int]]:
+    """(message, fds); (None, []) when the other side is gone."""
+    data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 8)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    try:
+        message = json.loads(data)
+    except ValueError:
+        message = {}
+    return (message if isinstance(message, dict) else {}), fds
+
+
+def serve(control_fd: int, wipe_tmp: bool) -> None:
+    """The server's life: import torch once, then fork a session per request. Never returns."""
+    import gc
+
+    import torch  # noqa: F401 - the point of the server: every session inherits it
+
+    from grader.sandbox.inside import guard, harness, worker  # noqa: F401 - likewise
+
+    from grader.course import mlp
+
+    confine.set_dumpable(False)  # no session child can read or write this process through /proc
+    confine.set_child_subreaper()  # a session's orphans come back here, so the server can see them end
+    confine.die_with_parent(os.getppid())
+    _warm_up()
+    gc.freeze()  # forked children then do not copy the heap just to scan it
+    sock = socket.socket(fileno=control_fd)
+    writable = [os.getcwd()] + (["/tmp"] if wipe_tmp else [])
+    skeleton = _skeleton(writable)  # under bwrap, /tmp holds the folders its mounts need: those stay
+    baseline = health()
+    send(sock, {"type": "ready", "pid": os.getpid()})
+    while True:
+        try:
+            message, fds = receive(sock)
+        except OSError:
+            message, fds = None, []
+        if message is None:
+            os._exit(0)  # the grading process is gone
+        if message.get("type") != "session" or len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        sid = message.get("id")
+        _preload_public(message.get("plan"))
+        pid = os.fork()
+        if pid == 0:
+            _session_child(sock, message.get("plan"), fds)
+        for fd in fds:
+            os.close(fd)
+        send(sock, {"type": "started", "id": sid, "pid": pid})
+        status = _await_end(sock, pid, sid)
+        clean = _reap_all() and _empty(writable, skeleton)
+        now = health()
+        tampered = sorted(key for key in baseline if now.get(key) != baseline[key])
+        send(sock, {"type": "ended", "id": sid, "status": status, "clean": clean, "tampered": tampered})
+
+
+def health() -> dict[str, object]:
+    """What another process of the same user could change about this one: limits, priorities, CPUs."""
+    import ctypes
+
+    state: dict[str, object] = {}
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            try:
+                state[name] = resource.getrlimit(getattr(resource, name))
+            except (OSError, ValueError):
+                pass
+    for name, read in (("nice", lambda: os.getpriority(os.PRIO_PROCESS, 0)),
+                       ("scheduler", lambda: os.sched_getscheduler(0)),
+                       ("cpus", lambda: sorted(os.sched_getaffinity(0))),
+                       ("ioprio", lambda: ctypes.CDLL(None).syscall(IOPRIO_GET, 1, 0))):
+        try:
+            state[name] = read()
+        except (OSError, AttributeError):
+            pass
+    return state
+
+
+def _preload_public(plan_path) -> None:
+    """Read the public cases' inputs once for every session (the plan is the grading process's file)."""
+    from grader.sandbox.inside import harness
+
+    try:
+        with open(plan_path) as fh:
+            plan = json.load(fh)
+        for case in plan["cases"]:
+            if not case.get("hidden"):
+                harness.preload(case["file"], path=os.path.join(plan["inputs"], case["file"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # the session reads them itself
+
+
+def _warm_up() -> None:
+    """Run every exercise's harness path once on a stand-in (trusted code, synthetic inputs).
+
+    Lazy set-up (torch's operators, the safetensors and JSON paths, the harness's own code) then
+    happens once here instead of in every exercise child.
+    """
+    import sys
+    import threading
+    import types
+
+    import torch
+
+    from grader.sandbox.inside import harness
+
+    from grader.course import mlp
+    from grader.course.spec import EXERCISES, PARAMS
+
+    g = torch.Generator().manual_seed(0)
+    params = mlp.init_params(g, vocab=5, block=2, n_embd=3, n_hidden=4, dtype=torch.float64)
+    fwd = mlp.forward(params, torch.randint(0, 5, (4, 2), generator=g), torch.randint(0, 5, (4,), generator=g))
+    inputs = {k: v.detach() for k, v in fwd.items() if k != "loss"}
+    inputs.update(dhpreact=torch.zeros_like(fwd["hpreact"]), demb=torch.zeros_like(fwd["emb"]),
+                  **{f"traj.{k}.0": fwd[k] for k in ("Xb", "Yb")})
+    harness.PRELOADED["warm-up"] = inputs
+
+    def zeros(**kwargs):
+        return {k: torch.zeros_like(inputs[k]) for k in (*PARAMS, "logits", "h", "probs")}
+
+    stand_in = types.ModuleType("grader_warm_up")
+    for ex in EXERCISES.values():
+        setattr(stand_in, ex.function, zeros if ex.returns_dict else lambda *a, **k: torch.zeros(3))
+    sys.modules[stand_in.__name__] = stand_in
+    read, write = os.pipe()
+    drain = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(read, 1 << 16), b"")])
+    drain.start()
+    try:
+        plan = {"submission": "/nonexistent", "inputs": "/nonexistent", "memory_mb": 0, "file_size_mb": 0,
+                "train": {"steps": 1, "lr": 0.1}}
+        case = {"name": "warm-up", "file": "warm-up", "ints": {"n": 4, "vocab_size": 5}, "max_numel": 1 << 16}
+        for ex in EXERCISES.values():
+            harness.Harness(plan, write).run_exercise(
+                {"id": ex.id, "module": stand_in.__name__, "function": ex.function, "returns_dict": ex.returns_dict,
+                 "gradient_checks": list(ex.gradient_checks), "tensor_args": list(ex.tensor_args),
+                 "int_args": list(ex.int_args), "trajectory": ex.id == "train"}, [case])
+    finally:
+        os.close(write)
+        drain.join()  # no thread may be left when the server forks
+        os.close(read)
+        del sys.modules[stand_in.__name__]
+        del harness.PRELOADED["warm-up"]
+
+
+def _session_child(sock: socket.socket, plan: str, fds: list[int]) -> None:
+    """In the forked session: own process group, own pipes, then a worker's life. Never returns."""
+    try:
+        server = os.getppid()
+        sock.close()  # the control socket stays with the server
+        os.setpgid(0, 0)  # the server kills the whole session with one killpg
+        confine.die_with_parent(server)
+        channel_w, go_r, out_w, err_w = fds
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
+        from grader.sandbox.inside.worker import run_session
+
+        run_session(plan, channel_w, go_r)
+    finally:
+        os._exit(70)
+
+
+def _await_end(sock: socket.socket, pid: int, sid) -> int:
+    """Wait until the session exits, killing it if the grading process asks; its wait status."""
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pass
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            waiting = [sock] + ([pidfd] if pidfd is not None else [])
+            ready = select.select(waiting, [], [], None if pidfd is not None else 0.002)[0]
+            if sock in ready:
+                try:
+                    message, fds = receive(sock)
+                except OSError:
+                    message, fds = None, []
+                for fd in fds:
+                    os.close(fd)
+                if message is None:  # the grading process is gone: so are we
+                    _kill_group(pid)
+                    os._exit(0)
+                if message.get("type") == "kill" and message.get("id") == sid:
+                    _kill_group(pid)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap_all() -> bool:
+    """Wait for every process below the server to end (exercise children die with their session)."""
+    deadline = time.monotonic() + REAP_WAIT
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if not done:
+            time.sleep(0.001)
+    return False
+
+
+def _skeleton(folders: list[str]) -> dict[str, int]:
+    """The folders (and what is in them) before any session, with their modes."""
+    return {path: os.lstat(path).st_mode & 0o7777 for path in [*folders, *_tree(folders)]}
+
+
+def _tree(folders: list[str]) -> set[str]:
+    """Every path below `folders`, not crossing into other mounts (such as the sandbox's own folders)."""
+    found = set()
+    for folder in folders:
+        for top, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(top, d))]
+            found.update(os.path.join(top, name) for name in dirs + files)
+    return found
+
+
+def _empty(folders: list[str], keep: dict[str, int]) -> bool:
+    """Remove what the session wrote in `folders` (all but `keep`, whose modes come back); False if something stayed."""
+    for path, mode in keep.items():  # a folder made unreadable would hide what is inside it
+        try:
+            os.chmod(path, mode)
+        except OSError:
+            pass  # not ours (bubblewrap as root made it): then the session could not change it either
+    for path in sorted(_tree(folders) - keep.keys(), key=len):
+        try:
+            _remove(path)
+        except (OSError, RecursionError):
+            pass  # what stays is found below
+    return not (_tree(folders) - keep.keys())
+
+
+def _remove(path: str) -> None:
+    """Remove a file, or a folder and everything in it whatever modes the session gave them."""
+    if not os.path.lexists(path):
+        return  # inside a folder removed just before
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, 0o700)
+        for name in os.listdir(path):
+            _remove(os.path.join(path, name))
+        os.rmdir(path)
+    else:
+        os.unlink(path)

@@ -1,0 +1,264 @@
+"""Inside one per-exercise child process: import the student's module, call it on each case.
+
+This is the only code that runs next to student code. It sends what the
+function returned as frames on the child's own pipe (the worker relays them);
+the answers are plain tensors, checked for type and size before they are
+copied, and whatever happens is described for a learner.
+"""
+
+import errno
+import importlib
+import os
+import time
+import traceback
+
+import torch
+from safetensors.torch import load_file, save
+
+from grader.sandbox.inside import channel
+
+from grader.course import mlp
+from grader.course.spec import FORWARD_ARGS, PARAMS
+
+PLAIN_TENSOR = torch.Tensor  # taken before any student code could rebind torch.Tensor
+
+# Case inputs by file name, read once by the worker (or the fork server) before it forks the exercise
+# children, which inherit them. Hidden ones arrive (as safetensors bytes) only after every public case has run.
+PRELOADED: dict[str, dict[str, torch.Tensor]] = {}
+_STAMPS: dict[str, tuple] = {}  # file -> what it was read from, so a rewritten file is read again
+
+
+def preload(file: str, blob: bytes | None = None, path: str | None = None) -> None:
+    from safetensors.torch import load
+
+    if blob is not None:
+        PRELOADED[file] = load(blob)
+        _STAMPS.pop(file, None)
+        return
+    info = os.stat(path)
+    stamp = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+    if file not in PRELOADED or _STAMPS.get(file) != stamp:
+        PRELOADED[file] = load_file(path)
+        _STAMPS[file] = stamp
+
+
+def visible(exercise: dict):
+    """Which case tensors an exercise's child may hold: its own arguments, never another's.
+
+    A case also carries `dhpreact` and `demb` (inputs of batchnorm and embedding), which are autograd's
+    gradients of two of atomic's tensors: atomic's child must not have them to copy.
+    """
+    if exercise.get("mode") == "lecture":
+        names = {*FORWARD_ARGS, *exercise.get("provided", [])}
+    elif exercise.get("mode") == "lecture_train":  # exercise 4's loop: the parameters and its batches
+        names = {*PARAMS, "Xb", "Yb"}
+    else:
+        names = set(exercise["tensor_args"]) | (set(PARAMS) if exercise.get("trajectory") else set())
+    trajectory = bool(exercise.get("trajectory")) or exercise.get("id") == "train"
+    return lambda name: name in names or (trajectory and name.startswith("traj."))
+
+
+def restrict(exercise: dict) -> None:
+    """In an exercise's child, before any student code: drop every preloaded tensor that is not its own."""
+    keep = visible(exercise)
+    for file, tensors in list(PRELOADED.items()):
+        PRELOADED[file] = {name: tensor for name, tensor in tensors.items() if keep(name)}
+        for name, tensor in tensors.items():
+            if not keep(name):
+                tensor.zero_()  # this child's copy only (fork): freed memory keeps no value to read back
+
+
+def add_inputs(file: str, blob: bytes) -> None:
+    """Tensors that came down the go pipe (hidden cases, or a public case's private part), added to `file`'s."""
+    from safetensors.torch import load
+
+    tensors = load(blob)
+    PRELOADED[file] = {**PRELOADED.get(file, {}), **tensors}
+
+
+class Answers:
+    """Turns what a student function returned into plain tensors plus per-key notes."""
+
+    def __init__(self, max_numel: int):
+        self.max_numel = max_numel
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.notes: dict[str, dict] = {}
+
+    def add(self, key: str, value) -> torch.Tensor | None:
+        if value is None:
+            self.notes[key] = {"status": "not_implemented", "message": "not implemented yet (None)"}
+            return None
+        if type(value) is not PLAIN_TENSOR:
+            kind = "a tensor subclass " if isinstance(value, PLAIN_TENSOR) else ""
+            self.notes[key] = {"status": "wrong_type",
+                               "message": f"got {kind}{type(value).__name__}, expected a plain torch.Tensor"}
+            return None
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_complex():
+            self.notes[key] = {"status": "wrong_type",
+                               "message": f"got a {value.layout} {value.dtype} tensor on {value.device}, "
+                                          "expected a dense real tensor on the CPU"}
+            return None
+        if value.numel() > self.max_numel:  # e.g. a broadcast view: never copy it
+            self.notes[key] = {"status": "wrong_shape",
+                               "message": f"wrong shape {tuple(value.shape)}, far larger than expected",
+                               "got_shape": list(value.shape)[:8]}
+            return None
+        plain = value.detach().clone().contiguous()
+        self.tensors[key] = plain
+        self.notes[key] = {"status": "ok"}
+        return plain
+
+    def blob(self) -> bytes:
+        return save(self.tensors) if self.tensors else b""
+
+
+def out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and (
+        "can't allocate memory" in text or "not enough memory" in text or "DefaultCPUAllocator" in text))
+
+
+def student_traceback(err: BaseException, submission: str, limit: int = 6) -> str:
+    """The last lines of the traceback, keeping only frames in the student's files."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(submission)]
+    lines = [f'  File "{os.path.relpath(f.filename, submission)}", line {f.lineno}, in {f.name}\n'
+             f"    {f.line}" for f in frames[-limit:]]
+    last = "".join(traceback.format_exception_only(type(err), err)).strip()[:2000]
+    return "\n".join(lines + [last])
+
+
+class Harness:
+    def __init__(self, plan: dict, fd: int):
+        self.plan = plan
+        self.fd = fd
+        self.submission = plan["submission"]
+        self.memory_mb = plan["memory_mb"]
+        self._inputs: dict[str, dict] = {}
+        self.cases: list[dict] = []
+        self.exercise: dict | None = None  # the exercise this child runs: its inputs only
+
+    def send(self, meta: dict, blob: bytes = b"") -> None:
+        channel.send(self.fd, meta, blob)
+
+    def send_answers(self, meta: dict, answers: "Answers") -> None:
+        """One case's result frame: its notes, and its answers as safetensors (or a note on each if they cannot be)."""
+        meta["notes"] = answers.notes
+        try:
+            blob = answers.blob()
+        except Exception as err:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold
+            meta["notes"] = {k: {"status": "wrong_type", "message": f"could not be sent back ({err})"[:300]}
+                             for k in answers.notes}
+            blob = b""
+        self.send(meta, blob)
+
+    def describe(self, err: BaseException) -> str:
+        if isinstance(err, SystemExit):
+            return f"called sys.exit({err.code!r}); a grading function must return its answers"
+        if isinstance(err, KeyboardInterrupt):
+            return "raised KeyboardInterrupt"
+        if out_of_memory(err):
+            return f"ran out of memory (limit {self.memory_mb} MB): look for a tensor far larger than the inputs"
+        if isinstance(err, RecursionError):
+            return "recursed too deeply (RecursionError): look for a function that calls itself without end"
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return (f"wrote more than the grader allows ({err.strerror}; files may take "
+                    f"{self.plan['file_size_mb']} MB in all)")
+        if isinstance(err, OSError) and err.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+            return (f"tried something the grader does not allow ({type(err).__name__}: {err.strerror}): "
+                    "starting processes, "
+                    "signalling other processes, network access, or writing outside the working directory")
+        return f"raised {type(err).__name__}"
+
+    def inputs(self, case: dict) -> dict:
+        if case["name"] not in self._inputs:
+            tensors = PRELOADED.get(case["file"])
+            if tensors is None:
+                tensors = load_file(os.path.join(self.plan["inputs"], case["file"]))
+            keep = visible(self.exercise) if self.exercise is not None else (lambda name: True)
+            self._inputs[case["name"]] = {name: t for name, t in tensors.items() if keep(name)}
+        return self._inputs[case["name"]]
+
+    def load_function(self, exercise: dict):
+        try:
+            module = importlib.import_module(exercise["module"])
+        except BaseException as err:  # noqa: BLE001 - student code may raise anything, SystemExit too
+            kind = "syntax_error" if isinstance(err, SyntaxError) else "import_error"
+            self.send({"type": "exercise_error", "status": kind,
+                       "message": f"importing {exercise['module']}.py {self.describe(err)}",
+                       "traceback": student_traceback(err, self.submission)})
+            return None
+        function = getattr(module, exercise["function"], None)
+        if not callable(function):
+            found = "is not a function" if function is not None else "is not defined"
+            self.send({"type": "exercise_error", "status": "missing_function",
+                       "message": f"{exercise['function']} {found} in {exercise['module']}.py"})
+            return None
+        return function
+
+    def call(self, function, exercise: dict, case: dict, tensors: dict):
+        kwargs = {name: tensors[name].clone() for name in exercise["tensor_args"]}
+        kwargs.update({name: case["ints"][name] for name in exercise["int_args"]})
+        return function(**kwargs)
+
+    def run_exercise(self, exercise: dict, cases: list[dict]) -> None:
+        self.exercise = exercise
+        if exercise.get("mode") == "lecture":  # cells of the lecture's notebook, not a module: grader.sandbox.inside.execute
+            from grader.sandbox.inside.execute import run_lecture_exercise
+
+            return run_lecture_exercise(self, exercise, cases, Answers)
+        if exercise.get("mode") == "lecture_train":  # exercise 4's loop in the lecture's notebook: grader.sandbox.inside.train_loop
+            from grader.sandbox.inside.train_loop import run_train_loop
+
+            return run_train_loop(self, exercise, cases, Answers)
+        function = self.load_function(exercise)
+        if function is None:
+            return
+        for case in cases:
+            started = time.perf_counter()
+            answers = Answers(case["max_numel"])
+            meta = {"type": "result", "case": case["name"]}
+            try:
+                result = self.call(function, exercise, case, self.inputs(case))
+                if exercise["returns_dict"]:
+                    if not isinstance(result, dict):
+                        raise TypeError(f"{exercise['function']} returned {type(result).__name__}, "
+                                        "expected a dict of gradients")
+                    for key in exercise["gradient_checks"]:
+                        if key in result:
+                            answers.add(key, result[key])
+                        elif f"d{key}" in result:  # a common slip: the keys carry no `d`
+                            answers.notes[key] = {"status": "missing", "message": (
+                                f"missing: the dict has 'd{key}', but its keys are the tensor names "
+                                f"without the d: use '{key}'")}
+                else:
+                    answers.add(exercise["gradient_checks"][0], result)
+                if exercise.get("trajectory"):
+                    meta["trajectory"] = self.trajectory(function, case, answers)
+            except BaseException as err:  # noqa: BLE001
+                meta["error"] = {"message": f"{exercise['function']} {self.describe(err)}",
+                                 "traceback": student_traceback(err, self.submission)}
+            meta["seconds"] = time.perf_counter() - started
+            self.send_answers(meta, answers)
+
+    def trajectory(self, function, case: dict, answers: Answers) -> dict:
+        """A few SGD steps with the student's gradients; parameters after each step go back."""
+        tensors = self.inputs(case)
+        params = {k: tensors[k].clone() for k in PARAMS}
+        lr = self.plan["train"]["lr"]
+        for step in range(self.plan["train"]["steps"]):
+            fwd = mlp.forward(params, tensors[f"traj.Xb.{step}"], tensors[f"traj.Yb.{step}"])
+            kwargs = {name: fwd[name].clone() for name in FORWARD_ARGS}
+            grads = function(**kwargs, n=case["ints"]["n"])
+            if not isinstance(grads, dict):
+                return {"status": "failed", "message": f"step {step + 1}: did not return a dict"}
+            for k in PARAMS:
+                g = grads.get(k)
+                if g is None:
+                    return {"status": "not_implemented", "message": f"d{k} is None (not implemented yet)"}
+                if type(g) is not PLAIN_TENSOR or g.numel() != params[k].numel():
+                    return {"status": "failed",
+                            "message": f"step {step + 1}: d{k} is missing or has the wrong size"}
+                params[k] = params[k] - lr * g.detach().reshape(params[k].shape).to(params[k].dtype)
+            for k in PARAMS:
+                answers.add(f"step{step}.{k}", params[k])
+        return {"status": "ok"}

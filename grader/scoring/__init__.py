@@ -1,0 +1,1 @@
+"""Answers to verdicts to points: pure, never starts a process."""

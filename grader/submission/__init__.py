@@ -1,0 +1,1 @@
+"""Reading untrusted submissions (folders, zips, notebooks) and checking them statically; nothing runs here."""
