@@ -154,11 +154,13 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
             outcome = runner.run(submitted, cases, extra=extra)
             if warm is not None:
                 warm.join()
-            if unverified and outcome.workers_started and not outcome.workers_ready:
-                # The worker never started under bubblewrap: the probe decides, and the grade runs again.
+            if unverified and not outcome.workers_ready:
+                # No worker said hello under bubblewrap (or none ran): the probe decides the level the
+                # report states, and a grade whose worker could not start runs again at that level.
                 level = choose_level(requested)
-                runner = SubmissionRunner(config, level, timeout, tmp, staged)
-                outcome = runner.run(submitted, cases, extra=extra)
+                if outcome.workers_started:
+                    runner = SubmissionRunner(config, level, timeout, tmp, staged)
+                    outcome = runner.run(submitted, cases, extra=extra)
         finally:
             if runner is not None:
                 runner.release()

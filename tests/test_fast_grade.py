@@ -128,6 +128,16 @@ def test_a_worker_that_cannot_start_falls_back_to_the_probe(grade_it, monkeypatc
     assert report.score == report.max_score and report.isolation.workers_started == 1
 
 
+def test_with_nothing_to_run_the_level_is_still_probed(grade_it, tmp_path, monkeypatch):
+    """No worker says hello when nothing is submitted: the report's level comes from the probe."""
+    (tmp_path / "notes.txt").write_text("nothing to grade here")
+    monkeypatch.setattr(grading.shutil, "which", lambda name: "/usr/bin/bwrap" if name == "bwrap" else None)
+    monkeypatch.setattr(grading, "choose_level", lambda level: "process")
+    report = grade_it(tmp_path, isolation="auto")
+    assert report.isolation.level == "process" and report.isolation.workers_started == 0
+    assert all(e.status == "not_submitted" for e in report.exercises)
+
+
 def test_a_forced_level_that_does_not_work_is_still_a_clear_error(grade_it, monkeypatch):
     monkeypatch.setattr(grading.shutil, "which", lambda name: None)  # no bubblewrap: the probe runs first
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
