@@ -1,3 +1,6 @@
-from grader.cli import main
+from grader.phases import mark
 
-raise SystemExit(main())
+mark("python started")
+from grader.cli import run  # noqa: E402
+
+run()

@@ -1,9 +1,13 @@
 """One submission, end to end: config -> cases and references -> worker -> scoring -> report."""
 
+from __future__ import annotations
+
 import contextlib
 import platform
+import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,26 +15,44 @@ from pathlib import Path
 
 from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
-from grader.sandbox.inside.confine import filter_status
 from grader.course.spec import EXERCISES
-from grader.submission.integrity import scan_train
-from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
-                           SubmissionInfo)
+from grader.phases import mark
+from grader.sandbox.levels import choose_level, describe, make_readable
 from grader.sandbox.runner import SubmissionRunner
-from grader.sandbox.levels import choose_level, describe
-from grader.submission.scan_cache import scan  # integrity.scan, once per distinct content
-from grader.submission.load import SubmissionError, load_submission
+
+# Imported where used, once the worker has started: the report's models, the scan, the reader.
 
 
-def build_cases(config: GradingConfig, secret: str | None):
+def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None = None):
+    """Every case with its references. `cache`: a folder of grader.course.refcache to read them from (or fill);
+    used with a secret only (its files are sealed with it) and never inside the sandbox's view."""
+    specs = [*config.cases, *config.hidden_specs(secret)]
+    if cache is not None and secret:
+        from grader.course import refcache
+        from grader.sandbox.levels import shared_dirs
+
+        cache = cache if refcache.usable_with(cache, shared_dirs()) else None
+    else:
+        cache = None
+    if cache is not None:
+        key = refcache.cache_key(config, secret)
+        cases = refcache.load(cache, key, specs, secret)
+        if cases is not None:
+            mark("cases read from the cache")
+            return cases
     from grader.course.cases import build_case  # imports torch
 
-    specs = [*config.cases, *config.hidden_specs(secret)]
-    return [build_case(spec, config.dtype, config.train) for spec in specs]
+    cases = [build_case(spec, config.dtype, config.train) for spec in specs]
+    mark("cases built")
+    if cache is not None:
+        refcache.store(cache, key, cases, secret)
+    return cases
 
 
 def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
     """The scan's findings, then what the worker's guard caught while running."""
+    from grader.report import IntegrityFinding
+
     found = [IntegrityFinding(exercise=f.exercise, file=f.file, line=f.line, pattern=f.pattern, message=f.message)
              for f in static]
     for ex_id, run in outcome.exercises.items():
@@ -82,8 +104,9 @@ class Run:
 
 def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
           isolation: str | None = None, student_id: str | None = None, cases=None,
-          execute: bool | None = None, slot=None, submission=None) -> Report:
-    """Grade one submission. `cases` may be passed in to reuse references across submissions.
+          execute: bool | None = None, slot=None, submission=None, cache: Path | None = None) -> Report:
+    """Grade one submission. `cases` may be passed in to reuse references across submissions, or read
+    from the folder `cache` (grader.course.refcache).
 
     `execute` (notebooks only): also run the notebook top to bottom; None follows grading.yaml.
     Batch grading passes a `slot` (grader.sandbox.slot.Slot: a pre-warmed fork server, whose isolation level
@@ -91,17 +114,92 @@ def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeo
     """
     return score_run(run_submission(path, config, secret=secret, timeout=timeout, isolation=isolation,
                                     student_id=student_id, cases=cases, execute=execute, slot=slot,
-                                    submission=submission))
+                                    submission=submission, cache=cache))
 
 
 def run_submission(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
                    isolation: str | None = None, student_id: str | None = None, cases=None,
-                   execute: bool | None = None, slot=None, submission=None) -> Run:
-    """The first half of `grade`: read, scan and run the submission (batch grading scores it elsewhere)."""
+                   execute: bool | None = None, slot=None, submission=None, cache: Path | None = None) -> Run:
+    """The first half of `grade`: read, scan and run the submission (batch grading scores it elsewhere).
+
+    Without a slot, the worker starts first, before the submission is even read: its torch import is
+    the floor of a grade, and everything else here overlaps with it.
+    """
     started_at, t0 = _now(), time.perf_counter()
-    submission = submission or load_submission(path)
-    level = slot.level if slot is not None else choose_level(isolation or config.isolation)
     timeout = timeout or config.timeout
+    requested = isolation or config.isolation
+    with _workspace(slot) as tmp:
+        runner, unverified = None, False
+        if slot is not None:
+            level = slot.level
+        else:
+            level, unverified = _first_level(requested)
+            runner = SubmissionRunner(config, level, timeout, tmp, tmp / "submission")
+            runner.start_early()
+            mark("worker started")
+        try:
+            submission, lecture, static, enabled, submitted = _read(path, config, submission)
+            staged = slot.stage(submission) if slot is not None else _stage(submission, runner.mounts.submission)
+            if slot is not None:
+                runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
+            if cases is None:
+                cases = build_cases(config, secret, cache=cache)
+            extra = None
+            if lecture is not None:
+                from grader.submission import lecture as lecture_format
+
+                cases = lecture_format.lecture_cases(cases)
+                extra = lecture_format.plan_entries(lecture, timeout, len(cases))
+            warm = _import_scoring() if slot is None else None
+            outcome = runner.run(submitted, cases, extra=extra)
+            if warm is not None:
+                warm.join()
+            if unverified and not outcome.workers_ready:
+                # No worker said hello under bubblewrap (or none ran): the probe decides the level the
+                # report states, and a grade whose worker could not start runs again at that level.
+                level = choose_level(requested)
+                if outcome.workers_started:
+                    runner = SubmissionRunner(config, level, timeout, tmp, staged)
+                    outcome = runner.run(submitted, cases, extra=extra)
+        finally:
+            if runner is not None:
+                runner.release()
+        mark("worker finished")
+    return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
+               student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
+               cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
+               tasks=slot.tasks if slot is not None else None)
+
+
+def _import_scoring() -> threading.Thread:
+    """Import the scoring side while the worker runs: this process only waits for answers meanwhile."""
+    def load():
+        import grader.scoring.score  # noqa: F401
+
+    thread = threading.Thread(target=load, name="import-scoring", daemon=True)
+    thread.start()
+    return thread
+
+
+def _first_level(requested: str) -> tuple[str, bool]:
+    """The level of the first worker, and whether it is unverified.
+
+    With bubblewrap installed, `auto` and `bwrap` start the worker under it without the probe (a
+    sandboxed start of its own): a worker that says hello proves the level works.
+    """
+    if requested in ("auto", "bwrap") and shutil.which("bwrap"):
+        return "bwrap", True
+    return choose_level(requested), False
+
+
+def _read(path: Path, config: GradingConfig, submission):
+    """(submission, lecture plan or None, scan findings, enabled exercises, exercises to run)."""
+    from grader.submission.integrity import scan_train
+    from grader.submission.scan_cache import scan  # integrity.scan, once per distinct content
+    from grader.submission.load import SubmissionError, load_submission
+
+    submission = submission or load_submission(path)
+    mark("submission read")
     enabled = [ex for ex, cfg in config.exercises.items() if cfg.enabled]
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
     lecture = getattr(submission.notebook, "lecture", None)  # the lecture's own notebook: cells, not files
@@ -117,28 +215,22 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
     if lecture is not None and lecture.train is not None:  # exercise 4's loop: the same check
         static += scan_train(lecture.train, config.integrity.allow)
     blocked = {f.exercise for f in static if f.exercise}
-    submitted = [ex for ex in submitted if ex not in blocked]
+    mark("submission scanned")
+    return submission, lecture, static, enabled, [ex for ex in submitted if ex not in blocked]
 
-    with _workspace(slot) as tmp:
-        staged = slot.stage(submission) if slot is not None else submission.stage(tmp / "submission")
-        runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
-        if submitted:
-            runner.start_early()  # its torch import overlaps with building the cases below
-        if cases is None:
-            cases = build_cases(config, secret)
-        extra = None
-        if lecture is not None:
-            cases = lecture_format.lecture_cases(cases)
-            extra = lecture_format.plan_entries(lecture, timeout, len(cases))
-        outcome = runner.run(submitted, cases, extra=extra)
-    return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
-               student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
-               cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
-               tasks=slot.tasks if slot is not None else None)
+
+def _stage(submission, folder: Path) -> Path:
+    """Into the folder the early worker already has in view (it reads it only once released)."""
+    submission.stage(folder)
+    make_readable(folder)
+    return folder
 
 
 def score_run(run: Run) -> Report:
     """The second half of `grade`: score what the worker answered and build the report."""
+    from grader.report import (CaseInfo, CapturedOutput, Environment, IsolationInfo, Report,
+                               SubmissionInfo)
+    from grader.sandbox.inside.confine import filter_status
     from grader.scoring.score import score_exercise, score_not_allowed
 
     t0 = time.perf_counter()
@@ -153,6 +245,7 @@ def score_run(run: Run) -> Report:
                                                    static=static)
     else:
         exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex)) for ex in enabled]
+    mark("exercises scored")
     integrity = _integrity_findings(static, outcome)
     if lecture is None:
         for i, ex in enumerate(enabled):

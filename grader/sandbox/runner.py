@@ -30,6 +30,7 @@ from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside.channel import FrameReader, ProtocolError, frame_bytes
 from grader.config import GradingConfig
 from grader.course.spec import EXERCISES, PARAMS
+from grader.phases import mark
 from grader.safe_text import clean_tree, valid
 from grader.sandbox.levels import Mounts, kill_group, make_readable, stage_package, start_worker
 
@@ -57,6 +58,7 @@ class RunOutcome:
     stderr: str = ""
     output_dropped: int = 0
     workers_started: int = 0
+    workers_ready: int = 0  # of them, those that said hello (started under their isolation, torch imported)
 
 
 def _text(value, limit: int) -> str:
@@ -292,8 +294,8 @@ class SubmissionRunner:
             self.mounts = server.mounts
             assert submission == self.mounts.submission, "stage the submission into the server's workspace"
         else:
-            for folder in ("inputs", "cwd"):
-                (workdir / folder).mkdir(parents=True, exist_ok=True)
+            for folder in (workdir / "inputs", workdir / "cwd", submission):
+                folder.mkdir(parents=True, exist_ok=True)  # the submission may be staged once a worker runs
             self.mounts = Mounts(inputs=workdir / "inputs", submission=submission, cwd=workdir / "cwd",
                                  lib=stage_package(workdir / "lib"))
         self._early = None
@@ -316,6 +318,12 @@ class SubmissionRunner:
         """
         if self.server is None:
             self._early = self._worker(self.mounts.inputs / "plan-1.json")
+
+    def release(self) -> None:
+        """Kill the early worker if nothing ran on it (the grade stopped before `run`)."""
+        if self._early is not None:
+            self._early.kill()
+            self._early = None
 
     def write_inputs(self, cases) -> list[dict]:
         """Public case tensors as safetensors (a format that cannot carry code) plus what the worker needs.
@@ -388,6 +396,7 @@ class SubmissionRunner:
     def run(self, exercise_ids: list[str], cases, extra: dict[str, dict] | None = None) -> RunOutcome:
         self.extra = extra or {}
         case_info = self.write_inputs(cases)
+        mark("inputs written")
         outcome = RunOutcome(exercises={ex: ExerciseRun() for ex in exercise_ids})
         pending = list(exercise_ids)
         stdout, stderr = [], []
@@ -473,6 +482,8 @@ class SubmissionRunner:
             run = outcome.exercises.get(current) if current is not None else None
             if kind == "hello" and not hello:
                 hello = True
+                outcome.workers_ready += 1
+                mark("worker said hello (torch imported)")
                 worker.go([(file, serialized(tensors)) for file, tensors in self._private])
                 deadline = time.monotonic() + GRACE + STARTUP_TIMEOUT / 4
             elif kind == "exercise_start" and meta.get("exercise") in pending and current is None:
@@ -480,6 +491,7 @@ class SubmissionRunner:
                 started = time.monotonic()
                 deadline = started + self.timeout + MARGIN
             elif kind == "need_hidden" and current is None:
+                mark("public cases run")
                 hidden = True
                 worker.go(self._hidden_inputs())
                 deadline = time.monotonic() + GRACE
@@ -500,6 +512,7 @@ class SubmissionRunner:
                     and finding not in run.findings:  # the hidden phase's flag once
                 run.findings.append(finding)
             elif kind == "exercise_end":
+                mark(f"exercise {current} answered")
                 run.seconds += time.monotonic() - started
                 settled.add(current)
                 current = None
