@@ -1,6 +1,8 @@
 """Shared fixtures: the repository's config, its cases built once, and submission builders."""
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,10 @@ TESTS = Path(__file__).resolve().parent  # this folder: the test modules sit in 
 FIXTURES = TESTS / "fixtures"
 VARIANTS = FIXTURES / "variants"
 SECRET = "test-secret-not-for-production"
+
+# Every grade the tests run (in process or as `grader grade`, which inherits this) caches its references in a
+# folder of this test session, never in the user's own ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="grader-test-cache-")
 
 
 @pytest.fixture(scope="session")
