@@ -1,5 +1,6 @@
 """Shared fixtures: the repository's config, its cases built once, and submission builders."""
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ SECRET = "test-secret-not-for-production"
 # Every grade the tests run (in process or as `grader grade`, which inherits this) caches its references in a
 # folder of this test session, never in the user's own ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="grader-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 
 @pytest.fixture(scope="session")
