@@ -77,6 +77,7 @@ class Run:
     started_at: str
     seconds: float
     tasks: str | None = None  # how the batch slot caps processes and threads (grader.sandbox.slot)
+    execution: object | None = None  # a notebook run top to bottom (--execute): grader.report.NotebookExecution
 
 
 def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
@@ -130,10 +131,15 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
             cases = lecture_format.lecture_cases(cases)
             extra = lecture_format.plan_entries(lecture, timeout, len(cases))
         outcome = runner.run(submitted, cases, extra=extra)
+    execution = None
+    if submission.notebook is not None and (config.notebook.execute if execute is None else execute):
+        from grader.sandbox.notebook_run import execute_notebook  # the run phase: scoring never starts a process
+
+        execution = execute_notebook(submission.notebook.data, config, level, config.notebook.cell_timeout)
     return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
                student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
                cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
-               tasks=slot.tasks if slot is not None else None)
+               tasks=slot.tasks if slot is not None else None, execution=execution)
 
 
 def score_run(run: Run) -> Report:
@@ -198,8 +204,7 @@ def score_run(run: Run) -> Report:
                                 platform=platform.platform(), dtype=config.dtype),
     )
     if submission.notebook is not None:
-        from grader.submission.notebook import finish_report
+        from grader.scoring.notebook_cells import finish_report
 
-        finish_report(report, submission.notebook, config=config, level=level, execute=run.execute,
-                      findings=findings)
+        finish_report(report, submission.notebook, findings=findings, execution=run.execution)
     return report

@@ -82,7 +82,8 @@ def prepare(mounts: Mounts) -> Mounts:
 # The worker's entry points (paths inside the package); everything they import at module level is staged,
 # and every import of the worker-only modules' functions (they run nowhere else). Nothing else of the package is.
 INSIDE = "sandbox/inside/"
-WORKER_ENTRY = tuple(INSIDE + name for name in ("worker.py", "harness.py", "forkserver.py", "guard.py", "execute.py"))
+WORKER_ENTRY = tuple(INSIDE + name for name in ("worker.py", "harness.py", "forkserver.py", "guard.py",
+                                                "lecture_cells.py", "nbrun.py"))
 WORKER_ONLY = tuple(INSIDE + name for name in ("worker.py", "harness.py", "forkserver.py"))
 # The answer key and the grading side: staging fails loudly if the worker ever imports one of them.
 NEVER_STAGED = ("course/cases.py", "scoring/", "feedback/", "pipeline.py", "release/", "cli.py", "batch/",

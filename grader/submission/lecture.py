@@ -4,7 +4,7 @@ Students who follow the lecture fill in its starter notebook: exercise 1 (the
 26 gradients, `dlogprobs` ... `dC`), exercise 2 (`dlogits` in one go) and
 exercise 3 (`dhprebn` in one go from `dhpreact`). This module finds each
 exercise's cells and plans how to run them; the worker
-(`grader.sandbox.inside.execute.run_lecture_exercise`) runs each exercise in its own fresh
+(`grader.sandbox.inside.lecture_cells.run_lecture_exercise`) runs each exercise in its own fresh
 namespace holding the grader's forward pass (the lecture's names and shapes)
 and sends the `d...` variables back, which are graded like the answers of
 `atomic`, `cross_entropy` and `batchnorm`.

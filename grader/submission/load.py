@@ -142,7 +142,8 @@ def _read_archive(archive: zipfile.ZipFile) -> tuple[dict[str, str], list[str]]:
 
 
 def _read_notebook(path: Path) -> Submission:
-    from grader.submission.notebook import NotebookError, extract, read_notebook
+    from grader.submission.cells import NotebookError, read_notebook
+    from grader.submission.notebook import extract
 
     try:
         nb, data = read_notebook(path)

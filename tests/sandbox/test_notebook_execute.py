@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 from nbformat import v4
 
-from grader.sandbox.inside.execute import execute_notebook
+from grader.sandbox.notebook_run import execute_notebook
 from grader.sandbox.levels import choose_level
 from conftest import ROOT
 

@@ -12,7 +12,7 @@ import pytest
 
 from grader.course.spec import ATOMIC
 from grader.submission.lecture import build_plan, find_headers, has_lecture_case, lecture_cases, skip_reason
-from grader.submission.notebook import parse_cells
+from grader.submission.cells import parse_cells
 from conftest import TESTS
 
 FIXTURES = TESTS / "fixtures" / "notebooks"
@@ -410,7 +410,8 @@ def test_markdown_bullets_and_headings(source, number):
 
 
 def test_a_notebook_with_no_exercises_at_all_is_refused(tmp_path):
-    from grader.submission.notebook import NotebookError, extract
+    from grader.submission.cells import NotebookError
+    from grader.submission.notebook import extract
     nb = nbb.lecture_notebook(cells=nbb.PREAMBLE + nbb.POSTAMBLE)
     with pytest.raises(NotebookError, match="no exercises found"):
         extract(nb, "empty.ipynb", b"")
@@ -421,7 +422,7 @@ def test_a_notebook_with_no_exercises_at_all_is_refused(tmp_path):
 
 
 def test_indented_cell_runs_like_ipython_8(pattern_reports):
-    from grader.submission.notebook import sanitize
+    from grader.submission.cells import sanitize
     text, _ = sanitize("    # Exercise 1\n# a comment at column 0\n    dx = 1\n    if dx:\n        dy = 2\n")
     assert text.splitlines() == ["# Exercise 1", "# a comment at column 0", "dx = 1", "if dx:", "    dy = 2"]
     assert pattern_reports["ipython_indented.ipynb"].exercise("atomic").score == 40

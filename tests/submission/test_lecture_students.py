@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.submission.notebook import parse_cells
+from grader.submission.cells import parse_cells
 from conftest import TESTS
 
 FIXTURES = TESTS / "fixtures" / "notebooks"
@@ -105,7 +105,7 @@ def test_a_fix_after_exercise_3_is_exercise_1s_last_value():
 def test_torch_float32_reads_as_the_grading_dtype():
     import torch
 
-    from grader.sandbox.inside.execute import as_lecture_ran
+    from grader.sandbox.inside.lecture_cells import as_lecture_ran
 
     node = ast.parse("x = torch.zeros((2, 3), dtype=torch.float32).to(torch.float)\ny = t.float32").body
     ns = {"torch": torch, "t": torch}

@@ -12,7 +12,7 @@ import pytest
 
 from grader.course.spec import PARAMS
 from grader.submission.lecture_train import find_train
-from grader.submission.notebook import parse_cells
+from grader.submission.cells import parse_cells
 from conftest import TESTS
 
 FIXTURES = TESTS / "fixtures" / "notebooks"

@@ -7,7 +7,8 @@ import nbformat
 import pytest
 from nbformat import v4
 
-from grader.submission.notebook import extract, parse_notebook_bytes, sanitize
+from grader.submission.cells import parse_notebook_bytes, sanitize
+from grader.submission.notebook import extract
 from grader.submission.load import SubmissionError, load_submission
 from conftest import ROOT
 

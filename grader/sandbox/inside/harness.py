@@ -202,8 +202,8 @@ class Harness:
 
     def run_exercise(self, exercise: dict, cases: list[dict]) -> None:
         self.exercise = exercise
-        if exercise.get("mode") == "lecture":  # cells of the lecture's notebook, not a module: grader.sandbox.inside.execute
-            from grader.sandbox.inside.execute import run_lecture_exercise
+        if exercise.get("mode") == "lecture":  # cells of the lecture's notebook, not a module: grader.sandbox.inside.lecture_cells
+            from grader.sandbox.inside.lecture_cells import run_lecture_exercise
 
             return run_lecture_exercise(self, exercise, cases, Answers)
         if exercise.get("mode") == "lecture_train":  # exercise 4's loop in the lecture's notebook: grader.sandbox.inside.train_loop

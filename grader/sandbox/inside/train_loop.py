@@ -201,7 +201,7 @@ def _exec(node, cell: int, filename: str, ns: dict, deadline: float, errors: lis
             errors.append({"cell": cell, "line": node.lineno, "what": "was not run: out of time", "step": step})
         return False
     try:
-        from grader.sandbox.inside.execute import as_lecture_ran
+        from grader.sandbox.inside.lecture_cells import as_lecture_ran
 
         code = compile(ast.Module(body=[as_lecture_ran(node)], type_ignores=[]), filename, "exec")
         try:
@@ -263,7 +263,7 @@ def _send_steps(answers, capture: Capture, failed: bool) -> dict:
 
 def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> None:
     """Exercise 4's loop on each case; one result frame per case (grader.submission.lecture_train grades it)."""
-    from grader.sandbox.inside.execute import float_is_grading_dtype
+    from grader.sandbox.inside.lecture_cells import float_is_grading_dtype
 
     steps = int(harness.plan["train"]["steps"])
     cell, source = int(exercise["cell"]), exercise["source"]

@@ -362,7 +362,7 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
     if plan.get("mode") == "execute":
         # The whole notebook in a Jupyter kernel (a process of its own, over sockets): only the
         # sandbox and the rlimits apply. It never changes the score, so autograd is not locked out.
-        from grader.sandbox.inside.execute import run_notebook
+        from grader.sandbox.inside.nbrun import run_notebook
 
         run_notebook(plan, channel_fd)
         os._exit(0)
