@@ -1,12 +1,11 @@
 """`grader` command line. Exit codes: 0 ok, 1 under --min-score (or `release --check`: out of date), 2 usage or config error."""
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from grader import __version__
-from grader.config import ConfigError, find_config, load_config
+from grader.config import ConfigError, find_config, load_config, read_secret
 from grader.safe_text import one_line
 
 EXIT_OK, EXIT_BELOW_MIN, EXIT_USAGE = 0, 1, 2
@@ -31,18 +30,6 @@ def _positive(value: str) -> float:
     return number
 
 
-def read_secret(secret_file: str | None) -> str | None:
-    if secret_file:
-        try:
-            secret = Path(secret_file).read_text().strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read the secret file {secret_file}: {err.strerror}") from None
-        if not secret:
-            raise ConfigError(f"the secret file {secret_file} is empty")
-        return secret
-    return os.environ.get("GRADER_SECRET") or None
-
-
 def cmd_grade(args) -> int:
     from grader.pipeline import grade
     from grader.report import write_report
@@ -57,7 +44,7 @@ def cmd_grade(args) -> int:
     except SubmissionError as err:
         raise ConfigError(str(err)) from None
     write_report(report, Path(args.out))
-    from grader.outputs.formats import EXPORTS, write_exports
+    from grader.outputs.exports import EXPORTS, write_exports
 
     exported = write_exports(report, {kind: getattr(args, kind) for kind in EXPORTS}, config.hidden_visibility)
     if args.markdown:

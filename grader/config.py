@@ -6,6 +6,7 @@ top-level `grading.yaml`, which stays the source), so a student grades from any 
 """
 
 import hashlib
+import os
 import importlib.resources
 from datetime import datetime, timezone
 from pathlib import Path
@@ -213,3 +214,16 @@ def load_config(path: Path) -> GradingConfig:
         raise ConfigError(f"{path}: {_describe_error(err)}") from None
     config._source = str(Path(path).resolve())
     return config
+
+
+def read_secret(secret_file: str | None) -> str | None:
+    """The hidden-case secret: from `secret_file` (--secret-file), else $GRADER_SECRET; None without one."""
+    if secret_file:
+        try:
+            secret = Path(secret_file).read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read the secret file {secret_file}: {err.strerror}") from None
+        if not secret:
+            raise ConfigError(f"the secret file {secret_file} is empty")
+        return secret
+    return os.environ.get("GRADER_SECRET") or None

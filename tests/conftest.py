@@ -71,3 +71,20 @@ def scores_by_check(report, ex_id):
 
 def failing_checks(report, ex_id):
     return {c.name for c in report.exercise(ex_id).checks if c.score < c.max_score}
+
+
+def all_checks(report):
+    return [(ex, c) for ex in report.exercises for c in ex.checks]
+
+
+@pytest.fixture(scope="session")
+def mistakes_report(config, all_cases):
+    """examples/mistakes with public and hidden cases, graded once for the tests of every output that shares it."""
+    return grade(ROOT / "examples" / "mistakes", config, secret=SECRET, cases=all_cases)
+
+
+@pytest.fixture(scope="session")
+def partial_report(config, public_cases, tmp_path_factory):
+    """No secret, one file missing: public cases only, a not-submitted exercise."""
+    folder = make_submission(tmp_path_factory.mktemp("partial") / "sub", drop=("batchnorm.py",))
+    return grade(folder, config, cases=public_cases)
