@@ -11,12 +11,11 @@ import re
 
 from grader.course.spec import EXERCISES
 from grader.report import NotebookInfo
-from grader.submission.notebook import NotebookSubmission
 
 TRACE_FILE = re.compile(r'File "(?:[^"]*/)?(\w+\.py)", line (\d+)')
 
 
-def _map_traceback(text: str | None, info: NotebookSubmission) -> str | None:
+def _map_traceback(text: str | None, info) -> str | None:
     if not text:
         return text
 
@@ -28,8 +27,11 @@ def _map_traceback(text: str | None, info: NotebookSubmission) -> str | None:
     return TRACE_FILE.sub(repl, text)
 
 
-def annotate_report(report, info: NotebookSubmission) -> None:
-    """Messages in terms of the notebook's cells; the `notebook` section of the report."""
+def annotate_report(report, info) -> None:
+    """Messages in terms of the notebook's cells; the `notebook` section of the report.
+
+    `info` is the submission's grader.submission.notebook.NotebookSubmission (read, not imported: scoring
+    needs only its fields)."""
     for ex in report.exercises:
         origin = info.origins.get(ex.file)
         if origin is not None:
@@ -54,7 +56,7 @@ def annotate_report(report, info: NotebookSubmission) -> None:
     report.notebook = NotebookInfo(format=info.format, exercise_cells=info.exercise_cells, notes=info.notes)
 
 
-def finish_report(report, info: NotebookSubmission, *, findings=(), execution=None) -> None:
+def finish_report(report, info, *, findings=(), execution=None) -> None:
     """The notebook's part of the report; `execution`: the NotebookExecution of running it (--execute), if it ran."""
     if info.format == "lecture":
         report.submission.files = [info.name]
