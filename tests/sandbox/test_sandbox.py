@@ -336,10 +336,9 @@ def _staged(tmp_path):
 def test_only_the_worker_modules_are_staged(tmp_path, monkeypatch):
     lib, staged = _staged(tmp_path)
     inside = {f"sandbox/inside/{name}.py" for name in ("__init__", "channel", "confine", "execute", "forkserver", "guard",
-                                                       "harness", "train_loop", "worker")}
+                                                       "harness", "statements", "train_loop", "worker")}
     assert staged == inside | {"__init__.py", "sandbox/__init__.py", "course/__init__.py", "course/spec.py",
-                               "course/mlp.py", "submission/__init__.py", "submission/lecture.py",
-                               "submission/lecture_find.py"}
+                               "course/mlp.py"}
     assert not {p.split("/")[0] for p in staged} & {"scoring", "feedback", "batch", "release", "outputs"}
     assert not staged & {"course/cases.py", "pipeline.py", "report.py", "config.py", "sandbox/runner.py"}
     monkeypatch.setattr(sandbox, "WORKER_ENTRY", (*sandbox.WORKER_ENTRY, "scoring/score.py"))
