@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from conftest import ASSIGNMENTS, SOLUTIONS, failing_checks
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 
 SYNTAX_ERROR = """
 def backward_atomic(**fwd)

@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from grader.feedback import nearmiss
 from grader.scoring.compare import ZERO_FLOOR, same_up_to_ones
 from grader.config import ShapeSpec
-from grader.course.spec import ATOMIC, TRAJECTORY, Exercise
+from grader.course.mlp import ATOMIC
+from grader.course.spec import TRAJECTORY, Exercise
 from grader.feedback.hint_levels import levels as hint_levels
 from grader.course.mlp import BN_EPS
 
