@@ -170,12 +170,3 @@ class Exercise:
                 "returns_dict": self.returns_dict, "gradient_checks": list(self.gradient_checks),
                 "checks": [c.plan(config) for c in self.checks]}
 
-
-def __getattr__(name):  # TEMPORARY (issue 11, until every importer is moved): the old names' new homes
-    if name == "EXERCISES":
-        from grader.course.registry import EXERCISES
-        return EXERCISES
-    if name in ("ATOMIC", "PARAMS", "FORWARD_ARGS"):
-        from grader.course import mlp
-        return getattr(mlp, name)
-    raise AttributeError(name)

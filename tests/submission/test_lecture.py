@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.course.spec import ATOMIC
+from grader.course.mlp import ATOMIC
 from grader.scoring.lecture import has_lecture_case, lecture_cases
 from grader.submission.lecture.headers import find_headers
 from grader.submission.lecture.plan import build_plan
