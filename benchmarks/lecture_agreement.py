@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from grader.config import load_config  # noqa: E402
 from grader.pipeline import build_cases, grade  # noqa: E402
-from grader.submission.lecture import GRADED  # noqa: E402
+from grader.submission.lecture.sections import GRADED  # noqa: E402
 
 NOTEBOOKS = ROOT / "tests" / "fixtures" / "notebooks"
 DIRS = [NOTEBOOKS / "patterns", NOTEBOOKS / "students"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.sandbox.inside.confine import filter_status
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.submission.integrity import scan, scan_train
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
@@ -25,7 +25,8 @@ def build_cases(config: GradingConfig, secret: str | None):
     from grader.course.cases import build_case  # imports torch
 
     specs = [*config.cases, *config.hidden_specs(secret)]
-    return [build_case(spec, config.dtype, config.train) for spec in specs]
+    exercises = config.exercise_specs()
+    return [build_case(spec, config.dtype, config.train, exercises) for spec in specs]
 
 
 def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
@@ -106,13 +107,14 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
     lecture = getattr(submission.notebook, "lecture", None)  # the lecture's own notebook: cells, not files
     if lecture is not None:
-        from grader.submission import lecture as lecture_format
+        from grader.scoring import lecture as lecture_format
+        from grader.submission.lecture.plan import plan_entries, scan_plan
 
         if not lecture_format.has_lecture_case(config):
-            raise SubmissionError(lecture_format.NO_LECTURE_CASE)
-        submitted = [ex for ex in enabled if ex in lecture.sections or (ex == "train" and lecture.train)]
+            raise SubmissionError(lecture_format.no_lecture_case())
+        submitted = [ex for ex in enabled if ex in lecture.exercise_cells()]
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
-    static = (lecture_format.scan_plan(lecture, config.integrity.allow) if lecture is not None
+    static = (scan_plan(lecture, config.integrity.allow) if lecture is not None
               else scan(submission.files, config.integrity.allow))
     if lecture is not None and lecture.train is not None:  # exercise 4's loop: the same check
         static += scan_train(lecture.train, config.integrity.allow)
@@ -129,7 +131,7 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
         extra = None
         if lecture is not None:
             cases = lecture_format.lecture_cases(cases)
-            extra = lecture_format.plan_entries(lecture, timeout, len(cases))
+            extra = plan_entries(lecture, timeout, len(cases))
         outcome = runner.run(submitted, cases, extra=extra)
     execution = None
     if submission.notebook is not None and (config.notebook.execute if execute is None else execute):
@@ -152,7 +154,7 @@ def score_run(run: Run) -> Report:
     enabled, lecture, static, timeout = run.enabled, run.lecture, run.static, run.timeout
     findings = []
     if lecture is not None:
-        from grader.submission import lecture as lecture_format
+        from grader.scoring import lecture as lecture_format
 
         exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name,
                                                    static=static)

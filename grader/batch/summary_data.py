@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from grader.batch.gradebook import Row, final_score, lateness
 from grader.config import LatePolicy
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.outputs.common import first_to_fix, gradient_name, verdict
 from grader.report import ExerciseResult
 

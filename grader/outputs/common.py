@@ -5,7 +5,8 @@ gradients, the order of the backward pass, the first gradient to fix, a check's 
 and the feedback line under a failing gradient. Read from a finished Report only; torch-free.
 """
 
-from grader.course.spec import ATOMIC, TRAJECTORY
+from grader.course.mlp import ATOMIC
+from grader.course.spec import TRAJECTORY
 from grader.report import CheckResult, ExerciseResult
 
 # Exercise statuses about the whole file, not one gradient: nothing of it ran, or it was not allowed.

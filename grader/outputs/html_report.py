@@ -13,7 +13,7 @@ Every string from the report is escaped.
 import html
 from pathlib import Path
 
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.outputs.common import backward_order, first_to_fix, gradient_name, verdict
 from grader.outputs.graph import NO_DOT_NOTE, Look, Node, exercise_graph, render_svg
 from grader.report import CheckResult, ExerciseResult, Report, write_atomically

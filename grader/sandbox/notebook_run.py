@@ -13,7 +13,7 @@ from pathlib import Path
 
 from grader.report import NotebookExecution
 from grader.sandbox.levels import Mounts
-from grader.sandbox.runner import STARTUP_TIMEOUT, WorkerProcess
+from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerProcess
 
 KERNEL_STARTUP = 90.0
 MARGIN = 30.0

@@ -9,7 +9,7 @@ result is passed in.
 
 import re
 
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.report import NotebookInfo
 
 TRACE_FILE = re.compile(r'File "(?:[^"]*/)?(\w+\.py)", line (\d+)')

@@ -13,9 +13,8 @@ import signal
 import time
 import traceback
 
-from grader.course.spec import FORWARD_ARGS, PARAMS
-from grader.submission.lecture import assigned_names, near_matches, units
-from grader.submission.lecture_find import answer_candidates
+from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.sandbox.inside.statements import answer_candidates, assigned_names, near_matches, units
 
 LECTURE_CHARS = ".abcdefghijklmnopqrstuvwxyz"
 

@@ -6,7 +6,7 @@ through other files); exercise 4 of a lecture notebook is scanned on exactly the
 
 import ast
 
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES, graded_by_training
 from grader.submission.integrity.rules import Finding, message
 from grader.submission.integrity.scanner import Defined, Scanner, shadows
 
@@ -69,7 +69,7 @@ CELL_LINES = 1_000_000  # scan_train numbers a cell's line L as cell * CELL_LINE
 
 
 def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
-    """Exercise 4 of a lecture notebook (a grader.submission.lecture_train.TrainPlan): the same check, on exactly what runs.
+    """Exercise 4 of a lecture notebook (a grader.submission.lecture.train.TrainPlan): the same check, on exactly what runs.
 
     The prelude's and set-up's statements and the loop's cell without the statements that are not run
     (`loss.backward()`, `p.grad = None`, ...: plan.skips) form one file, `train.py`; each finding names its cell
@@ -93,7 +93,8 @@ def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
                     setattr(node, field, kept or [ast.Pass(lineno=node.lineno, col_offset=node.col_offset)])
         body.append(ast.increment_lineno(unit, plan.cell * CELL_LINES))
     _stub_uncalled(body)
-    file = EXERCISES["train"].file
+    exercise = graded_by_training()
+    file = exercise.file
     findings = _scan_trees({file: ast.Module(body=body, type_ignores=[])}, allow)
     for finding in findings:
         if finding.line:
@@ -101,7 +102,7 @@ def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
             old = f"{finding.file} line {finding.line}"
             finding.file, finding.line = f"cell {cell}", line
             finding.message = finding.message.replace(old, f"cell {cell}, line {line}", 1)
-    return [f for f in findings if f.exercise == "train"]
+    return [f for f in findings if f.exercise == exercise.id]
 
 
 def _stub_uncalled(body: list) -> None:

@@ -10,14 +10,11 @@ import importlib.util
 import re
 import sys
 
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.submission.integrity.allowlist import (ALLOWED_BUILTINS, BUILTIN_NAMES, DEFAULT_ALIASES, GENERAL,
                                                    MODULES, SAFE_DUNDER_ATTRS, SAFE_DUNDER_DEFS, TORCH_CLASSES)
 from grader.submission.integrity.rules import (BUILTIN_RULES, DANGEROUS_STRING, MODULE_RULES, NEVER_OWNED, OWNABLE,
                                                rule_for)
-
-CONTRACT_MODULES = {ex.module for ex in EXERCISES.values()}
-
 
 @functools.cache
 def _installed(top: str) -> bool:
@@ -31,8 +28,8 @@ def _installed(top: str) -> bool:
 def shadows(module: str) -> bool:
     """A file named like a Python or installed module (os.py, ctypes.py, torch.py, grader.py): in the sandbox the
     real module, already imported, may be the one that loads, so the file's own names never stand for it."""
-    return module not in CONTRACT_MODULES and (module in sys.stdlib_module_names or module in MODULES
-                                               or _installed(module))
+    contract = {ex.module for ex in EXERCISES.values()}  # the registry can grow (a course's own definitions)
+    return module not in contract and (module in sys.stdlib_module_names or module in MODULES or _installed(module))
 
 
 
