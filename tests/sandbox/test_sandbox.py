@@ -149,7 +149,7 @@ def test_the_bwrap_command_binds_no_part_of_the_repository(tmp_path):
     sources = [os.path.realpath(cmd[i + 1]) for i, arg in enumerate(cmd) if arg == "--ro-bind"]
     for source in sources:  # neither the repository nor a folder above it (its .venv is fine)
         assert not (str(ROOT) + os.sep).startswith(source.rstrip(os.sep) + os.sep), source
-    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "sandbox" / "inside" / "worker.py").is_file()
+    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "sandbox" / "inside" / "__main__.py").is_file()
     assert ["--tmpfs", str(mounts.cwd)] == cmd[cmd.index(str(mounts.cwd)) - 1:cmd.index(str(mounts.cwd)) + 1]
     assert "--bind" not in cmd  # nothing of the host is writable
 
@@ -335,9 +335,9 @@ def _staged(tmp_path):
 
 def test_only_the_worker_modules_are_staged(tmp_path, monkeypatch):
     lib, staged = _staged(tmp_path)
-    inside = {f"sandbox/inside/{name}.py" for name in ("__init__", "__main__", "channel", "confine", "execute",
-                                                       "forkserver", "guard", "harness", "session", "statements",
-                                                       "train_loop")}
+    inside = {f"sandbox/inside/{name}.py" for name in ("__init__", "__main__", "channel", "confine", "forkserver",
+                                                       "guard", "harness", "lecture_cells", "nbrun", "session",
+                                                       "statements", "train_loop")}
     assert staged == inside | {"__init__.py", "sandbox/__init__.py", "course/__init__.py", "course/mlp.py"}
     # the course's definitions (and their build code, which makes the answer key) never reach the sandbox
     assert not {p for p in staged if p.startswith("course/") and p not in ("course/__init__.py", "course/mlp.py")}
@@ -357,7 +357,7 @@ def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
         entry.refuse_unstaged()
         for name in sys.argv[2].split(","):  # every staged module imports with nothing else of the package
             importlib.import_module("grader." + name)
-        from grader.sandbox.inside import harness, guard, forkserver, execute  # noqa: F401
+        from grader.sandbox.inside import harness, guard, forkserver, lecture_cells, nbrun  # noqa: F401
         refused = []
         for name in ("course.cases", "course.registry", "course.exercises.atomic", "scoring.score",
                      "feedback.diagnosis", "pipeline", "mlp_reference", "report", "config", "sandbox.runner", "batch"):
