@@ -13,7 +13,7 @@ import builtins
 import re
 from dataclasses import dataclass
 
-from grader.course.spec import FORWARD_ARGS
+from grader.course.mlp import FORWARD_ARGS
 from grader.sandbox.inside.statements import assigned_names, loads, units
 from grader.submission.lecture.policy import skip_reason
 

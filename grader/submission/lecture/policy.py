@@ -12,7 +12,7 @@ Imports only the standard library: the planner runs on every notebook.
 import ast
 from dataclasses import dataclass, field
 
-from grader.course.spec import PARAMS
+from grader.course.mlp import PARAMS
 from grader.sandbox.inside.statements import assigned_names, attrs, loads, names
 
 PLOT_NAMES = frozenset({"plt", "matplotlib", "sns", "seaborn", "plotly", "px"})

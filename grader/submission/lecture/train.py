@@ -23,7 +23,7 @@ Imports only the standard library at module level: the planner runs on every not
 import ast
 from dataclasses import dataclass, field
 
-from grader.course.spec import PARAMS
+from grader.course.mlp import PARAMS
 from grader.sandbox.inside.statements import attrs as _attrs
 from grader.sandbox.inside.statements import names as _names
 from grader.submission.lecture.headers import leading_header
