@@ -149,7 +149,7 @@ def test_the_bwrap_command_binds_no_part_of_the_repository(tmp_path):
     sources = [os.path.realpath(cmd[i + 1]) for i, arg in enumerate(cmd) if arg == "--ro-bind"]
     for source in sources:  # neither the repository nor a folder above it (its .venv is fine)
         assert not (str(ROOT) + os.sep).startswith(source.rstrip(os.sep) + os.sep), source
-    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "sandbox" / "inside" / "worker.py").is_file()
+    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "sandbox" / "inside" / "__main__.py").is_file()
     assert ["--tmpfs", str(mounts.cwd)] == cmd[cmd.index(str(mounts.cwd)) - 1:cmd.index(str(mounts.cwd)) + 1]
     assert "--bind" not in cmd  # nothing of the host is writable
 
