@@ -12,6 +12,7 @@ import importlib
 import keyword
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -161,6 +162,13 @@ class Exercise:
     @property
     def trajectory(self) -> TrajectoryCheck | None:
         return next((c for c in self.checks if isinstance(c, TrajectoryCheck)), None)
+
+    def data_file(self, name: str | None) -> Path | None:
+        """A data file of the exercise (`lesson`, `check_cell`): relative to its definition file, or, for the
+        lecture's exercises, to grader/course/exercises/. None stays None (release uses a generic one)."""
+        if name is None:
+            return None
+        return (Path(self.origin).parent if self.origin else Path(__file__).parent / "exercises") / name
 
     def builder(self) -> Callable[[Any, Any], tuple[dict, dict]]:
         if callable(self.build):
