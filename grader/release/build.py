@@ -111,7 +111,6 @@ def split_imports(text: str) -> tuple[list[str], str]:
 # and a check cell that compares with autograd on a seeded batch.
 
 TEMPLATES = Path(__file__).parent / "templates"
-BUILT_IN_DATA = Path(__file__).parent.parent / "course" / "exercises"  # the lecture's exercises' data files
 
 
 def template(name: str) -> str:
@@ -120,7 +119,7 @@ def template(name: str) -> str:
 
 def _data(ex, name: str, what: str) -> str:
     """One of an exercise's data files, relative to its definition's folder."""
-    path = (Path(ex.origin).parent if ex.origin else BUILT_IN_DATA) / name
+    path = ex.data_file(name)
     try:
         return path.read_text().rstrip("\n")
     except OSError as err:
