@@ -100,7 +100,7 @@ def test_broken_files_each_cost_only_their_exercise(submission, grade_it):
     case = train.checks[0].cases[0]
     assert case.status == "error" and "ValueError: shapes do not line up" in case.message
     assert "in helper" in train.traceback and "train.py" in train.traceback
-    assert "worker.py" not in train.traceback  # only the student's own frames are shown
+    assert "harness.py" not in train.traceback and "session.py" not in train.traceback  # the student's frames only
     assert report.score == 0
 
 

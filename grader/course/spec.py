@@ -12,6 +12,7 @@ import importlib
 import keyword
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -66,9 +67,17 @@ class TrajectoryCheck(Check):
 
 @dataclass(frozen=True)
 class LectureSection:
-    """Where the exercise sits in the lecture's own notebook (its "Exercise N" section)."""
+    """Where the exercise sits in the lecture's own notebook (its "Exercise N" section).
+
+    Its cells are graded like the exercise's file: they must define the `d...` variable of every
+    gradient check; an exercise with a TrajectoryCheck is graded from the notebook's training loop
+    (the lecture's exercise 4). The defaults fit a section found by its `# Exercise N` header alone.
+    """
 
     number: int
+    given: tuple[str, ...] = ()          # true gradients the grader puts in the section's namespace (`dhpreact`)
+    found_by: str = "defines its answers"  # what its cells do, as the grader recognises them (for notes)
+    not_found: str = ""                  # why no cell was taken for it; default: "no cell <found_by>"
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,10 @@ class Exercise:
             fail("build must be a function (case, generator) -> (inputs, references), or 'module:function'")
         if not isinstance(self.lecture, (LectureSection, NotInLecture)):
             fail("lecture must be LectureSection(number) or NotInLecture(reason)")
+        if isinstance(self.lecture, LectureSection) and (
+                not isinstance(self.lecture.number, int) or self.lecture.number < 1
+                or not isinstance(self.lecture.given, tuple)):
+            fail("LectureSection needs an exercise number >= 1 and `given` as a tuple")
         if not set(self.private_inputs) <= set(self.tensor_args):
             fail("private_inputs must be tensor_args")
 
@@ -149,6 +162,13 @@ class Exercise:
     @property
     def trajectory(self) -> TrajectoryCheck | None:
         return next((c for c in self.checks if isinstance(c, TrajectoryCheck)), None)
+
+    def data_file(self, name: str | None) -> Path | None:
+        """A data file of the exercise (`lesson`, `check_cell`): relative to its definition file, or, for the
+        lecture's exercises, to grader/course/exercises/. None stays None (release uses a generic one)."""
+        if name is None:
+            return None
+        return (Path(self.origin).parent if self.origin else Path(__file__).parent / "exercises") / name
 
     def builder(self) -> Callable[[Any, Any], tuple[dict, dict]]:
         if callable(self.build):

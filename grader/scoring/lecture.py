@@ -7,22 +7,18 @@ student reads for this notebook: missing answers by their cell and line, autogra
 names taken from the student's cmp lines.
 """
 
+from grader.course.mlp import LECTURE_SHAPE
 from grader.course.registry import EXERCISES
+from grader.course.spec import LectureSection, NotInLecture
 from grader.sandbox.inside.statements import near_matches
+from grader.submission.lecture import sections as lecture_sections
 from grader.submission.lecture.plan import LecturePlan, Section
-from grader.submission.lecture.sections import NOT_FOUND, NOT_IN_FORMAT, NUMBER
-
-
-def lecture_shape() -> dict:
-    from grader.course.mlp import LECTURE_SHAPE  # the course module imports torch: only when grading
-
-    return LECTURE_SHAPE
 
 
 def lecture_cases(cases) -> list:
     """The cases the lecture's cells can run on: the public `lecture` case and hidden cases of its shape."""
     def lecture_shaped(c):
-        return all(getattr(c.spec, k) == v for k, v in lecture_shape().items())
+        return all(getattr(c.spec, k) == v for k, v in LECTURE_SHAPE.items())
 
     public = [c for c in cases if not c.spec.hidden and c.spec.name == "lecture"]
     public = public or [c for c in cases if not c.spec.hidden and lecture_shaped(c)]
@@ -180,37 +176,47 @@ def _run_notes(run, sec: Section, cases) -> list[str]:
         notes.append(f"exercise {sec.number}: {len(late)} statement(s) not run: the exercise ran out of time")
     return notes
 
+def _cells_label(cells: list[int]) -> str:
+    return f"cell {cells[0]}" if len(cells) == 1 else f"cells {', '.join(map(str, cells))}"
+
+
+def not_in_format(ex, nb_name: str):
+    """The result of an exercise that the lecture's notebook does not hold (NotInLecture, or no field)."""
+    from grader.report import ExerciseResult
+
+    reason = getattr(ex.lecture, "reason", None) or NotInLecture().reason
+    return ExerciseResult(id=ex.id, title=ex.title, file=nb_name, function="-", score=0.0, max_score=0.0,
+                          status="not_submitted", message=f"not in this format: {reason}", checks=[])
+
+
 def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name: str, static=()):
     """ExerciseResults for a lecture notebook, plus integrity findings (`static`: scan_plan's)."""
-    from grader.report import ExerciseResult
+    from grader.scoring import lecture_train
     from grader.scoring.score import score_exercise, score_not_allowed
 
     results, findings = [], []
+    cells_of = plan.exercise_cells()
     for ex_id in enabled:
         ex = EXERCISES[ex_id]
+        section = ex.lecture
+        if not isinstance(section, LectureSection):
+            results.append(not_in_format(ex, nb_name))
+            continue
         blocked = [f.message for f in static if f.exercise == ex_id]
-        if blocked and (ex_id in plan.sections or ex_id == "train" and plan.train is not None):
+        if blocked and ex_id in cells_of:
             result = score_not_allowed(ex_id, config, cases, blocked, outcome.exercises.get(ex_id))
-            cells = plan.sections[ex_id].cell_numbers if ex_id in plan.sections else plan.train.cells
-            result.file = nb_name
-            result.function = f"cell {cells[0]}" if len(cells) == 1 else f"cells {', '.join(map(str, cells))}"
+            result.file, result.function = nb_name, _cells_label(cells_of[ex_id])
             results.append(result)
             continue
-        if ex_id == "train":  # exercise 4: graded by grader.scoring.lecture_train
-            from grader.scoring import lecture_train
-
-            results.append(lecture_train.score(plan.train, config, cases, outcome.exercises.get(ex_id), nb_name))
-            findings += lecture_train.findings(plan.train)
-            continue
-        if ex_id in NOT_IN_FORMAT:
-            results.append(ExerciseResult(id=ex_id, title=ex.title, file=nb_name, function="-", score=0.0,
-                                          max_score=0.0, status="not_submitted", message=NOT_IN_FORMAT[ex_id],
-                                          checks=[]))
+        if ex.trajectory is not None:  # exercise 4: graded by grader.scoring.lecture_train
+            loop = plan.train if plan.train_id == ex_id else None
+            results.append(lecture_train.score(loop, config, cases, outcome.exercises.get(ex_id), nb_name, ex=ex))
+            findings += lecture_train.findings(loop, ex=ex)
             continue
         sec = plan.sections.get(ex_id)
         if sec is None:
             result = score_exercise(ex_id, config, cases, None)
-            message = f"exercise {NUMBER[ex_id]} is not in the notebook ({NOT_FOUND[NUMBER[ex_id]]})"
+            message = f"exercise {section.number} is not in the notebook ({lecture_sections.not_found(ex_id)})"
             result.message, result.file, result.function = message, nb_name, "-"
             for check in result.checks:
                 check.message = message
@@ -228,11 +234,11 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
 
 
 def no_lecture_case() -> str:
-    shape = ", ".join(f"{k}={v}" for k, v in lecture_shape().items())
+    shape = ", ".join(f"{k}={v}" for k, v in LECTURE_SHAPE.items())
     return ("this is the lecture's notebook, whose cells use the lecture's sizes, but grading.yaml has no "
             f"public case named 'lecture' or with the lecture's shape ({shape})")
 
 
 def has_lecture_case(config) -> bool:
-    return any(c.name == "lecture" or all(getattr(c, k) == v for k, v in lecture_shape().items())
+    return any(c.name == "lecture" or all(getattr(c, k) == v for k, v in LECTURE_SHAPE.items())
                for c in config.cases)

@@ -11,8 +11,8 @@ grading.yaml.
 from dataclasses import dataclass
 
 from grader.course.mlp import PARAMS
-from grader.course.registry import EXERCISES
 from grader.course.spec import TRAJECTORY
+from grader.submission.lecture import sections as lecture_sections
 from grader.submission.lecture.train import TrainPlan
 
 
@@ -112,16 +112,17 @@ def _first_error(facts: dict) -> str | None:
 
 
 class TrainScorer:
-    """`train`'s checks for a lecture notebook's loop, case by case."""
+    """The training-loop exercise's checks (`train`'s) for a lecture notebook's loop, case by case."""
 
-    def __init__(self, plan: TrainPlan, config, cases):
+    def __init__(self, plan: TrainPlan, config, cases, ex):
         from grader.scoring.score import ExerciseScorer
 
         self.plan = plan
         self.config = config
         self.cases = cases
-        self.base = ExerciseScorer(EXERCISES["train"], config, cases)
-        self.ex = EXERCISES["train"]
+        self.base = ExerciseScorer(ex, config, cases)
+        self.ex = ex
+        self.loop_name = f"exercise {ex.lecture.number}'s loop"
 
     def _result(self, case, check: str, status: str, message: str, **extra):
         from grader.report import CaseResult
@@ -161,7 +162,7 @@ class TrainScorer:
             err = (run.error if run is not None else None) or {"status": "crashed",
                                                                "message": "no answer came back for this case"}
             status = err["status"] if err["status"] in HIDDEN_MESSAGES else "error"
-            message = f"exercise 4's loop {err['message']}" if status in ("timeout", "crashed") else err["message"]
+            message = f"{self.loop_name} {err['message']}" if status in ("timeout", "crashed") else err["message"]
             return {c: self._result(case, c, status, message) for c in checks}
         meta, blob = frame
         facts = _facts(meta)
@@ -183,7 +184,7 @@ class TrainScorer:
         vocab = case.inputs["C"].shape[0]
         count = len(steps.grads)
         if count == 0:
-            return {c: self._result(case, c, "error", f"exercise 4's loop did not complete a step: {error}")
+            return {c: self._result(case, c, "error", f"{self.loop_name} did not complete a step: {error}")
                     for c in checks}
         try:
             shapes = _canonical(steps.params[0], *steps.batches[0], vocab)
@@ -193,7 +194,7 @@ class TrainScorer:
                 _canonical(params, *steps.batches[s], vocab)
                 refs.append(_autograd(params, *steps.batches[s], shapes, dtype))
         except Invalid as err:
-            return {c: self._result(case, c, "wrong_shape", f"exercise 4's loop: {err}") for c in checks}
+            return {c: self._result(case, c, "wrong_shape", f"{self.loop_name}: {err}") for c in checks}
 
         results = {}
         for name in self.ex.gradient_checks:
@@ -240,7 +241,7 @@ class TrainScorer:
 
         if steps.complete == 0:
             return self._result(case, TRAJECTORY, "error",
-                                f"exercise 4's loop did not complete a step: {_first_error(facts) or 'no update'}")
+                                f"{self.loop_name} did not complete a step: {_first_error(facts) or 'no update'}")
         ref = {k: steps.params[0][k].detach().clone().to(dtype) for k in PARAMS}
         worst = 0.0
         for s in range(steps.complete):
@@ -285,7 +286,7 @@ class TrainScorer:
                        else f"{len(failed)} of {len(checks)} checks failed; first to fix: d{first.name}")
         if run is not None and run.error and not run.results:
             status = run.error["status"] if run.error["status"] in ("timeout", "crashed") else "error"
-            message = f"exercise 4's loop: {run.error['message']}"
+            message = f"{self.loop_name}: {run.error['message']}"
         result = self.base._result(status, message, checks, run)
         result.file = nb_name
         cells = self.plan.cells
@@ -293,28 +294,29 @@ class TrainScorer:
         return result
 
 
-def findings(plan: TrainPlan | None) -> list:
+def findings(plan: TrainPlan | None, ex=None) -> list:
     """Integrity findings: gradients the loop reads from autograd (`dembcat = embcat.grad`), which are not run."""
     from grader.report import IntegrityFinding
 
-    if plan is None:
+    ex = ex or lecture_sections.training_loop()
+    if plan is None or ex is None:
         return []
     lines = plan.source.splitlines()
-    return [IntegrityFinding(exercise="train", file=f"cell {s.cell}", line=s.line, pattern=".grad",
-                             message=f"exercise 4 reads autograd's gradient ({lines[s.line - 1].strip()[:80]})")
+    return [IntegrityFinding(exercise=ex.id, file=f"cell {s.cell}", line=s.line, pattern=".grad",
+                             message=f"exercise {ex.lecture.number} reads autograd's gradient ({lines[s.line - 1].strip()[:80]})")
             for s in plan.skips if s.reason.startswith("reads autograd") and any(n.startswith("d") for n in s.names)]
 
 
-def score(plan: TrainPlan | None, config, cases, run, nb_name: str):
-    """The `train` ExerciseResult of a lecture notebook."""
+def score(plan: TrainPlan | None, config, cases, run, nb_name: str, ex=None):
+    """The ExerciseResult of the training-loop exercise (`ex`, by default the registered one) of a lecture notebook."""
     from grader.scoring.score import score_exercise
 
+    ex = ex or lecture_sections.training_loop()
     if plan is None:
-        result = score_exercise("train", config, cases, None)
-        message = ("exercise 4 is not in the notebook (no training loop that updates the parameters "
-                   "with p.data += -lr * grad)")
+        result = score_exercise(ex.id, config, cases, None)
+        message = f"exercise {ex.lecture.number} is not in the notebook ({ex.lecture.not_found})"
         result.message, result.file, result.function = message, nb_name, "-"
         for check in result.checks:
             check.message = message
         return result
-    return TrainScorer(plan, config, cases).score(run, nb_name)
+    return TrainScorer(plan, config, cases, ex).score(run, nb_name)

@@ -144,3 +144,14 @@ def test_a_plan_carries_check_kinds_not_ids(config):
     assert plan["checks"][-1] == {"kind": "trajectory", "name": "trajectory", "params": list(EXERCISES["train"].gradient_checks),
                                   "steps": config.train.steps, "lr": config.train.lr}
     assert {c["kind"] for c in plan["checks"][:-1]} == {"gradient"}
+
+
+def test_a_config_unpickled_elsewhere_registers_its_exercises_again(tmp_path):
+    """Batch grading on Dask sends the config to other processes: the course's exercises go with it."""
+    import pickle
+
+    config = load_config(course(tmp_path / "c"))
+    blob = pickle.dumps(config)
+    del EXERCISES["tanh"]
+    again = pickle.loads(blob)
+    assert again.fingerprint() == config.fingerprint() and EXERCISES["tanh"].origin.endswith("tanh_exercise.py")

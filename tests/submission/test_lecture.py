@@ -183,6 +183,43 @@ def test_lecture_cases_and_config(config, public_cases, all_cases):
     assert not has_lecture_case(config.model_copy(update={"cases": config.cases[1:]}))
 
 
+@pytest.fixture
+def extra_exercises(monkeypatch, config):
+    """Two more exercises registered: one with no lecture section, one in a section (7) the lecture lacks."""
+    from dataclasses import replace
+
+    from grader.config import ExerciseConfig
+    from grader.course.registry import EXERCISES
+    from grader.course.spec import LectureSection, NotInLecture
+
+    base = EXERCISES["cross_entropy"]
+    plain = replace(base, id="extra_plain", file="extra_plain.py", title="An extra exercise", lecture=NotInLecture())
+    sectioned = replace(base, id="extra_seven", file="extra_seven.py", title="Exercise 7",
+                        lecture=LectureSection(7))
+    for ex in (plain, sectioned):
+        monkeypatch.setitem(EXERCISES, ex.id, ex)
+    extra = {ex.id: ExerciseConfig(points=5) for ex in (plain, sectioned)}
+    return config.model_copy(update={"exercises": {**config.exercises, **extra}})
+
+
+def test_an_exercise_without_a_lecture_section_is_not_in_this_format(extra_exercises, public_cases):
+    """Registered exercises the lecture's notebook does not hold: a clear report line each, never a KeyError."""
+    from grader.sandbox.runner import RunOutcome
+    from grader.scoring.lecture import score
+
+    plan = plan_of(nbb.lecture_notebook())
+    assert "extra_seven" not in plan.sections
+    assert any("exercise 7 (no '# Exercise 7' header, and no cell defines its answers)" in n for n in plan.notes)
+    results, _ = score(plan, ["extra_plain", "extra_seven"], extra_exercises, lecture_cases(public_cases),
+                       RunOutcome(exercises={}), "lecture.ipynb")
+    plain, seven = results
+    assert plain.status == "not_submitted" and plain.max_score == 0
+    assert plain.message == ("not in this format: this exercise is not part of the lecture's notebook, "
+                             "so it is not graded in this format")
+    assert seven.score == 0 and seven.max_score == 5
+    assert seven.message == "exercise 7 is not in the notebook (no '# Exercise 7' header, and no cell defines its answers)"
+
+
 # ---------------------------------------------------------------------------
 # Grading (each runs a worker)
 

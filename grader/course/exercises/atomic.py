@@ -20,7 +20,10 @@ EXERCISE = Exercise(
     int_args=("n",),
     checks=tuple(GradientCheck(name) for name in ATOMIC),
     build=build,
-    lecture=LectureSection(1),
+    lesson="lessons/atomic.md",
+    check_cell="lessons/atomic_check.py",
+    lecture=LectureSection(1, found_by="assigns its gradients",
+                           not_found="no cell assigns its gradients dlogprobs ... dC"),
     cascades=True,
     path=ATOMIC,
 )

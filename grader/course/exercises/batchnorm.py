@@ -19,7 +19,10 @@ EXERCISE = Exercise(
     checks=(GradientCheck("hprebn"),),
     returns_dict=False,
     build=build,
-    lecture=LectureSection(3),
+    lesson="lessons/batchnorm.md",
+    check_cell="lessons/batchnorm_check.py",
+    lecture=LectureSection(3, given=("dhpreact",), found_by="computes dhprebn in one go",
+                           not_found="no cell computes dhprebn in one go from dhpreact"),
     path=("bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
     private_inputs=("dhpreact",),  # autograd's gradient of exercise 1's hpreact
 )

@@ -18,6 +18,9 @@ EXERCISE = Exercise(
     checks=(GradientCheck("logits"),),
     returns_dict=False,
     build=build,
-    lecture=LectureSection(2),
+    lesson="lessons/cross_entropy.md",
+    check_cell="lessons/cross_entropy_check.py",
+    lecture=LectureSection(2, found_by="computes dlogits in one go",
+                           not_found="no cell computes dlogits in one go from logits"),
     path=("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits"),
 )

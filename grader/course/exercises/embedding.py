@@ -18,7 +18,9 @@ EXERCISE = Exercise(
     checks=(GradientCheck("C"),),
     returns_dict=False,
     build=build,
-    lecture=NotInLecture("the lecture's notebook grades dC as part of exercise 1"),
+    lesson="lessons/embedding.md",
+    check_cell="lessons/embedding_check.py",
+    lecture=NotInLecture("the lecture's notebook has no separate embedding exercise (dC is graded as part of exercise 1)"),
     path=("C",),
     private_inputs=("demb",),  # autograd's gradient of exercise 1's emb
 )

@@ -17,7 +17,7 @@ import re
 from grader.course.mlp import ATOMIC
 from grader.sandbox.inside.statements import SUFFIX, assigned_names, loads, units
 from grader.submission.lecture.names import cmp_calls
-from grader.submission.lecture.sections import GRADED, WHAT
+from grader.submission.lecture import sections as lecture_sections
 
 D_ATOMIC = {"d" + name for name in ATOMIC}
 BN_LOCAL = {"dhprebn", "dbnraw", "dbnvar_inv", "dbnvar", "dbndiff", "dbndiff2", "dbnmeani", "dbngain", "dbnbias"}
@@ -116,6 +116,7 @@ def _cells_do(numbers: list[int], what: tuple[str, str]) -> str:
 
 def found_notes(plan, placed: dict, roles: dict, cells) -> None:
     """What the grader assumed about where the work is, in the notes."""
+    graded = lecture_sections.graded()
     by_cell = {cell.number: cell for cell in cells}
     headed = {n for _, n in plan.headers}
     for cell_number, number in plan.headers:
@@ -123,16 +124,17 @@ def found_notes(plan, placed: dict, roles: dict, cells) -> None:
         text = (cell.raw if cell is not None else "").strip().splitlines()
         first = next((line.strip() for line in text if line.strip()), "")
         word = re.search(r"ex[a-z]{3,9}", first, re.IGNORECASE)
-        if number in GRADED and word and word.group(0).lower() != "exercise":
+        if number in graded and word and word.group(0).lower() != "exercise":
             plan.notes.append(f"exercise {number}: cell {cell_number}'s header {first[:60]!r} read as "
                               f"'Exercise {number}'")
-    for number, ex_id in GRADED.items():
+    for number, ex_id in graded.items():
+        what = (lecture_sections.found_by(ex_id), lecture_sections.found_by(ex_id, many=True))
         sec = plan.sections.get(ex_id)
         if sec is None:
             continue
         by_code = [c for c in sec.cell_numbers if placed.get(c) == number and roles.get(c) == number]
         if number not in headed and by_code:
-            plan.notes.append(f"exercise {number}: no '# Exercise {number}' header; {_cells_do(by_code, WHAT[number])}, "
+            plan.notes.append(f"exercise {number}: no '# Exercise {number}' header; {_cells_do(by_code, what)}, "
                               f"so {'it was' if len(by_code) == 1 else 'they were'} graded as exercise {number}")
         elif by_code:
             first_header = min(c for c, n in plan.headers if n == number)
@@ -141,8 +143,8 @@ def found_notes(plan, placed: dict, roles: dict, cells) -> None:
                 come = "comes" if len(before) == 1 else "come"
                 plan.notes.append(f"exercise {number}: {'cell' if len(before) == 1 else 'cells'} {_spans(before)} "
                                   f"{come} before its header (cell {first_header}) and "
-                                  f"{WHAT[number][len(before) > 1]}: graded as exercise {number}")
-    atomic = plan.sections.get("atomic")
+                                  f"{what[len(before) > 1]}: graded as exercise {number}")
+    atomic = plan.sections.get(graded.get(1, ""))  # exercise 1: every gradient, one step at a time
     for cell_number in atomic.cell_numbers if atomic is not None else []:
         under = [n for c, n in plan.headers if c <= cell_number]
         if under and under[-1] in (2, 3) and placed.get(cell_number) == 1:

@@ -38,7 +38,7 @@ from grader.submission.lecture.headers import cell_header, code_header_numbers, 
 from grader.submission.lecture.names import bound_names, name_maps
 from grader.submission.lecture.policy import AutogradUse, autograd_uses, is_prelude, reads_grad, skip_reason
 from grader.submission.lecture.policy import top_level_targets
-from grader.submission.lecture.sections import EXPECTED, GRADED, NOT_FOUND, PROVIDED
+from grader.submission.lecture import sections as lecture_sections
 
 
 
@@ -85,11 +85,12 @@ class LecturePlan:
     training_cells: list[int] = field(default_factory=list)
     prelude_nodes: list[tuple[int, ast.stmt, str]] = field(default_factory=list)  # (cell, statement, source)
     train: object | None = None         # exercise 4's loop: grader.submission.lecture.train.TrainPlan
+    train_id: str | None = None         # the exercise graded from that loop
 
     def exercise_cells(self) -> dict[str, list[int]]:
         cells = {ex_id: s.cell_numbers for ex_id, s in self.sections.items()}
         if self.train is not None:  # exercise 4: grader.submission.lecture.train
-            cells["train"] = self.train.cells
+            cells[self.train_id] = self.train.cells
         return cells
 
 
@@ -123,7 +124,7 @@ def section_prelude(plan: "LecturePlan", sec: "Section") -> list[dict]:
 EXCLUDED = 0  # a cell in no section and not in the prelude: exercise 4's training loop
 
 
-def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], dict[int, int | None]]:
+def _placement(cells, code_numbers: set[int], graded) -> tuple[dict[int, int | None], dict[int, int | None]]:
     """Per code cell without a mid-cell header: (the section it is graded in, what its code computes).
 
     Headers are hints: a cell before any header goes where its code says;
@@ -154,13 +155,13 @@ def _placement(cells, code_numbers: set[int]) -> tuple[dict[int, int | None], di
         role = roles[number]
         if role == 4:
             placed[number] = EXCLUDED
-        elif header in GRADED:
+        elif header in graded:
             moved = role in (2, 3) and role != header and role not in with_header
             if role == 1 and revisits[number]:  # back to exercise 1 after exercise 2 or 3
                 moved, role = True, 1
             placed[number] = role if moved else header
         elif header is None:  # before any header: where its code says
-            placed[number] = role if role in GRADED else None
+            placed[number] = role if role in graded else None
         else:  # under exercise 4's header (or a later one): its code, if any, is exercise 4's
             placed[number] = EXCLUDED
     return placed, roles
@@ -196,13 +197,15 @@ def build_plan(cells) -> LecturePlan:
     current: int | None = None     # the exercise whose section we are in (None: before the first header)
 
     def section(number: int | None) -> Section | None:
-        if number not in GRADED:
+        if number not in graded:
             return None
-        ex_id = GRADED[number]
-        return sections.setdefault(ex_id, Section(number, ex_id, EXPECTED[ex_id], PROVIDED.get(ex_id, ())))
+        ex_id = graded[number]
+        return sections.setdefault(ex_id, Section(number, ex_id, lecture_sections.expected(ex_id),
+                                                  lecture_sections.given(ex_id)))
 
     code_numbers = code_header_numbers(cells)
-    placed, roles = _placement(cells, code_numbers)
+    graded = lecture_sections.graded()
+    placed, roles = _placement(cells, code_numbers, graded)
     skipped_defs: dict[int, dict[str, str]] = {}   # per section: functions not run -> why
     provided_notes: list[str] = []
     checkers = {node.name for cell in cells if cell.kind == "code" and cell.tree is not None
@@ -224,8 +227,8 @@ def build_plan(cells) -> LecturePlan:
             continue
         mids = mid_headers(cell)
         source, tree = cell.source, cell.tree
-        if not mids and where in GRADED and PROVIDED.get(GRADED[where]):
-            source, tree = _given_reads(cell, where, PROVIDED[GRADED[where]], provided_notes)
+        if not mids and where in graded and lecture_sections.given(graded[where]):
+            source, tree = _given_reads(cell, where, lecture_sections.given(graded[where]), provided_notes)
         runs: dict[int | None, list[list[int]]] = {}
         members = {where} if where is not None else set()
         for node in units(tree.body):
@@ -292,12 +295,14 @@ def build_plan(cells) -> LecturePlan:
             more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
             plan.notes.append(f"exercise {sec.number}: not run: {shown}{more}")
         plan.notes += [f"exercise {sec.number}: {message}" for _, message in sec.broken]
-    for number, ex_id in GRADED.items():
+    for number, ex_id in graded.items():
         if ex_id not in sections:
-            plan.notes.append(f"not found in the notebook: exercise {number} ({NOT_FOUND[number]})")
+            plan.notes.append(f"not found in the notebook: exercise {number} ({lecture_sections.not_found(ex_id)})")
     from grader.submission.lecture.train import find_train  # exercise 4: found and planned there
 
-    plan.train = find_train(cells)
+    loop_exercise = lecture_sections.training_loop()
+    if loop_exercise is not None:
+        plan.train, plan.train_id = find_train(cells), loop_exercise.id
     plan.notes += plan.train.notes() if plan.train is not None else []
     return plan
 
@@ -316,8 +321,9 @@ def plan_entries(plan: LecturePlan, timeout: float, n_cases: int) -> dict[str, d
     if plan.train is not None:  # exercise 4 (hook): grader.submission.lecture.train / grader.sandbox.inside.train_loop
         from grader.submission.lecture.train import plan_entry
 
-        entries["train"] = plan_entry(plan.train, timeout, n_cases)
+        entries[plan.train_id] = plan_entry(plan.train, timeout, n_cases)
     return entries
+
 
 def _segment(source: str, node) -> list[tuple[int, str]]:
     """(cell line, text) of one planned statement, its block indentation removed."""
