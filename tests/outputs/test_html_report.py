@@ -16,7 +16,7 @@ from grader.cli import main
 from grader.feedback.diagnosis import STEPS
 from grader.course.mlp import ATOMIC, PARAMS
 from grader.course.registry import EXERCISES
-from grader.course.spec import Exercise, GradientCheck, TRAJECTORY
+from grader.course.spec import TRAJECTORY, Exercise
 from grader.outputs.graph import LOSS, exercise_graph, forward_structure
 from grader.outputs.html_report import first_to_fix, hints_html, render_page, verdict
 from grader.report import CaseResult, CheckResult, ExerciseResult, Report
@@ -58,8 +58,8 @@ def test_one_go_exercises_get_their_subgraph():
 
 
 def test_a_course_exercise_gets_a_graph_too():
-    mine = Exercise("var", "Variance in one go", "var.py", "var_backward", tensor_args=("dbnvar_inv", "bnvar"),
-                    checks=(GradientCheck("bnvar"), GradientCheck("extra")), build="unused:build")
+    mine = Exercise("var", "Variance in one go", "var.py", "var_backward", ("bnvar", "extra"),
+                    ("dbnvar_inv", "bnvar"), (), True)  # two checks: a dict of gradients
     g = exercise_graph(mine)
     assert {(n.name, n.kind) for n in g.nodes} == {("bnvar", "check"), ("bnvar_inv", "given"), ("extra", "check")}
     assert g.edges == (("bnvar", "bnvar_inv"),)
