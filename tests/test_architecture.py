@@ -52,10 +52,16 @@ def modules() -> dict[str, Path]:
     return _modules(PACKAGE)
 
 
+def sources(package: Path) -> list[Path]:
+    """The package's modules: .py files in folders with an __init__.py. Others are data: notebook cells as text
+    (release/templates/, course/exercises/lessons/), run in a student's notebook, never imported by the grader."""
+    return sorted(p for p in package.rglob("*.py") if (p.parent / "__init__.py").is_file())
+
+
 @functools.cache
 def _modules(package: Path) -> dict[str, Path]:
     found = {}
-    for path in sorted(package.rglob("*.py")):
+    for path in sources(package):
         parts = path.relative_to(package.parent).with_suffix("").parts
         found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
@@ -178,7 +184,8 @@ def test_the_cycle_finder_finds_cycles_and_only_cycles():
 def test_imports_are_resolved_to_modules_wherever_they_are(tmp_path, monkeypatch):
     package = tmp_path / "grader"
     (package / "sub").mkdir(parents=True)
-    for name in ("__init__.py", "sub/__init__.py", "sub/a.py", "sub/b.py", "top.py"):
+    (package / "data").mkdir()
+    for name in ("__init__.py", "sub/__init__.py", "sub/a.py", "sub/b.py", "top.py", "data/cell.py"):
         (package / name).write_text("")
     (package / "sub/a.py").write_text("from grader.sub import b\nfrom . import b as again\n"
                                       "def f():\n    from grader.top import thing\n    import grader.sub\n")
@@ -197,14 +204,14 @@ def test_imports_are_resolved_to_modules_wherever_they_are(tmp_path, monkeypatch
 # --- the rules ------------------------------------------------------------------------------------
 
 def test_no_module_is_longer_than_400_lines():
-    long = {str(path.relative_to(PACKAGE.parent)): n for path in PACKAGE.rglob("*.py")
+    long = {str(path.relative_to(PACKAGE.parent)): n for path in sources(PACKAGE)
             if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, "modules over 400 lines: " + ", ".join(f"{p} ({n})" for p, n in sorted(long.items()))
 
 
 def test_no_folder_has_more_than_12_modules():
     crowded = {}
-    for folder in [PACKAGE, *(p for p in PACKAGE.rglob("*") if p.is_dir() and p.name != "__pycache__")]:
+    for folder in sorted({path.parent for path in sources(PACKAGE)}):
         count = sum(1 for p in folder.glob("*.py") if p.name != "__init__.py")
         if count > MAX_MODULES:
             crowded[str(folder.relative_to(PACKAGE.parent))] = count
