@@ -41,10 +41,11 @@ PHASES = {
 PROCESS_MODULES = {"subprocess", "multiprocessing", "concurrent.futures.process", "pty"}
 PROCESS_CALLS = {"fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "popen", "execv", "execve", "execvp",
                  "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnl", "spawnle"}
-# What a view may reach: the Report, the course's facts (labels, the graph of the forward pass) and the
-# policy (hidden_visibility; the Gradescope zip checks grading.yaml), whose own imports are its business.
+# What a view may reach: the Report, the course's facts (labels, the graph of the forward pass), the feedback's
+# torch-free names of the kinds of mistake (grader.feedback.labels) and the policy (hidden_visibility; the
+# Gradescope zip checks grading.yaml), whose own imports are its business.
 POLICY = "grader.config"
-VIEW_REACH = (POLICY, "grader.report", "grader.safe_text", "grader.course", "grader.outputs")
+VIEW_REACH = (POLICY, "grader.report", "grader.safe_text", "grader.course", "grader.feedback.labels", "grader.outputs")
 
 
 def modules() -> dict[str, Path]:
