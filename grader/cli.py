@@ -1,12 +1,11 @@
 """`grader` command line. Exit codes: 0 ok, 1 under --min-score (or `release --check`: out of date), 2 usage or config error."""
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from grader import __version__
-from grader.config import ConfigError, find_config, load_config
+from grader.config import ConfigError, find_config, load_config, read_secret
 from grader.phases import mark
 from grader.safe_text import one_line
 
@@ -30,18 +29,6 @@ def _positive(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {value!r}")
     return number
-
-
-def read_secret(secret_file: str | None) -> str | None:
-    if secret_file:
-        try:
-            secret = Path(secret_file).read_text().strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read the secret file {secret_file}: {err.strerror}") from None
-        if not secret:
-            raise ConfigError(f"the secret file {secret_file} is empty")
-        return secret
-    return os.environ.get("GRADER_SECRET") or None
 
 
 def _cache_folder(args) -> Path | None:
@@ -79,7 +66,7 @@ def cmd_grade(args) -> int:
 
     write_report(report, Path(args.out))
     mark("report written")
-    from grader.outputs.formats import EXPORTS, write_exports
+    from grader.outputs.exports import EXPORTS, write_exports
 
     exported = write_exports(report, {kind: getattr(args, kind) for kind in EXPORTS}, config.hidden_visibility)
     if args.markdown:
@@ -150,12 +137,19 @@ def cmd_gradebook_export(args) -> int:
 
 
 def cmd_release(args) -> int:
+    from grader.course.registry import BUILT_IN, EXERCISES
     from grader.release.build import ReleaseError, check_release, write_release
 
-    solutions, assignments = Path(args.solutions), Path(args.assignments)
+    exercises, base = BUILT_IN, Path(".")
+    if args.config:  # a course of its own: its exercises, and its folders beside its grading.yaml
+        config = load_config(Path(args.config))
+        exercises = tuple(ex for ex in EXERCISES.values() if ex.id in config.exercises)
+        base = Path(args.config).parent
+    solutions = Path(args.solutions) if args.solutions else base / "solutions"
+    assignments = Path(args.assignments) if args.assignments else base / "assignments"
     try:
         if args.check:
-            problems = check_release(solutions, assignments)
+            problems = check_release(solutions, assignments, exercises)
             for problem in problems:
                 print(problem, file=sys.stderr)
             if problems:
@@ -163,7 +157,7 @@ def cmd_release(args) -> int:
                 return EXIT_BELOW_MIN
             print("the release is up to date")
             return EXIT_OK
-        changed = write_release(solutions, assignments)
+        changed = write_release(solutions, assignments, exercises)
     except ReleaseError as err:
         raise ConfigError(str(err)) from None
     for path in changed:
@@ -265,8 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("release", help="regenerate assignments/ (stubs and notebook) and the solved notebook from solutions/")
     r.add_argument("--check", action="store_true", help="write nothing; exit 1 if the committed release is out of date")
-    r.add_argument("--solutions", default="solutions", help="the reference solutions (default: solutions)")
-    r.add_argument("--assignments", default="assignments", help="where the student release goes (default: assignments)")
+    r.add_argument("--config", metavar="GRADING_YAML",
+                   help="release the course of this grading.yaml: its exercises (and definitions), its folders")
+    r.add_argument("--solutions", help="the reference solutions (default: solutions, beside --config's file if given)")
+    r.add_argument("--assignments",
+                   help="where the student release goes (default: assignments, beside --config's file if given)")
     r.set_defaults(func=cmd_release)
 
     gs = sub.add_parser("gradescope", help="Gradescope: build the autograder zip")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.phases import mark
 from grader.sandbox.levels import choose_level, describe, make_readable
 from grader.sandbox.runner import SubmissionRunner
@@ -42,7 +42,8 @@ def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None
             return cases
     from grader.course.cases import build_case  # imports torch
 
-    cases = [build_case(spec, config.dtype, config.train) for spec in specs]
+    exercises = config.exercise_specs()
+    cases = [build_case(spec, config.dtype, config.train, exercises) for spec in specs]
     mark("cases built")
     if cache is not None:
         refcache.store(cache, key, cases, secret)
@@ -100,6 +101,7 @@ class Run:
     started_at: str
     seconds: float
     tasks: str | None = None  # how the batch slot caps processes and threads (grader.sandbox.slot)
+    execution: object | None = None  # a notebook run top to bottom (--execute): grader.report.NotebookExecution
 
 
 def grade(path: Path, config: GradingConfig, *, secret: str | None = None, timeout: float | None = None,
@@ -146,10 +148,11 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
                 cases = build_cases(config, secret, cache=cache)
             extra = None
             if lecture is not None:
-                from grader.submission import lecture as lecture_format
+                from grader.scoring import lecture as lecture_format
+                from grader.submission.lecture.plan import plan_entries
 
                 cases = lecture_format.lecture_cases(cases)
-                extra = lecture_format.plan_entries(lecture, timeout, len(cases))
+                extra = plan_entries(lecture, timeout, len(cases))
             warm = _import_scoring() if slot is None else None
             outcome = runner.run(submitted, cases, extra=extra)
             if warm is not None:
@@ -165,10 +168,16 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
             if runner is not None:
                 runner.release()
         mark("worker finished")
+    execution = None
+    if submission is not None and submission.notebook is not None and (
+            config.notebook.execute if execute is None else execute):
+        from grader.sandbox.notebook_run import execute_notebook  # the run phase: scoring never starts a process
+
+        execution = execute_notebook(submission.notebook.data, config, level, config.notebook.cell_timeout)
     return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
                student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
                cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
-               tasks=slot.tasks if slot is not None else None)
+               tasks=slot.tasks if slot is not None else None, execution=execution)
 
 
 def _import_scoring() -> threading.Thread:
@@ -204,13 +213,14 @@ def _read(path: Path, config: GradingConfig, submission):
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
     lecture = getattr(submission.notebook, "lecture", None)  # the lecture's own notebook: cells, not files
     if lecture is not None:
-        from grader.submission import lecture as lecture_format
+        from grader.scoring import lecture as lecture_format
+        from grader.submission.lecture.plan import scan_plan
 
         if not lecture_format.has_lecture_case(config):
-            raise SubmissionError(lecture_format.NO_LECTURE_CASE)
-        submitted = [ex for ex in enabled if ex in lecture.sections or (ex == "train" and lecture.train)]
+            raise SubmissionError(lecture_format.no_lecture_case())
+        submitted = [ex for ex in enabled if ex in lecture.exercise_cells()]
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
-    static = (lecture_format.scan_plan(lecture, config.integrity.allow) if lecture is not None
+    static = (scan_plan(lecture, config.integrity.allow) if lecture is not None
               else scan(submission.files, config.integrity.allow))
     if lecture is not None and lecture.train is not None:  # exercise 4's loop: the same check
         static += scan_train(lecture.train, config.integrity.allow)
@@ -239,7 +249,7 @@ def score_run(run: Run) -> Report:
     enabled, lecture, static, timeout = run.enabled, run.lecture, run.static, run.timeout
     findings = []
     if lecture is not None:
-        from grader.submission import lecture as lecture_format
+        from grader.scoring import lecture as lecture_format
 
         exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name,
                                                    static=static)
@@ -292,8 +302,7 @@ def score_run(run: Run) -> Report:
                                 platform=platform.platform(), dtype=config.dtype),
     )
     if submission.notebook is not None:
-        from grader.submission.notebook import finish_report
+        from grader.scoring.notebook_cells import finish_report
 
-        finish_report(report, submission.notebook, config=config, level=level, execute=run.execute,
-                      findings=findings)
+        finish_report(report, submission.notebook, findings=findings, execution=run.execution)
     return report

@@ -23,11 +23,40 @@ SECRET = "test-secret-not-for-production"
 # folder of this test session, never in the user's own ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="grader-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
+# The course's facts, from grading.yaml (never hard-coded in a test): its exercises in order, their points, the total.
+COURSE = load_config(ROOT / "grading.yaml")
+EXERCISE_IDS = tuple(COURSE.exercises)
+POINTS = {ex_id: ex.points for ex_id, ex in COURSE.exercises.items()}
+MAX_SCORE = sum(POINTS.values())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_registry():
+    """A course's definitions register its exercises process-wide: each test module starts and ends with the
+    lecture's only, so one module's course never shows up in another's."""
+    from grader.course.registry import EXERCISES
+
+    before = dict(EXERCISES)
+    yield
+    EXERCISES.clear()
+    EXERCISES.update(before)
 
 
 @pytest.fixture(scope="session")
 def config():
     return load_config(ROOT / "grading.yaml")
+
+
+@pytest.fixture(scope="session")
+def max_score():
+    """The course's total: every exercise's points in grading.yaml."""
+    return MAX_SCORE
+
+
+@pytest.fixture(scope="session")
+def points():
+    """Points per exercise id, from grading.yaml."""
+    return dict(POINTS)
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +108,20 @@ def scores_by_check(report, ex_id):
 
 def failing_checks(report, ex_id):
     return {c.name for c in report.exercise(ex_id).checks if c.score < c.max_score}
+
+
+def all_checks(report):
+    return [(ex, c) for ex in report.exercises for c in ex.checks]
+
+
+@pytest.fixture(scope="session")
+def mistakes_report(config, all_cases):
+    """examples/mistakes with public and hidden cases, graded once for the tests of every output that shares it."""
+    return grade(ROOT / "examples" / "mistakes", config, secret=SECRET, cases=all_cases)
+
+
+@pytest.fixture(scope="session")
+def partial_report(config, public_cases, tmp_path_factory):
+    """No secret, one file missing: public cases only, a not-submitted exercise."""
+    folder = make_submission(tmp_path_factory.mktemp("partial") / "sub", drop=("batchnorm.py",))
+    return grade(folder, config, cases=public_cases)

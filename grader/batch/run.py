@@ -87,7 +87,7 @@ def content_hash(path: Path) -> str:
     refuse (a size, a link's target, the bound's message) stands for the content.
     """
     from grader.submission.bounded import MAX_ZIP_BYTES, InputError, open_regular, read_regular, walk_folder
-    from grader.submission.notebook import MAX_NOTEBOOK_BYTES
+    from grader.submission.cells import MAX_NOTEBOOK_BYTES
     from grader.submission.load import MAX_FILE_BYTES
 
     h = hashlib.sha256()
@@ -228,13 +228,6 @@ def finish_entry(result: Result) -> Result:
         return _failed(result.entry, err)
 
 
-def _runs_a_notebook(result: Result, config: GradingConfig, execute) -> bool:
-    """Whether scoring this result also runs the whole notebook (`notebook.execute`)."""
-    run = result.run
-    return run is not None and run.submission.notebook is not None and \
-        (config.notebook.execute if execute is None else execute)
-
-
 def grade_entry(entry: Entry, config: GradingConfig, cases, timeout: float, slot=None, execute=None,
                 isolation: str | None = None, submission=None) -> Result:
     """Run and score one entry; never raises: an unreadable submission, or one that breaks the grader, is a row too."""
@@ -350,10 +343,7 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
                         entry = pending.get_nowait()
                     except queue.Empty:
                         return
-                    result = run_entry(entry, config, cases, timeout, slot=slot, execute=execute)
-                    if _runs_a_notebook(result, config, execute):
-                        result = finish_entry(result)  # running it takes seconds: not on the scoring thread
-                    ran.put(result)
+                    ran.put(run_entry(entry, config, cases, timeout, slot=slot, execute=execute))
             finally:
                 ran.put(None)  # this slot is done (or broke: its entry stays ungraded for the next run)
 

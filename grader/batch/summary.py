@@ -1,224 +1,38 @@
 """The instructor's summary of a batch: OUTDIR/summary.html (self-contained) and summary.md.
 
-Built from the gradebook's rows and their reports: the score distribution,
-the pass rate of every check in backward-pass order (which gradients the
-class gets wrong), the most frequent diagnosed mistakes (the checks' hints,
-counted; "first fix dX" cascades are left out, they are consequences), the
-slowest submissions and the ones that failed. The class on the graph: each
-exercise's computation graph (grader.outputs.graph) as a heat map of its nodes' pass
-rates, with where the class breaks (the nodes that are the first to fix)
-and the most common diagnosed mistake there. Shared wrong answers: groups
-of submissions whose wrong gradients are numerically identical on the
-hidden cases where no catalogued mistake explains them (the reports'
-answer digests): evidence for the instructor to look at, never a penalty;
-off with `grader batch --no-similarity`. The HTML has inline CSS and SVG
-(no script, no network); every piece of text that a student controls
-(names, messages, hints that quote their code) is escaped.
+Rendered from the numbers of grader.batch.summary_data (built from the
+gradebook's rows and their reports): the score distribution, the pass rate
+of every check in backward-pass order (which gradients the class gets
+wrong), the most frequent diagnosed mistakes, the slowest submissions and
+the ones that failed. The class on the graph: each exercise's computation
+graph (grader.outputs.graph) as a heat map of its nodes' pass rates, with
+where the class breaks (the nodes that are the first to fix) and the most
+common diagnosed mistake there. Shared wrong answers: groups of submissions
+whose wrong gradients are numerically identical on the hidden cases where
+no catalogued mistake explains them: evidence for the instructor to look
+at, never a penalty; off with `grader batch --no-similarity`. The HTML has
+inline CSS and SVG (no script, no network); every piece of text that a
+student controls (names, messages, hints that quote their code) is escaped.
 """
 
 import html
-import json
-import statistics
-from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel
-
+from grader.batch.gradebook import Row
+from grader.batch.summary_data import BINS, NodeRate, Summary, summarize
 from grader.config import LatePolicy
-from grader.course.spec import EXERCISES
-from grader.batch.gradebook import Row, final_score, lateness
-from grader.report import ExerciseResult, write_atomically
+from grader.course.registry import EXERCISES
+from grader.report import write_atomically
 from grader.safe_text import one_line
-
-TOP = 12        # rows of the mistakes, slowest and failed tables
-BINS = 10       # bars of the score distribution
-GRADER_FAILURES = ("timeout", "crashed", "error")  # exercise statuses that mean it did not run to the end
-
-
-class CheckRate(BaseModel):
-    exercise: str
-    check: str
-    passed: int
-    total: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.exercise}: {'' if self.check == 'trajectory' else 'd'}{self.check}"
-
-    @property
-    def rate(self) -> float:
-        return self.passed / self.total if self.total else 0.0
-
-
-class Mistake(BaseModel):
-    hint: str
-    submissions: int
-    checks: list[str]
-
 
 SHARED = "Shared wrong answers"
 
 
-def shared_note(summary: "Summary") -> str:
+def shared_note(summary: Summary) -> str:
     if not summary.similarity:
         return "Not computed (switched off with --no-similarity)."
     return ("Submissions whose wrong gradients are numerically identical on the hidden cases, where no known "
             "mistake explains them. Evidence to look at, never a penalty: right answers are never compared.")
-
-
-class NodeRate(BaseModel):
-    """One node of an exercise's graph across the class."""
-
-    exercise: str
-    check: str
-    passed: int
-    total: int
-    first_to_fix: int = 0            # submissions whose first gradient to fix is this one
-    mistake: str | None = None       # the most common diagnosed mistake of those
-    mistake_count: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.passed / self.total if self.total else 0.0
-
-    @property
-    def label(self) -> str:
-        return f"{self.exercise}: {'' if self.check == 'trajectory' else 'd'}{self.check}"
-
-
-class SharedAnswer(BaseModel):
-    """Submissions that returned the same wrong numbers for these gradients (evidence, not a verdict)."""
-
-    submissions: list[str]
-    gradients: list[str]
-
-
-class Failure(BaseModel):
-    name: str
-    what: str
-    message: str
-
-
-class Summary(BaseModel):
-    generated_at: str
-    submissions: int
-    graded: int
-    late: int
-    mean: float | None
-    median: float | None
-    max_score: float
-    histogram: list[int]
-    checks: list[CheckRate]
-    mistakes: list[Mistake]
-    slowest: list[tuple[str, float]]
-    failures: list[Failure]
-    scores: list[tuple[str, float, float, str, bool]]  # name, final score, max, status, late
-    nodes: list[NodeRate] = []
-    similarity: bool = True
-    shared: list[SharedAnswer] = []
-
-
-def class_nodes(reports: dict[str, dict]) -> list[NodeRate]:
-    """Pass rate, first-to-fix count and most common mistake per (exercise, check)."""
-    from grader.outputs.html_report import first_to_fix, verdict
-
-    seen: dict[tuple[str, str], list[int]] = {}
-    broke: dict[tuple[str, str], Counter] = {}
-    for report in reports.values():
-        for data in report.get("exercises", []):
-            try:
-                ex = ExerciseResult.model_validate(data)
-            except ValueError:
-                continue
-            first = first_to_fix(ex)
-            for check in ex.checks:
-                tally = seen.setdefault((ex.id, check.name), [0, 0])
-                tally[0] += check.status == "passed"
-                tally[1] += 1
-                if first is not None and check.name == first.name and verdict(ex, check) == "wrong":
-                    broke.setdefault((ex.id, check.name), Counter())[check.hint or ""] += 1
-    nodes = []
-    for (ex_id, name), (passed, total) in seen.items():
-        tally = broke.get((ex_id, name), Counter())
-        named = [(hint, k) for hint, k in tally.most_common() if hint]
-        nodes.append(NodeRate(exercise=ex_id, check=name, passed=passed, total=total,
-                              first_to_fix=sum(tally.values()), mistake=named[0][0] if named else None,
-                              mistake_count=named[0][1] if named else 0))
-    return nodes
-
-
-def shared_answers(reports: dict[str, dict]) -> list[SharedAnswer]:
-    """Groups of submissions with identical wrong answers (digests) on the hidden cases of a gradient."""
-    by_answer: dict[tuple, list[str]] = {}
-    for name, report in reports.items():
-        hidden = report.get("hidden_cases") == "included"  # else the public cases are all there is
-        for ex in report.get("exercises", []):
-            for check in ex.get("checks", []):
-                digests = tuple(sorted((c["case"], c["answer_digest"]) for c in check.get("cases", [])
-                                       if c.get("answer_digest") and not c.get("passed")
-                                       and (c.get("visibility") == "hidden" or not hidden)))
-                if digests:
-                    gradient = check["name"] if check["name"] == "trajectory" else f"d{check['name']}"
-                    by_answer.setdefault((f"{ex['id']}: {gradient}", digests), []).append(name)
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for (gradient, _), names in by_answer.items():
-        if len(set(names)) > 1:
-            groups.setdefault(tuple(sorted(set(names))), []).append(gradient)
-    return sorted((SharedAnswer(submissions=list(k), gradients=v) for k, v in groups.items()),
-                  key=lambda g: (-len(g.gradients), -len(g.submissions), g.submissions))
-
-
-def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: bool = True) -> Summary:
-    reports = {row.name: json.loads(row.report) for row in rows if row.status == "graded" and row.report}
-    finals = {row.name: final_score(row, lateness(row.submitted_at, policy)) for row in rows}
-    max_score = max((row.max_score for row in rows), default=0.0)
-    histogram = [0] * BINS
-    for row in rows:
-        fraction = finals[row.name] / row.max_score if row.max_score else 0.0
-        histogram[min(BINS - 1, int(fraction * BINS))] += 1
-
-    passed: Counter = Counter()
-    seen_checks: dict[tuple[str, str], int] = {}
-    hints: dict[str, set[str]] = {}
-    hint_checks: dict[str, Counter] = {}
-    failures = [Failure(name=row.name, what=row.status, message=row.message.splitlines()[0] if row.message else "")
-                for row in rows if row.status != "graded"]
-    for name, report in reports.items():
-        for exercise in report.get("exercises", []):
-            if exercise.get("status") in GRADER_FAILURES:
-                failures.append(Failure(name=name, what=f"{exercise['id']}: {exercise['status']}",
-                                        message=exercise.get("message", "")))
-            for check in exercise.get("checks", []):
-                key = (exercise["id"], check["name"])
-                seen_checks[key] = seen_checks.get(key, 0) + 1
-                if check.get("status") == "passed":
-                    passed[key] += 1
-                hint = check.get("hint")
-                if hint and not hint.startswith("First fix"):
-                    hints.setdefault(hint, set()).add(name)
-                    hint_checks.setdefault(hint, Counter())[f"{exercise['id']}: {check['name']}"] += 1
-    checks = []
-    for ex_id, exercise in EXERCISES.items():  # the contract's order; atomic's checks run backward
-        for check in exercise.checks:
-            if (ex_id, check) in seen_checks:
-                checks.append(CheckRate(exercise=ex_id, check=check, passed=passed[(ex_id, check)],
-                                        total=seen_checks[(ex_id, check)]))
-    mistakes = sorted((Mistake(hint=hint, submissions=len(names),
-                               checks=[c for c, _ in hint_checks[hint].most_common(3)])
-                       for hint, names in hints.items()), key=lambda m: (-m.submissions, m.hint))[:TOP]
-    timed = sorted(((row.name, row.duration_s) for row in rows if row.duration_s is not None), key=lambda t: -t[1])
-    graded_scores = [finals[row.name] for row in rows if row.status == "graded"]
-    return Summary(
-        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), submissions=len(rows),
-        graded=len(graded_scores), late=sum(lateness(row.submitted_at, policy).late for row in rows),
-        mean=round(statistics.mean(graded_scores), 2) if graded_scores else None,
-        median=round(statistics.median(graded_scores), 2) if graded_scores else None,
-        max_score=max_score, histogram=histogram, checks=checks, mistakes=mistakes, slowest=timed[:TOP],
-        failures=failures[: TOP * 4],
-        scores=[(row.name, finals[row.name], row.max_score, row.status, lateness(row.submitted_at, policy).late)
-                for row in rows],
-        nodes=class_nodes(reports), similarity=similarity, shared=shared_answers(reports) if similarity else [])
 
 
 # --- HTML ----------------------------------------------------------------------------------

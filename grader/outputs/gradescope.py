@@ -1,4 +1,9 @@
-"""`grader gradescope build`: the autograder zip that Gradescope expects.
+"""Gradescope: its results.json, and `grader gradescope build`, the autograder zip that Gradescope expects.
+
+results.json (`gradescope_results`) reads a finished Report (plus the config's `hidden_visibility`).
+Gradescope can hold hidden cases back in time: each check becomes one test for its public cases
+(always visible) and, when hidden cases ran, one for its hidden cases with `hidden_visibility` from
+grading.yaml, so a student sees nothing about hidden cases before the instructor allows it.
 
 The zip holds, at its root (Gradescope unpacks it into /autograder/source):
 
@@ -31,6 +36,109 @@ from importlib import metadata
 from pathlib import Path
 
 from grader import __version__
+from grader.outputs.check_text import hint_goes_to, num, part_text, points_text, shown, split_check
+from grader.outputs.common import STOPPED, check_label
+from grader.report import Report
+from grader.safe_text import clean_tree
+
+WHEN_SHOWN = {
+    "visible": "are shown below",
+    "after_due_date": "are shown after the due date",
+    "after_published": "are shown once your instructor publishes the grades",
+    "hidden": "are seen by your instructor only",
+}
+
+
+def _public_summary(report: Report, hidden_visibility: str) -> str:
+    """The submission-level text on Gradescope: public information only."""
+    lines = [f"Backprop Ninja autograder {report.grader_version}"]
+    total_public = max_public = 0.0
+    rows = []
+    for ex in report.exercises:
+        score = maximum = 0.0
+        for check in ex.checks:
+            part = split_check(check, report).get("public")
+            if part:
+                score += part.score
+                maximum += part.max_score
+        total_public += score
+        max_public += maximum
+        line = f"- {ex.title} ({ex.file}): {points_text(score)} / {points_text(maximum)} points on the public cases"
+        if ex.status in STOPPED:
+            line += f" - {ex.message}"
+        rows.append(line)
+        if ex.traceback and ex.status in ("error", "crashed", "timeout"):
+            rows.append("  " + ex.traceback.strip().replace("\n", "\n  "))
+    lines.append(f"Public cases: {points_text(total_public)} / {points_text(max_public)} points.")
+    if report.hidden_cases == "included":
+        n_hidden = sum(c.visibility == "hidden" for c in report.cases)
+        lines.append(f"Hidden cases ({n_hidden} per gradient) carry the other "
+                     f"{points_text(report.max_score - max_public)} points; their results "
+                     f"{WHEN_SHOWN[hidden_visibility]}.")
+    lines += ["", *rows]
+    for finding in report.integrity:
+        where = f"{finding.file}:{finding.line}" if finding.line else finding.file
+        message = finding.message if finding.file in finding.message else f"{where}: {finding.message}"
+        lines.append(f"Not allowed: {message}")
+    for note in report.notes:
+        lines.append(f"Note: {note}")
+    return "\n".join(lines)
+
+
+def gradescope_results(report: Report, hidden_visibility: str = "after_published") -> dict:
+    """Gradescope's results.json (autograder specification, "Output format")."""
+    tests = []
+    for i, ex in enumerate(report.exercises, start=1):
+        for j, check in enumerate(ex.checks, start=1):
+            parts = split_check(check, report)
+            hint_at = hint_goes_to(parts)
+            for vis, part in parts.items():
+                hidden = vis == "hidden"
+                tests.append({
+                    "name": f"{ex.file}: {check_label(check)}" + (" (hidden cases)" if hidden else ""),
+                    "number": f"{i}.{j}" + (".1" if hidden else ""),
+                    "score": num(part.score),
+                    "max_score": num(part.max_score),
+                    "status": "passed" if part.ok else "failed",
+                    "output": part_text(check, ex, part, report, hint_here=vis == hint_at),
+                    "output_format": "text",
+                    "visibility": hidden_visibility if hidden else "visible",
+                    "tags": [ex.id, vis],
+                    "extra_data": {"exercise": ex.id, "check": check.name, "cases_passed": part.passed,
+                                   "cases_total": part.total},
+                })
+    return clean_tree({
+        "score": num(report.score),
+        "execution_time": round(report.duration_s, 3),
+        "output": _public_summary(report, hidden_visibility),
+        "output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",  # the grader's own log: instructors only
+        "extra_data": {"grader_version": report.grader_version, "schema_version": report.schema_version,
+                       "config_fingerprint": report.config_fingerprint,
+                       "submission_sha256": report.submission.sha256,
+                       "hidden_cases": report.hidden_cases, "isolation": report.isolation.level},
+        "tests": tests,
+    }, shown)
+
+
+def gradescope_error_results(message: str) -> dict:
+    """results.json when no report could be made (e.g. the submission cannot be read)."""
+    return clean_tree({
+        "score": 0.0,
+        "execution_time": 0,
+        "output": ("The autograder could not grade this submission:\n"
+                   f"{message}\n"
+                   "Check that you uploaded the exercise files (atomic.py, cross_entropy.py, batchnorm.py, "
+                   "embedding.py, train.py). If this looks wrong, tell your instructor."),
+        "output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": [],
+    }, shown)
+
+
+# --------------------------------------------------------------------------- the autograder zip
 
 DEFAULT_TORCH = "torch==2.13.0"
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -103,7 +211,7 @@ echo "grader exited with status $status"
 if [ ! -s "$OUT/results.json" ]; then
   # No report (e.g. the submission could not be read): still give Gradescope a result.
   "$PY" -I -c 'import json, sys
-from grader.outputs.formats import gradescope_error_results
+from grader.outputs.gradescope import gradescope_error_results
 lines = [l for l in open(sys.argv[1], errors="replace").read().splitlines() if l.strip()]
 message = lines[-1].removeprefix("grader: error: ") if lines else "unknown error"
 json.dump(gradescope_error_results(message), open(sys.argv[2], "w"), indent=2)' \

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from grader.course import mlp
-from grader.course.spec import FORWARD_ARGS, PARAMS, TRAJECTORY, Exercise
+from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.course.spec import Exercise, TRAJECTORY
+from grader.outputs.common import gradient_name
 
 LOSS = "loss"
 NO_DOT_NOTE = ("The graph needs Graphviz's `dot` (Debian: apt-get install graphviz), which is not "
@@ -161,7 +163,7 @@ def render_svg(graph: Graph, looks: dict[str, Look], *, node_id=lambda name: nam
                            edge_attr={"arrowsize": "0.6", "color": "#888888"})
     for node in graph.nodes:
         look = looks.get(node.name, Look())
-        title = node.name if node.name == TRAJECTORY or node.kind in ("input", "loss") else f"d{node.name}"
+        title = node.name if node.kind in ("input", "loss") else gradient_name(node.name)
         label = "\n".join([title, *look.lines])
         attrs = {"label": _dot_text(label), "fillcolor": look.fill, "color": look.border, "style": look.style,
                  "penwidth": str(look.penwidth), "id": node_id(node.name),

@@ -13,7 +13,8 @@ Every string from the report is escaped.
 import html
 from pathlib import Path
 
-from grader.course.spec import ATOMIC, EXERCISES, TRAJECTORY
+from grader.course.registry import EXERCISES
+from grader.outputs.common import backward_order, first_to_fix, gradient_name, verdict
 from grader.outputs.graph import NO_DOT_NOTE, Look, Node, exercise_graph, render_svg
 from grader.report import CheckResult, ExerciseResult, Report, write_atomically
 
@@ -29,7 +30,6 @@ VERDICTS = {
 }
 MARK = {"right": "\u2713", "wrong": "\u2717", "cascade": "\u21b3", "not_attempted": "\u2026", "not_allowed": "\u26d4"}
 LEVELS = ("a nudge: where to look", "the local rule", "the worked expression")
-NOT_ATTEMPTED = {"missing", "not_implemented", "not_submitted"}
 
 CSS = """
 .bpn{font-family:system-ui,-apple-system,Segoe UI,sans-serif;color:#222;line-height:1.4}
@@ -56,32 +56,6 @@ def _e(text) -> str:
 
 def _anchor(ex_id: str, name: str) -> str:
     return f"bpn-{ex_id}-{name}"
-
-
-def _gradient(name: str) -> str:
-    return name if name == TRAJECTORY else f"d{name}"
-
-
-def verdict(ex: ExerciseResult, check: CheckResult) -> str:
-    if check.status == "passed":
-        return "right"
-    statuses = {c.status for c in check.cases}
-    if ex.status == "not_allowed" or statuses == {"not_allowed"}:
-        return "not_allowed"
-    if ex.status == "not_submitted" or (statuses and statuses <= NOT_ATTEMPTED):
-        return "not_attempted"
-    if check.cascade_of:
-        return "cascade"
-    return "wrong"
-
-
-def first_to_fix(ex: ExerciseResult) -> CheckResult | None:
-    """The first check, in backward order, that is wrong because of its own step (not a cascade)."""
-    if ex.status in ("passed", "not_submitted"):
-        return None
-    order = {name: i for i, name in enumerate(ATOMIC)}
-    own = [c for c in ex.checks if verdict(ex, c) in ("wrong", "not_allowed", "not_attempted")]
-    return min(own, key=lambda c: (verdict(ex, c) == "not_attempted", order.get(c.name, len(order))), default=None)
 
 
 def hint_levels(check: CheckResult) -> list[str]:
@@ -206,7 +180,7 @@ def check_html(ex: ExerciseResult, check: CheckResult, first: CheckResult | None
     parts = [f'<section class="check verdict-{v}{" first" if is_first else ""}" id="{_anchor(ex.id, check.name)}" '
              f'style="border-left-color:{border}">',
              f'<h3>{"<span class=fixfirst>&#9654; fix this first: </span>" if is_first else ""}'
-             f'<code>{_e(_gradient(check.name))}</code> '
+             f'<code>{_e(gradient_name(check.name))}</code> '
              f'<span class="badge" style="background:{fill};border-color:{border}">{_e(label)}</span> '
              f'<span class="muted">{check.score:.3g}/{check.max_score:.3g} points, {_e(_counts(check))}</span></h3>']
     if check.status == "passed":  # one line: the cmp line is all there is to say
@@ -238,7 +212,7 @@ def exercise_html(ex: ExerciseResult, *, graph: bool = True) -> str:
     if first is not None:
         levels = hint_levels(first)
         parts.append(f'<p class="fixfirst">&#9654; First to fix: <a href="#{_anchor(ex.id, first.name)}">'
-                     f'<code>{_e(_gradient(first.name))}</code></a></p>'
+                     f'<code>{_e(gradient_name(first.name))}</code></a></p>'
                      + (f'<p class="firsthint">{_e(levels[0])}</p>' if levels else ""))
     if ex.traceback:
         parts.append(f"<details><summary>traceback</summary><pre>{_e(ex.traceback)}</pre></details>")
@@ -248,8 +222,7 @@ def exercise_html(ex: ExerciseResult, *, graph: bool = True) -> str:
             parts.append(f'<div class="graph" id="{_anchor(ex.id, "graph")}">{svg}</div>{_legend()}')
         elif ex.id in EXERCISES:
             parts.append(f'<p class="muted nodot">{_e(NO_DOT_NOTE)}</p>')
-    order = {name: i for i, name in enumerate(ATOMIC)}
-    for check in sorted(ex.checks, key=lambda c: order.get(c.name, len(order))):
+    for check in sorted(ex.checks, key=backward_order):
         parts.append(check_html(ex, check, first))
     return f'<section class="exercise" id="{_anchor(ex.id, "section")}">' + "".join(parts) + "</section>"
 

@@ -10,12 +10,12 @@ escaped: Markdown and HTML markup, and control characters (grader.safe_text).
 
 import re
 
+from grader.outputs.common import feedback, gradient_name
+from grader.outputs.terminal import (
+    approx, exact, exercise_message, maxdiff, more_levels, said_above, shape, show_first, stopped,
+)
 from grader.report import Report
 from grader.safe_text import one_line, printable
-from grader.outputs.terminal import (
-    approx, exact, exercise_message, feedback, gradient_name, maxdiff, more_levels, said_above, shape, show_first,
-    stopped,
-)
 
 ICON = {"passed": "✅", "partial": "⚠️", "failed": "❌"}
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#~&!])")
@@ -54,7 +54,7 @@ def hint_levels(check) -> list[str]:
     levels = more_levels(check)
     if not levels:
         return []
-    out = [f"**More help with `{gradient_name(check)}`:**", ""]
+    out = [f"**More help with `{gradient_name(check.name)}`:**", ""]
     for i, level in enumerate(levels):
         name = LEVEL_NAMES[i] if i < len(LEVEL_NAMES) else f"hint {i + 2}"
         out += [f"<details><summary>Hint {i + 2}: {name}</summary>", "", escape(level), ""]
@@ -87,14 +87,14 @@ def render_markdown(report: Report) -> str:
             continue
         first = show_first(ex)
         if first is not None:
-            out += [f"> **First to fix: {code(gradient_name(first))}**: {escape(first.hint)}", ""]
+            out += [f"> **First to fix: {code(gradient_name(first.name))}**: {escape(first.hint)}", ""]
         out += ["| | gradient | exact | approx | maxdiff | shape | cases | points | hint |",
                 "|---|---|---|---|---:|---|---:|---:|---|"]
         for check in ex.checks:
             hint = escape(feedback(check)) if check.status != "passed" else ""
             if check.status != "passed" and said_above(check, first):
                 hint = "as above"
-            out.append(f"| {ICON[check.status]} | {code(gradient_name(check))} | {exact(check)} | {approx(check)} "
+            out.append(f"| {ICON[check.status]} | {code(gradient_name(check.name))} | {exact(check)} | {approx(check)} "
                        f"| {maxdiff(check)} | {shape(check)[0]} | {check.passed_cases}/{check.total_cases} "
                        f"| {check.score:.3g} / {check.max_score:.3g} | {hint} |")
         out.append("")

@@ -84,8 +84,7 @@ class BackpropSession:
 
     def get_report(self):
         if self.report is None and self.error is None:
-            from grader.cli import read_secret
-            from grader.config import ConfigError
+            from grader.config import ConfigError, read_secret
             from grader.pipeline import grade
             from grader.submission.load import SubmissionError
 
@@ -107,7 +106,7 @@ class BackpropSession:
 
     @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they apply to these tests too
     def pytest_collection_modifyitems(self, session, config, items):
-        from grader.course.spec import EXERCISES
+        from grader.course.registry import EXERCISES
 
         for ex_id, ex_config in self.grading.exercises.items():
             if not ex_config.enabled:
@@ -142,11 +141,10 @@ class ExerciseCollector(pytest.Collector):
         self.plugin = plugin
 
     def collect(self):
-        return [GradientItem.from_parent(self, name=_label(check), check=check) for check in self.exercise.checks]
+        from grader.outputs.common import gradient_name
 
-
-def _label(check: str) -> str:
-    return check if check == "trajectory" else f"d{check}"
+        return [GradientItem.from_parent(self, name=gradient_name(check), check=check)
+                for check in self.exercise.checks]
 
 
 class GradientFailed(Exception):
@@ -161,7 +159,7 @@ class GradientItem(pytest.Item):
         self.plugin = self.parent.plugin
 
     def runtest(self):
-        from grader.outputs.formats import check_text, failure_message
+        from grader.outputs.check_text import check_text, failure_message
 
         report = self.plugin.get_report()
         if report is None:

@@ -18,16 +18,13 @@ import textwrap
 from rich.console import Console
 from rich.text import Text
 
-from grader.course.spec import ATOMIC, TRAJECTORY
+from grader.outputs.common import STOPPED, feedback, first_failing, gradient_name
 from grader.report import CheckResult, ExerciseResult, Report
 from grader.safe_text import one_line, printable
 
 STATUS = {"passed": ("ok", "green"), "partial": ("PART", "yellow"), "failed": ("FAIL", "red")}
 EXERCISE_STYLE = {"passed": "green", "partial": "yellow"}
-STOPPED = ("not_submitted", "error", "timeout", "crashed", "not_allowed")
 HINT_INDENT = 7
-# diagnosis.LABELS["cascade"] (kept in sync by a test; importing diagnosis would import torch)
-UPSTREAM_KIND = "wrong because an earlier gradient is wrong"
 QUOTE = "  | "  # before every line of a student's traceback
 
 
@@ -61,10 +58,6 @@ def _shape(shape: list[int] | None) -> str:
     return str(tuple(shape)).replace(",)", ")") if shape is not None else "-"
 
 
-def gradient_name(check: CheckResult) -> str:
-    return check.name if check.name == TRAJECTORY else f"d{check.name}"
-
-
 def public_cases(check: CheckResult):
     return [c for c in check.cases if c.visibility == "public"]
 
@@ -91,39 +84,6 @@ def shape(check: CheckResult) -> tuple[str, bool]:
     return "-", False
 
 
-def hidden_line(check: CheckResult) -> str | None:
-    """"k of m hidden cases passed", with the generic kinds of their failures: never a value."""
-    hidden = [c for c in check.cases if c.visibility == "hidden"]
-    failed = [c for c in hidden if not c.passed]
-    if not failed:
-        return None
-    if all(c.hint == f"likely cause: {UPSTREAM_KIND}" for c in failed):
-        return None  # says nothing the public hint and the cases column do not
-    kinds = []
-    for case in failed:
-        kind = (case.hint or "").removeprefix("likely cause: ")
-        if kind and kind not in kinds:
-            kinds.append(kind)
-    why = f" (likely cause: {'; '.join(kinds)})" if kinds else ""
-    return f"Hidden cases: {len(hidden) - len(failed)} of {len(hidden)} passed{why}."
-
-
-def feedback(check: CheckResult) -> str:
-    """What to show under a failing gradient: its hint (else its message), and the hidden cases' counts."""
-    if not check.hint:
-        return check.message  # already says "k of m hidden cases passed"
-    public_failed = any(c.visibility == "public" and not c.passed for c in check.cases)
-    hidden = hidden_line(check) if public_failed else None  # else the hint is about the hidden cases
-    return f"{check.hint} {hidden}" if hidden else check.hint
-
-
-def first_to_fix(ex: ExerciseResult) -> CheckResult | None:
-    """The first failing check in the order of the backward pass (the trajectory last)."""
-    failing = [c for c in ex.checks if c.status != "passed"]
-    order = {name: i for i, name in enumerate(ATOMIC)}
-    return min(failing, key=lambda c: order.get(c.name, len(order)), default=None)
-
-
 def stopped(ex: ExerciseResult) -> bool:
     """No per-gradient table: the file was not run, or nothing was implemented yet."""
     return ex.status in STOPPED or ex.message.startswith("not implemented")
@@ -131,7 +91,7 @@ def stopped(ex: ExerciseResult) -> bool:
 
 def show_first(ex: ExerciseResult) -> CheckResult | None:
     """The first gradient to fix, shown with its hint above the table when several checks fail."""
-    first = None if stopped(ex) else first_to_fix(ex)
+    first = None if stopped(ex) else first_failing(ex)
     if first is None or not first.hint or sum(c.status != "passed" for c in ex.checks) < 2:
         return None
     return first
@@ -171,7 +131,7 @@ def exercise_message(ex: ExerciseResult) -> str:
 
 
 def _columns(checks: list[CheckResult]) -> tuple[int, int]:
-    name = max([len("gradient")] + [len(gradient_name(c)) for c in checks])
+    name = max([len("gradient")] + [len(gradient_name(c.name)) for c in checks])
     shp = max([len("shape")] + [len(shape(c)[0]) for c in checks])
     return name, shp
 
@@ -181,7 +141,7 @@ def _row(check: CheckResult, wname: int, wshape: int) -> Text:
     shp, wrong_shape = shape(check)
     line = Text("  ")
     line.append(f"{label:<4}", style=f"bold {style}")
-    line.append(f" {gradient_name(check):<{wname}} {exact(check):<5} {approx(check):<6} {maxdiff(check):>8}  ")
+    line.append(f" {gradient_name(check.name):<{wname}} {exact(check):<5} {approx(check):<6} {maxdiff(check):>8}  ")
     line.append(f"{shp:<{wshape}}", style="red" if wrong_shape else "")
     line.append(f" {check.passed_cases:>2}/{check.total_cases:<2} {_points(check.score, check.max_score):>10}")
     return line
@@ -202,7 +162,7 @@ def print_exercise(ex: ExerciseResult, console: Console, hints: str = "first") -
         return
     first = show_first(ex)
     if first is not None:
-        console.print(Text(f"  First to fix: {gradient_name(first)}", style="bold"))
+        console.print(Text(f"  First to fix: {gradient_name(first.name)}", style="bold"))
         print_wrapped(console, first.hint, 4, "bold")
         print_levels(console, first, 4, hints)
     wname, wshape = _columns(ex.checks)
@@ -213,7 +173,7 @@ def print_exercise(ex: ExerciseResult, console: Console, hints: str = "first") -
         console.print(_row(check, wname, wshape), no_wrap=True, overflow="ellipsis")
         if check.status != "passed" and feedback(check) and not said_above(check, first):
             print_wrapped(console, feedback(check), HINT_INDENT)
-            if first is None and check is first_to_fix(ex):
+            if first is None and check is first_failing(ex):
                 print_levels(console, check, HINT_INDENT, hints)
 
 

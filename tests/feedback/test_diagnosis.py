@@ -18,8 +18,10 @@ from conftest import FIXTURES, VARIANTS
 from test_diagnosis_helpers import FEEDBACK_MANIFEST, assert_feedback, feedback_expect, score_answers, score_file
 from grader.feedback import diagnosis
 from grader.feedback.diagnosis import ANCESTORS, CATALOGUE, LABELS, STEPS, Misconception, Vars
-from grader.course.spec import ATOMIC, EXERCISES, TRAJECTORY
-from grader.outputs.terminal import UPSTREAM_KIND
+from grader.course.mlp import ATOMIC
+from grader.course.registry import EXERCISES
+from grader.course.spec import TRAJECTORY
+from grader.outputs.common import UPSTREAM_KIND
 
 FEEDBACK = FIXTURES / "feedback"
 VARIANT_MANIFEST = yaml.safe_load((VARIANTS / "manifest.yaml").read_text())["variants"]

@@ -21,9 +21,11 @@ from safetensors.torch import save
 from grader.course import mlp
 from grader.scoring.compare import same_up_to_ones
 from grader.feedback.diagnosis import CATALOGUE, Misconception
-from grader.course.spec import EXERCISES, FORWARD_ARGS, PARAMS, TRAJECTORY
+from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.course.registry import EXERCISES
+from grader.course.spec import TRAJECTORY
 from grader.sandbox.inside.harness import student_traceback
-from grader.sandbox.runner import ExerciseRun
+from grader.sandbox.outcome import ExerciseRun
 from grader.scoring.score import score_exercise
 from conftest import ROOT, TESTS
 
@@ -265,7 +267,7 @@ class MutantGrade:
 
 
 def grade_mutant(mutant, ex_id: str, cases, config, folder: Path) -> MutantGrade:
-    from grader.course.spec import ATOMIC
+    from grader.course.mlp import ATOMIC
 
     path = folder / f"m{next(_counter)}" / EXERCISES[ex_id].file
     path.parent.mkdir(parents=True)

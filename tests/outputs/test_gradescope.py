@@ -1,4 +1,8 @@
-"""The Gradescope autograder zip, run end to end as Gradescope runs it, in a temporary /autograder.
+"""Gradescope: results.json checked field by field against its specification, and the autograder zip,
+run end to end as Gradescope runs it, in a temporary /autograder.
+
+results.json: the fields come from the autograder specification's "Output format"
+(gradescope-autograders.readthedocs.io/en/latest/specs/), not from our output.
 
 Gradescope unpacks the zip into /autograder/source, runs setup.sh once (as root), copies
 run_autograder to /autograder/run_autograder, puts the student's files in
@@ -9,6 +13,7 @@ folder and GRADER_PYTHON at this venv, so setup.sh installs nothing.
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -18,10 +23,113 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SECRET
-from test_formats import check_gradescope_fields
+from conftest import MAX_SCORE, ROOT, SECRET, all_checks
+from grader.outputs.gradescope import gradescope_results
 
 MISTAKES = ROOT / "examples" / "mistakes"
+
+# --- Gradescope, from the specification -------------------------------------------------
+GS_TOP = {"score", "execution_time", "output", "output_format", "test_output_format", "test_name_format",
+          "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
+GS_TEST = {"score", "max_score", "status", "name", "name_format", "number", "output", "output_format",
+           "tags", "visibility", "extra_data"}
+GS_VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
+GS_FORMATS = {"text", "html", "simple_format", "md", "ansi"}
+GS_STATUS = {"passed", "failed"}
+# What the issue asks every results.json to carry.
+GS_TOP_REQUIRED = {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "tests"}
+GS_TEST_REQUIRED = {"name", "number", "score", "max_score", "status", "output", "output_format", "visibility", "tags"}
+
+NUMBER = (int, float)
+HIDDEN_LEAKS = re.compile(r"relative error|max abs diff|seed|vocab=|\(\d+, \d+\)|\[\d+, \d+\]")
+
+
+@pytest.fixture(scope="module")
+def report(mistakes_report):
+    return mistakes_report
+
+
+def check_gradescope_fields(results: dict) -> None:
+    assert set(results) <= GS_TOP and GS_TOP_REQUIRED <= set(results)
+    assert isinstance(results["score"], NUMBER) and isinstance(results["execution_time"], NUMBER)
+    assert isinstance(results["output"], str) and results["output"]
+    assert results["output_format"] in GS_FORMATS
+    assert results["visibility"] in GS_VISIBILITY and results["stdout_visibility"] in GS_VISIBILITY
+    assert isinstance(results.get("extra_data", {}), dict)
+    for test in results["tests"]:
+        assert set(test) <= GS_TEST and GS_TEST_REQUIRED <= set(test), test["name"]
+        assert isinstance(test["name"], str) and isinstance(test["number"], str)
+        assert isinstance(test["output"], str) and test["output_format"] in GS_FORMATS
+        assert isinstance(test["score"], NUMBER) and isinstance(test["max_score"], NUMBER)
+        assert 0 <= test["score"] <= test["max_score"] + 1e-9
+        assert test["status"] in GS_STATUS and test["visibility"] in GS_VISIBILITY
+        assert isinstance(test["tags"], list) and all(isinstance(t, str) for t in test["tags"])
+        assert (test["status"] == "passed") == (abs(test["score"] - test["max_score"]) < 1e-9)
+    assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"]), abs=1e-3)
+    numbers = [t["number"] for t in results["tests"]]
+    assert len(set(numbers)) == len(numbers)
+
+
+def test_gradescope_follows_the_specification(report, config):
+    results = gradescope_results(report, config.hidden_visibility)
+    check_gradescope_fields(results)
+    json.dumps(results)  # plain JSON types only
+    assert results["score"] == pytest.approx(report.score, abs=1e-6)
+    assert results["stdout_visibility"] == "hidden"  # the grader's log is for instructors
+
+
+def test_gradescope_has_a_public_and_a_hidden_test_per_check(report, config):
+    results = gradescope_results(report, config.hidden_visibility)
+    checks = all_checks(report)
+    public = [t for t in results["tests"] if "public" in t["tags"]]
+    hidden = [t for t in results["tests"] if "hidden" in t["tags"]]
+    assert len(public) == len(hidden) == len(checks) and len(results["tests"]) == 2 * len(checks)
+    assert {t["visibility"] for t in public} == {"visible"}
+    assert {t["visibility"] for t in hidden} == {config.hidden_visibility} == {"after_published"}
+    # Per check, the two parts add up to the report's score and maximum.
+    for (ex, check), pub, hid in zip(checks, public, hidden):
+        assert pub["score"] + hid["score"] == pytest.approx(check.score, abs=1e-5)
+        assert pub["max_score"] + hid["max_score"] == pytest.approx(check.max_score, abs=1e-5)
+        assert ex.id in pub["tags"] and ex.id in hid["tags"]
+
+
+def test_gradescope_hidden_visibility_is_the_configs(report):
+    results = gradescope_results(report, "after_due_date")
+    assert {t["visibility"] for t in results["tests"] if "hidden" in t["tags"]} == {"after_due_date"}
+
+
+def test_gradescope_never_shows_hidden_values_or_hidden_results_early(report, config):
+    results = gradescope_results(report, config.hidden_visibility)
+    for test in results["tests"]:
+        if "hidden" in test["tags"]:
+            assert not HIDDEN_LEAKS.search(test["output"]), test["name"]
+    # The always-visible text speaks of public cases only: no hidden verdicts, no total that includes them.
+    visible = results["output"] + "".join(t["output"] for t in results["tests"] if t["visibility"] == "visible")
+    assert "hidden-1" not in visible and "hidden cases passed" not in visible
+    assert f"{report.score:.2f}" not in results["output"]
+
+
+def test_gradescope_feedback_carries_the_message_and_the_hint(report, config):
+    results = gradescope_results(report, config.hidden_visibility)
+    by_name = {t["name"]: t for t in results["tests"]}
+    dc = report.exercise("embedding").checks[0]
+    test = by_name["embedding.py: dC"]
+    assert test["status"] == "failed" and "case lecture" in test["output"]
+    assert (dc.hint or "") in test["output"]  # the example's dC[Xb] += demb has a known hint
+    assert by_name["cross_entropy.py: dlogits"]["status"] == "passed"
+
+
+def test_gradescope_without_hidden_cases_and_with_a_missing_file(partial_report):
+    results = gradescope_results(partial_report)
+    check_gradescope_fields(results)
+    assert len(results["tests"]) == len(all_checks(partial_report))
+    assert {t["visibility"] for t in results["tests"]} == {"visible"}
+    missing = [t for t in results["tests"] if t["name"].startswith("batchnorm.py")]
+    assert missing and all(t["score"] == 0 and "batchnorm.py was not submitted" in t["output"] for t in missing)
+    assert results["score"] == pytest.approx(partial_report.score)
+
+
+# ------------------------------------------------------------------------ the autograder zip
 PROBE = '''
 
 def _probe():
@@ -130,7 +238,7 @@ def test_run_autograder_end_to_end_with_hidden_cases(autograder_zip, tmp_path, c
     assert report["hidden_cases"] == "included"  # the secret reached the grader ...
     hidden = [t for t in results["tests"] if "hidden" in t["tags"]]
     assert hidden and {t["visibility"] for t in hidden} == {config.hidden_visibility}
-    assert 0 < results["score"] < 100 and results["score"] == pytest.approx(report["score"], abs=1e-6)
+    assert 0 < results["score"] < MAX_SCORE and results["score"] == pytest.approx(report["score"], abs=1e-6)
     everything = "".join(p.read_text(errors="replace") for p in (root / "results").iterdir()) + proc.stdout
     assert SECRET not in everything  # ... and went nowhere else
     # The allow list stops the probe (glob, open) before it runs; test_sandbox shows what bwrap hides from it.

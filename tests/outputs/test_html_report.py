@@ -14,7 +14,9 @@ from conftest import ROOT, SECRET
 from grader.outputs import graph as graph_module
 from grader.cli import main
 from grader.feedback.diagnosis import STEPS
-from grader.course.spec import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
+from grader.course.mlp import ATOMIC, PARAMS
+from grader.course.registry import EXERCISES
+from grader.course.spec import TRAJECTORY, Exercise
 from grader.outputs.graph import LOSS, exercise_graph, forward_structure
 from grader.outputs.html_report import first_to_fix, hints_html, render_page, verdict
 from grader.report import CaseResult, CheckResult, ExerciseResult, Report
@@ -57,7 +59,7 @@ def test_one_go_exercises_get_their_subgraph():
 
 def test_a_course_exercise_gets_a_graph_too():
     mine = Exercise("var", "Variance in one go", "var.py", "var_backward", ("bnvar", "extra"),
-                    ("dbnvar_inv", "bnvar"), (), False)
+                    ("dbnvar_inv", "bnvar"), (), True)  # two checks: a dict of gradients
     g = exercise_graph(mine)
     assert {(n.name, n.kind) for n in g.nodes} == {("bnvar", "check"), ("bnvar_inv", "given"), ("extra", "check")}
     assert g.edges == (("bnvar", "bnvar_inv"),)

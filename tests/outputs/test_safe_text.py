@@ -26,7 +26,9 @@ import pytest
 
 from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, TESTS
 from grader.sandbox import levels as sandbox
-from grader.outputs.formats import classroom_results, gradescope_results, junit_xml
+from grader.outputs.classroom import classroom_results
+from grader.outputs.gradescope import gradescope_results
+from grader.outputs.junit import junit_xml
 from grader.batch.gradebook import Gradebook, Row, gradebook_csv, lms_csv
 from grader.outputs.markdown import code, escape, render_markdown
 from grader.report import Report, write_report

@@ -28,7 +28,7 @@ from conftest import ROOT, SOLUTIONS, TESTS
 from grader.sandbox import levels as sandbox
 from grader.cli import main as cli_main
 from grader.config import IntegrityConfig, load_config
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.submission.integrity import RULES
 
 HOSTILE = TESTS / "hostile"
@@ -443,7 +443,8 @@ def _packed(Xb) -> str:
 
 
 def test_hidden_cases_say_nothing_but_pass_or_fail(world, submission, grade_it, all_cases):
-    from grader.outputs.formats import gradescope_results, junit_xml
+    from grader.outputs.gradescope import gradescope_results
+    from grader.outputs.junit import junit_xml
     from grader.outputs.markdown import render_markdown
 
     report = grade_contained(world, grade_it, submission(replace=replaced("embedding__exfiltrate_findings.py")),

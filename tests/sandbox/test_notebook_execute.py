@@ -7,11 +7,12 @@ timeout; the report says which cell failed and why; the score never depends on i
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat import v4
 
-from grader.sandbox.inside.execute import execute_notebook
+from grader.sandbox.notebook_run import execute_notebook
 from grader.sandbox.levels import choose_level
-from conftest import ROOT
+from conftest import MAX_SCORE, ROOT
 
 SOLVED = ROOT / "solutions" / "backprop_ninja.ipynb"
 
@@ -28,7 +29,7 @@ def test_grading_yaml_asks_for_execution(grade_it, config):
     run = report.notebook.execution
     assert run.status == "ok", run
     assert run.cells_run == run.cells_total == 13
-    assert report.score == 100
+    assert report.score == MAX_SCORE
     assert any("run top to bottom" in note for note in report.notes)
 
 
@@ -52,3 +53,28 @@ def test_per_cell_timeout(config):
     assert run.failed_cell == 3
     assert run.cells_run == 1
     assert run.seconds < 40
+
+
+def test_the_run_phase_runs_the_notebook_and_scoring_only_records_it(config, public_cases, monkeypatch):
+    """--execute starts its sandbox in pipeline.run_submission; score_run starts nothing and keeps the result."""
+    import grader.sandbox.notebook_run as notebook_run
+    from grader.pipeline import run_submission, score_run
+    from grader.report import NotebookExecution
+
+    calls = []
+
+    def fake(data, config_, level, cell_timeout):
+        calls.append(data)
+        return NotebookExecution(status="failed", cell_timeout_s=cell_timeout, failed_cell=3, cells_total=13,
+                                 message="cell 3 raised an error: NameError: name 'x' is not defined")
+
+    monkeypatch.setattr(notebook_run, "execute_notebook", fake)
+    run = run_submission(SOLVED, config, cases=public_cases, execute=True)
+    assert calls == [SOLVED.read_bytes()] and run.execution.failed_cell == 3
+
+    monkeypatch.setattr(notebook_run, "execute_notebook", lambda *a: pytest.fail("scoring ran the notebook"))
+    report = score_run(run)
+    assert report.notebook.execution == run.execution
+    assert report.score == MAX_SCORE  # a failing run of the notebook never changes the score
+    assert any(note.endswith("cell 3 raised an error: NameError: name 'x' is not defined") for note in report.notes)
+    assert score_run(run_submission(SOLVED, config, cases=public_cases)).notebook.execution is None  # not asked

@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, SOLUTIONS
 from grader.submission import bounded
 from grader.submission.bounded import InputError, check_json_shape
-from grader.submission.notebook import NotebookError, parse_notebook_bytes
+from grader.submission.cells import NotebookError, parse_notebook_bytes
 from grader.submission.load import MAX_FILE_BYTES, SubmissionError, load_submission
 
 GIB = 1 << 30
@@ -279,7 +279,7 @@ def test_a_notebook_of_a_million_tiny_statements_is_refused_in_bounded_memory(tm
 
 
 def test_the_statement_budget_is_exact(tmp_path, monkeypatch):
-    import grader.submission.notebook as nb
+    import grader.submission.cells as nb
 
     monkeypatch.setattr(nb, "MAX_STATEMENTS", 40)
     body = "import torch\n" + "a = 1\n" * 20
@@ -295,7 +295,7 @@ def test_the_statement_budget_is_exact(tmp_path, monkeypatch):
 
 
 def test_too_many_cells_and_a_sparse_notebook(tmp_path, monkeypatch):
-    import grader.submission.notebook as nb
+    import grader.submission.cells as nb
 
     monkeypatch.setattr(nb, "MAX_CELLS", 10)
     many = tmp_path / "many.ipynb"

@@ -7,7 +7,7 @@ the earlier cells' imports, functions and constants, then the cell's own set-up 
 student's re-initialisation), then the loop. The loop's iterable is wrapped so that it
 yields at most `train.steps` items, and each time it is asked for the next one the
 parameters, the gradients the student computed, the batch and the learning rate are
-recorded. Statements the planner (grader.submission.lecture_train) marked (`loss.backward()`,
+recorded. Statements the planner (grader.submission.lecture.train) marked (`loss.backward()`,
 `p.grad = None`, plotting) become `pass`. Everything goes back as tensors, so that hidden
 cases (whose free-text messages are dropped) still carry what grading needs.
 """
@@ -19,7 +19,7 @@ import signal
 import time
 import traceback
 
-from grader.course.spec import PARAMS
+from grader.course.mlp import PARAMS
 
 LECTURE_CHARS = ".abcdefghijklmnopqrstuvwxyz"
 STEPS_NAME = "__grader_steps__"
@@ -201,7 +201,7 @@ def _exec(node, cell: int, filename: str, ns: dict, deadline: float, errors: lis
             errors.append({"cell": cell, "line": node.lineno, "what": "was not run: out of time", "step": step})
         return False
     try:
-        from grader.sandbox.inside.execute import as_lecture_ran
+        from grader.sandbox.inside.lecture_cells import as_lecture_ran
 
         code = compile(ast.Module(body=[as_lecture_ran(node)], type_ignores=[]), filename, "exec")
         try:
@@ -262,8 +262,8 @@ def _send_steps(answers, capture: Capture, failed: bool) -> dict:
 
 
 def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> None:
-    """Exercise 4's loop on each case; one result frame per case (grader.submission.lecture_train grades it)."""
-    from grader.sandbox.inside.execute import float_is_grading_dtype
+    """Exercise 4's loop on each case; one result frame per case (grader.scoring.lecture_train grades it)."""
+    from grader.sandbox.inside.lecture_cells import float_is_grading_dtype
 
     steps = int(harness.plan["train"]["steps"])
     cell, source = int(exercise["cell"]), exercise["source"]

@@ -1,43 +1,23 @@
-"""Running notebook code: the lecture's exercise cells, and whole notebooks (grade --execute).
+"""Running the lecture's exercise cells, inside the sandboxed worker (the `lecture` exercise mode).
 
-Student code in a notebook only ever runs inside the sandboxed worker
-(`python -m grader.sandbox.inside.worker`), never in the grading process:
-
-- `run_lecture_exercise` (worker side, the `lecture` exercise mode): runs one
-  exercise's cells of a lecture-format notebook (planned by `grader.submission.lecture`)
-  statement by statement in a fresh namespace holding the grader's forward
-  pass, once per case, and sends the `d...` variables back as answers, with
-  facts for the report (which statement raised, which names exist).
-- `run_notebook` (worker side, the `execute` plan mode): runs the whole
-  notebook top to bottom with nbclient; the kernel is started by the worker,
-  so it lives inside the same sandbox (namespaces, rlimits, scrubbed
-  environment, no network), with a per-cell timeout. It reports every cell's
-  outcome on the answer channel.
-- `execute_notebook` (grading process side): starts that worker and turns
-  its frames into the report's `NotebookExecution`. It never changes the score.
+`run_lecture_exercise` runs one exercise's cells of a lecture-format notebook (planned by
+`grader.submission.lecture`) statement by statement in a fresh namespace holding the grader's forward
+pass, once per case, and sends the `d...` variables back as answers, with facts for the report (which
+statement raised, which names exist). Student code in a notebook only ever runs inside the worker,
+never in the grading process.
 """
 
 import ast
 import builtins
-import json
-import os
-import re
 import signal
-import tempfile
 import time
 import traceback
-from pathlib import Path
 
-from grader.course.spec import FORWARD_ARGS, PARAMS
-from grader.submission.lecture import assigned_names, near_matches, units
-from grader.submission.lecture_find import answer_candidates
+from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.sandbox.inside.statements import answer_candidates, assigned_names, near_matches, units
 
 LECTURE_CHARS = ".abcdefghijklmnopqrstuvwxyz"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-
-# ---------------------------------------------------------------------------
-# Worker side: the lecture's exercise cells
 
 class StatementTimeout(BaseException):
     """Raised by the alarm in a statement that runs too long (a BaseException, so `except Exception` misses it)."""
@@ -289,183 +269,3 @@ def run_lecture_exercise(harness, exercise: dict, cases: list[dict], answers_cls
         meta["lecture"] = facts
         meta["seconds"] = time.perf_counter() - started
         harness.send_answers(meta, answers)
-
-
-# ---------------------------------------------------------------------------
-# Worker side: the whole notebook with nbclient
-
-def _cell_error(cell) -> tuple[str, str]:
-    """(`Name: value`, traceback) of a failed cell, from its error output."""
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            text = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
-            tb = ANSI.sub("", "\n".join(output.get("traceback", [])))
-            return text[:500], tb[-4000:]
-    return "the cell failed", ""
-
-
-class Watchdog:
-    """The per-cell timeout: interrupt the kernel when a cell runs too long, kill it if that is not enough.
-
-    nbclient's own timeout does not fire over the ipc transport (used because a sandbox's network
-    namespace may have no loopback), so the worker keeps time itself.
-    """
-
-    def __init__(self, pid: int | None, seconds: float, grace: float = 5.0):
-        import threading
-
-        self.pid = pid
-        self.fired = False
-        self._timers = [threading.Timer(seconds, self._signal, (signal.SIGINT,)),
-                        threading.Timer(seconds + grace, self._signal, (signal.SIGKILL,))]
-        for timer in self._timers:
-            timer.daemon = True
-            timer.start()
-
-    def _signal(self, number) -> None:
-        self.fired = True
-        if self.pid:
-            try:
-                os.kill(self.pid, number)
-            except OSError:
-                pass
-
-    def cancel(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-
-
-def run_notebook(plan: dict, channel_fd: int) -> None:
-    """Execute the notebook top to bottom; one frame per cell on the channel, then `done`."""
-    from grader.sandbox.inside import channel
-
-    def send(meta: dict) -> None:
-        channel.send(channel_fd, meta)
-
-    try:
-        import nbformat
-        from jupyter_client.manager import KernelManager
-        from nbclient import NotebookClient
-        from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
-        nb = nbformat.read(plan["notebook"], as_version=4)
-        code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-        for _, cell in code:
-            cell.outputs, cell.execution_count = [], None
-        send({"type": "execution_start", "cells": len(code)})
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(plan["cwd"], "kernel"))
-        client = NotebookClient(nb, km=km, timeout=plan["cell_timeout"] + 10, startup_timeout=plan["startup_timeout"],
-                                allow_errors=False, shutdown_kernel="immediate",
-                                resources={"metadata": {"path": plan["cwd"]}})
-        with client.setup_kernel():
-            send({"type": "kernel_ready"})
-            pid = getattr(getattr(km, "provisioner", None), "pid", None)
-            for index, cell in code:
-                send({"type": "cell_start", "cell": index + 1})
-                started = time.perf_counter()
-                result = {"type": "cell_end", "cell": index + 1, "status": "ok"}
-                watchdog = Watchdog(pid, plan["cell_timeout"])
-                try:
-                    client.execute_cell(cell, index)
-                except (CellTimeoutError, CellExecutionError, DeadKernelError) as err:
-                    if watchdog.fired or isinstance(err, CellTimeoutError):
-                        result.update(status="timeout", error=f"did not finish within {plan['cell_timeout']:g} s")
-                    elif isinstance(err, DeadKernelError):
-                        result.update(status="error", error="the kernel died; often: out of memory or CPU time")
-                    else:
-                        error, tb = _cell_error(cell)
-                        result.update(status="failed", error=error, traceback=tb)
-                finally:
-                    watchdog.cancel()
-                result["seconds"] = time.perf_counter() - started
-                send(result)
-                if result["status"] != "ok":
-                    break
-    except Exception as err:  # noqa: BLE001 - a notebook nbformat cannot read, a kernel that does not start
-        send({"type": "execution_error", "message": f"{type(err).__name__}: {ANSI.sub('', str(err))[:500]}"})
-    send({"type": "done"})
-
-
-# ---------------------------------------------------------------------------
-# Grading process side
-
-KERNEL_STARTUP = 90.0
-MARGIN = 30.0
-
-
-def execute_notebook(data: bytes, config, level: str, cell_timeout: float):
-    """Run a notebook in a sandboxed worker; the report's NotebookExecution."""
-    from grader.report import NotebookExecution
-    from grader.sandbox.runner import STARTUP_TIMEOUT, WorkerProcess
-    from grader.sandbox.levels import Mounts
-
-    t0 = time.monotonic()
-    outcome = NotebookExecution(status="ok", cell_timeout_s=cell_timeout)
-    with tempfile.TemporaryDirectory(prefix="grader-exec-") as tmp:
-        root = Path(tmp)
-        mounts = Mounts(inputs=root / "inputs", submission=root / "submission", cwd=root / "cwd")
-        for folder in (mounts.inputs, mounts.submission, mounts.cwd):
-            folder.mkdir()
-        notebook = mounts.inputs / "notebook.ipynb"
-        notebook.write_bytes(data)
-        plan_path = mounts.inputs / "plan.json"
-        plan_path.write_text(json.dumps({
-            "mode": "execute", "dtype": config.dtype, "submission": str(mounts.submission),
-            "inputs": str(mounts.inputs), "cwd": str(mounts.cwd), "notebook": str(notebook),
-            "cell_timeout": cell_timeout, "startup_timeout": KERNEL_STARTUP}))
-        worker = WorkerProcess(level, config, mounts, plan_path)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        current = None
-        try:
-            while True:
-                meta, blob = worker.next_frame(deadline)
-                if meta == "timeout":
-                    outcome.status = "timeout"
-                    outcome.failed_cell = current
-                    outcome.message = (f"cell {current} did not finish within {cell_timeout:g} s" if current
-                                       else "the notebook's kernel did not start in time")
-                    break
-                if meta in ("eof", "protocol"):
-                    outcome.status = "error"
-                    outcome.failed_cell = current
-                    outcome.message = f"the notebook's process stopped: it {worker.exit_description()}"
-                    break
-                kind = meta.get("type")
-                if kind == "hello":
-                    worker.go()
-                    deadline = time.monotonic() + KERNEL_STARTUP + MARGIN
-                elif kind == "execution_start":
-                    outcome.cells_total = int(meta.get("cells", 0))
-                elif kind == "kernel_ready":
-                    deadline = time.monotonic() + cell_timeout + MARGIN
-                elif kind == "cell_start":
-                    current = int(meta.get("cell", 0))
-                    deadline = time.monotonic() + cell_timeout + MARGIN
-                elif kind == "cell_end":
-                    status = str(meta.get("status"))
-                    if status == "ok":
-                        outcome.cells_run += 1
-                    else:
-                        outcome.status = status if status in ("failed", "timeout", "error") else "error"
-                        outcome.failed_cell = int(meta.get("cell", 0))
-                        outcome.error = str(meta.get("error", ""))[:500] or None
-                        outcome.traceback = str(meta.get("traceback", ""))[-4000:] or None
-                        outcome.message = f"cell {outcome.failed_cell} {_verb(outcome.status)}: {outcome.error}"
-                    current = None
-                    deadline = time.monotonic() + cell_timeout + MARGIN
-                elif kind == "execution_error":
-                    outcome.status = "error"
-                    outcome.error = str(meta.get("message", ""))[:500]
-                    outcome.message = f"the notebook could not be run: {outcome.error}"
-                elif kind == "done":
-                    break
-        finally:
-            worker.kill()
-    if outcome.status == "ok":
-        outcome.message = f"all {outcome.cells_total} code cells ran without an error"
-    outcome.seconds = round(time.monotonic() - t0, 3)
-    return outcome
-
-
-def _verb(status: str) -> str:
-    return {"failed": "raised an error", "timeout": "timed out", "error": "stopped the kernel"}.get(status, status)

@@ -3,7 +3,12 @@
 Generated once from torch 2.13's namespaces, then read by hand: everything that computes a forward
 value is here; autograd, hooks, storage and memory access, devices, sparse and quantised internals,
 file I/O and private names are not. Each list is a string of words, to keep the file readable.
+Then Python's side: the builtins computing needs, plain dunders, the methods of containers and
+strings, and the modules a submission may import with the attributes each gives.
 """
+
+import builtins
+import types
 
 # Methods and attributes of a tensor (and of torch.Tensor).
 TENSOR = frozenset("""
@@ -180,3 +185,81 @@ pi e inf nan acos acosh asin asinh atan atan2 atanh cbrt ceil comb copysign cos 
 fabs factorial floor fmod frexp fsum gamma gcd hypot isclose isfinite isinf isnan isqrt lcm ldexp lgamma log
 log10 log1p log2 modf nextafter perm pow prod radians remainder sin sinh sqrt tan tanh tau trunc ulp
 """.split())
+
+
+# --- Python: builtins, dunders, the methods of its containers and strings, the modules -----------
+
+_EXCEPTIONS = {n for n in dir(builtins) if isinstance(getattr(builtins, n), type)
+               and issubclass(getattr(builtins, n), BaseException)}
+ALLOWED_BUILTINS = _EXCEPTIONS | set(
+    "abs all any ascii bin bool bytes callable chr classmethod complex dict divmod enumerate filter float format "
+    "frozenset hash hex id input int isinstance issubclass iter len list map max min next object oct ord pow print "
+    "property range repr reversed round set slice sorted staticmethod str sum super tuple type zip "
+    "None True False NotImplemented Ellipsis __name__ __debug__ __all__ __slots__ __doc__".split())
+BUILTIN_NAMES = set(dir(builtins))
+# Dunder attributes that are plain: super().__init__(), a function's name.
+SAFE_DUNDER_ATTRS = {"__init__", "__name__", "__qualname__", "__doc__", "__version__", "__class__"}  # read only
+# Dunder methods a student's class may define (operators, containers, printing); not attribute or torch hooks.
+SAFE_DUNDER_DEFS = set(
+    "__init__ __call__ __repr__ __str__ __len__ __iter__ __next__ __getitem__ __setitem__ __contains__ __eq__ "
+    "__ne__ __lt__ __le__ __gt__ __ge__ __hash__ __bool__ __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ "
+    "__mul__ __rmul__ __imul__ __truediv__ __rtruediv__ __itruediv__ __matmul__ __rmatmul__ __pow__ __rpow__ "
+    "__neg__ __pos__ __abs__ __enter__ __exit__ __post_init__".split())
+
+def _dunder_name(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+PY_METHODS = set(
+    "append extend insert pop remove reverse sort index count clear copy keys values items get update setdefault "
+    "popitem add discard union intersection difference symmetric_difference issubset issuperset join split rsplit "
+    "strip lstrip rstrip startswith endswith replace upper lower title capitalize ljust rjust center zfill "
+    "splitlines partition rpartition removeprefix removesuffix isdigit isalpha isalnum isspace find rfind format "
+    "encode decode real imag conjugate is_integer bit_length as_integer_ratio numerator denominator "
+    "start stop step submit result is_alive eps tiny resolution bits smallest_normal write flush "
+    "_asdict _replace _fields _make cache_clear cache_info".split())  # namedtuples, functools.lru_cache
+
+NUMPY = set(
+    "pi e inf nan newaxis sqrt exp log log2 log10 abs sum mean prod max min maximum minimum array asarray zeros "
+    "ones arange linspace eye float64 float32 int64 int32 isclose allclose round floor ceil tanh sign square "
+    "finfo dtype ndarray shape reshape transpose dot matmul float16 int8 uint8 bool_ absolute power argmax argmin "
+    "clip where stack concatenate full full_like zeros_like ones_like empty diag outer einsum cumsum var std "
+    "expand_dims squeeze isfinite isnan isinf exp2 log1p expm1 cbrt reciprocal multiply add subtract divide "
+    "negative".split())
+TORCH_NN = {"functional"}
+# Modules that may be imported, and the attributes they give (None: only via `from m import name`, any public name).
+MODULES = {
+    "torch": TORCH, "torch.nn": TORCH_NN, "torch.nn.functional": FUNCTIONAL,
+    "torch.linalg": LINALG, "torch.special": SPECIAL, "torch.fft": FFT,
+    "math": MATH, "numpy": NUMPY, "__future__": {"annotations"},
+    "typing": {"Any", "Optional", "Union", "Dict", "List", "Tuple", "Callable", "Sequence", "Iterable", "Mapping",
+               "TYPE_CHECKING", "NamedTuple", "TypedDict", "Literal"},
+    "dataclasses": {"dataclass", "field", "fields", "asdict", "astuple", "replace"},
+    "functools": {"reduce", "partial", "lru_cache", "cache", "wraps", "cached_property", "total_ordering"},
+    "itertools": {"product", "chain", "combinations", "permutations", "accumulate", "repeat", "count", "cycle",
+                  "islice", "starmap", "zip_longest", "pairwise", "groupby", "tee", "compress", "takewhile",
+                  "dropwhile", "filterfalse"},
+    "collections": {"defaultdict", "OrderedDict", "namedtuple", "Counter", "deque"},
+    "copy": {"copy", "deepcopy"}, "random": {"seed", "random", "randint", "choice", "shuffle", "sample", "uniform"},
+    "statistics": {"mean", "median", "stdev", "variance", "fmean"},
+    "fractions": {"Fraction"}, "time": {"time", "perf_counter", "monotonic"},
+    # Threads (capped by the sandbox), without settrace/setprofile, which hand out frames.
+    "threading": {"Thread", "Lock", "RLock", "Event", "Barrier", "Semaphore"},
+    "sys": {"stderr", "stdout", "maxsize", "float_info", "version", "version_info"},  # a warning on stderr
+    "warnings": {"warn"},
+    "concurrent.futures": {"ThreadPoolExecutor", "as_completed", "wait"},
+    "matplotlib": set(), "matplotlib.pyplot": set(),  # a lecture notebook's import cell; plotting never runs
+}
+SUBMODULES = {path.rsplit(".", 1)[1]: path for path in MODULES if "." in path}
+TORCH_CLASSES = {"torch.Tensor": TENSOR}
+DEFAULT_ALIASES = {"torch": "torch", "F": "torch.nn.functional"}  # what lecture notebooks get without importing
+# Every name the general (unknown receiver) attribute check allows.
+GENERAL = ((TENSOR | PY_METHODS | TORCH | FUNCTIONAL | LINALG | SPECIAL | FFT | MATH | NUMPY)
+           - {"nn", "linalg", "special", "fft"})
+# The interpreter's own objects (frames, generators, coroutines, code, tracebacks, classes) lead to every frame's
+# locals and globals: their attribute names are never the submission's, whatever it defines.
+_INTERNALS = (types.FrameType, types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.CodeType,
+              types.TracebackType, types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.ModuleType,
+              types.CellType, type)
+INTERPRETER_NAMES = {name for kind in _INTERNALS for name in dir(kind) if not _dunder_name(name)} - PY_METHODS \
+    - {"send", "throw", "close", "asend", "athrow", "aclose"}  # a generator's plain methods: a student's class may have them
