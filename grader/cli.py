@@ -1,6 +1,7 @@
 """`grader` command line. Exit codes: 0 ok, 1 under --min-score (or `release --check`: out of date), 2 usage or config error."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
