@@ -12,7 +12,7 @@ from grader import phases
 from grader import pipeline as grading
 from grader.course import refcache
 from grader.sandbox import levels as sandbox
-from grader.sandbox import runner
+from grader.sandbox import handle as runner  # where the worker process is started
 from grader.submission.load import SubmissionError
 
 from conftest import ROOT, SECRET
