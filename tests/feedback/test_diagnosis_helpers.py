@@ -26,7 +26,7 @@ from grader.course.mlp import FORWARD_ARGS, PARAMS
 from grader.course.registry import EXERCISES
 from grader.course.spec import TRAJECTORY
 from grader.sandbox.inside.harness import student_traceback
-from grader.sandbox.runner import ExerciseRun
+from grader.sandbox.outcome import ExerciseRun
 from grader.scoring.score import ExerciseScorer, score_exercise
 from conftest import ROOT, TESTS
 
