@@ -113,7 +113,8 @@ class Patterns:
         self.tol = tol
         self.floor = ZERO_FLOOR * case.grad_scale
         self.answers = {k: v for k, v in answers.items() if isinstance(v, torch.Tensor)}
-        self._propagated: dict[tuple, dict | None] = {}
+        # what the strategies search once per case (grader.feedback.catalogue, grader.feedback.slips)
+        self._propagated: dict[tuple, dict | None] = {}  # (entry, variant) -> its gradients carried down
         self._one_go = None  # the exercise's slip for this case: None before the search, False if none
 
     # -- the student's answers --------------------------------------------------------------
