@@ -7,12 +7,13 @@ and the feedback line under a failing gradient. Read from a finished Report only
 
 from grader.course.mlp import ATOMIC
 from grader.course.spec import TRAJECTORY
+from grader.feedback.labels import LABELS
 from grader.report import CheckResult, ExerciseResult
 
 # Exercise statuses about the whole file, not one gradient: nothing of it ran, or it was not allowed.
 STOPPED = ("not_submitted", "error", "timeout", "crashed", "not_allowed")
 # diagnosis.LABELS["cascade"] (kept in sync by a test; importing diagnosis would import torch)
-UPSTREAM_KIND = "wrong because an earlier gradient is wrong"
+UPSTREAM_KIND = LABELS["cascade"]  # a hidden case that only repeats an upstream mistake
 NOT_ATTEMPTED = {"missing", "not_implemented", "not_submitted"}  # case statuses of a gradient not written yet
 _ORDER = {name: i for i, name in enumerate(ATOMIC)}
 

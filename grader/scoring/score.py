@@ -19,7 +19,7 @@ from grader.course.cases import Case
 from grader.scoring.compare import compare_many
 from grader.config import GradingConfig
 from grader import phases
-from grader.feedback.diagnosis import Diagnoser
+from grader.feedback.engine import Diagnoser
 from grader.course.registry import EXERCISES
 from grader.course.spec import Exercise
 from grader.report import CaseResult, CheckResult, ExerciseResult

@@ -20,13 +20,14 @@ from safetensors.torch import save
 
 from grader.course import mlp
 from grader.scoring.compare import same_up_to_ones
-from grader.feedback.diagnosis import CATALOGUE, Misconception
+from grader.course.mistakes import CATALOGUE
+from grader.course.misconception import Misconception
 from grader.course.mlp import FORWARD_ARGS, PARAMS
 from grader.course.registry import EXERCISES
 from grader.course.spec import TRAJECTORY
 from grader.sandbox.inside.harness import student_traceback
 from grader.sandbox.outcome import ExerciseRun
-from grader.scoring.score import score_exercise
+from grader.scoring.score import ExerciseScorer, score_exercise
 from conftest import ROOT, TESTS
 
 _counter = itertools.count()
@@ -114,7 +115,7 @@ def run_function(function, ex_id: str, cases, config, submission: str | None = N
                                 answers.add(key, result[key])
                     else:
                         answers.add(ex.gradient_checks[0], result)
-                    if ex_id == "train":
+                    if ex.trajectory is not None:
                         meta["trajectory"] = _trajectory(function, case, config, answers)
                 except Exception as err:  # noqa: BLE001
                     tb = (student_traceback(err, submission) if submission is not None
@@ -133,9 +134,10 @@ def score_file(path: Path, ex_id: str, cases, config):
     return score_exercise(ex_id, config, cases, run)
 
 
-def score_answers(ex_id: str, cases, config, answers_for):
-    """Score answers built by `answers_for(case) -> {check: tensor}` (no student code at all)."""
-    ex = EXERCISES[ex_id]
+def score_answers(ex_id: str, cases, config, answers_for, exercise=None):
+    """Score answers built by `answers_for(case) -> {check: tensor}` (no student code at all);
+    `exercise`: another definition of `ex_id` (its own misconceptions, say)."""
+    ex = exercise or EXERCISES[ex_id]
     run = ExerciseRun()
     for case in cases:
         answers = Answers(16 * max(t.numel() for t in case.inputs.values()) + 4096)
@@ -144,7 +146,7 @@ def score_answers(ex_id: str, cases, config, answers_for):
         run.results[case.spec.name] = ({"type": "result", "exercise": ex_id, "case": case.spec.name,
                                         "notes": answers.notes}, answers.blob())
     assert all(k in ex.checks for k in answers.notes)
-    return score_exercise(ex_id, config, cases, run)
+    return ExerciseScorer(ex, config, cases).score(run)
 
 
 def assert_feedback(result, expect: dict, root: str | None, fails: set | None):

@@ -13,7 +13,7 @@ from browser import load
 from conftest import ROOT, SECRET
 from grader.outputs import graph as graph_module
 from grader.cli import main
-from grader.feedback.diagnosis import STEPS
+from grader.course.steps import STEPS
 from grader.course.mlp import ATOMIC, PARAMS
 from grader.course.registry import EXERCISES
 from grader.course.spec import TRAJECTORY, Exercise

@@ -359,8 +359,9 @@ def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
             importlib.import_module("grader." + name)
         from grader.sandbox.inside import harness, guard, forkserver, lecture_cells, nbrun  # noqa: F401
         refused = []
-        for name in ("course.cases", "course.registry", "course.exercises.atomic", "scoring.score",
-                     "feedback.diagnosis", "pipeline", "mlp_reference", "report", "config", "sandbox.runner", "batch"):
+        for name in ("course.cases", "course.registry", "course.exercises.atomic", "course.steps", "course.mistakes",
+                     "scoring.score", "feedback.engine", "pipeline", "mlp_reference", "report", "config",
+                     "sandbox.runner", "batch"):
             try:
                 importlib.import_module("grader." + name)
             except ModuleNotFoundError:
@@ -375,8 +376,9 @@ def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
     result = subprocess.run([PYTHON, "-c", code, str(lib), ",".join(modules)],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
                             env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-    assert result.stdout.strip() == ("refused course.cases,course.registry,course.exercises.atomic,scoring.score,"
-                                     "feedback.diagnosis,pipeline,mlp_reference,report,config,sandbox.runner,batch"), \
+    assert result.stdout.strip() == ("refused course.cases,course.registry,course.exercises.atomic,course.steps,"
+                                     "course.mistakes,scoring.score,feedback.engine,pipeline,mlp_reference,report,"
+                                     "config,sandbox.runner,batch"), \
         result.stderr
 
 

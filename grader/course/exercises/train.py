@@ -1,5 +1,6 @@
 """Exercise 4 of the lecture: put it all together, a backward pass in one go, graded by training with it."""
 
+from grader.course import mistakes, steps
 from grader.course.mlp import ATOMIC, FORWARD_ARGS, PARAMS
 from grader.course.spec import Exercise, GradientCheck, LectureSection, TrajectoryCheck
 
@@ -33,4 +34,6 @@ EXERCISE = Exercise(
     lecture=LectureSection(4, found_by="trains the network",
                            not_found="no training loop that updates the parameters with p.data += -lr * grad"),
     path=ATOMIC,  # a backward pass in one go still goes through every step of the lecture's
+    misconceptions=mistakes.along(ATOMIC, one_go=True, leave_out=("dcounts_missing_branch",)),  # (no dcounts of its own)
+    worked=steps.TRAIN,
 )
