@@ -218,16 +218,16 @@ class ExerciseScorer:
             return
         key = _diagnosis_key(self.ex.id, self.config.tolerance, case, blob, results)
         entry = _DIAGNOSED.get(key)
-        if entry is None or entry[0] is not case:
+        if entry is None or entry[0] is not case or entry[1] is not self.ex:  # the same case and definition
             with phases.phase("diagnosis"):
                 self.diagnoser.case(case, answers, results)
-            _DIAGNOSED[key] = (case, {check: (_copy(found.get((case.spec.name, check))), r.hint, list(r.hint_levels))
+            _DIAGNOSED[key] = (case, self.ex, {check: (_copy(found.get((case.spec.name, check))), r.hint, list(r.hint_levels))
                                       for check, r in results.items()})
             if len(_DIAGNOSED) > DIAGNOSED_MAX:
                 _DIAGNOSED.popitem(last=False)
             return
         _DIAGNOSED.move_to_end(key)
-        for check, (diagnosis, hint, levels) in entry[1].items():
+        for check, (diagnosis, hint, levels) in entry[2].items():
             found[(case.spec.name, check)] = _copy(diagnosis)
             if diagnosis is not None:
                 results[check].hint, results[check].hint_levels = hint, list(levels)

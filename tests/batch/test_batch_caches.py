@@ -3,7 +3,8 @@
 import torch
 from safetensors.torch import save
 
-from grader.course.spec import ATOMIC, EXERCISES
+from grader.course.mlp import ATOMIC
+from grader.course.registry import EXERCISES
 from grader.sandbox.runner import ExerciseRun
 from grader.scoring import score as scoring
 from grader.scoring.compare import compare, compare_many
