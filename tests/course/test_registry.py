@@ -107,6 +107,8 @@ def test_the_fingerprint_follows_the_definitions_content(tmp_path):
      r"tanh_exercise\.py: exercise id 'atomic' is already the lecture's"),
     (TANH, ("tanh_exercise.py", "tanh_exercise.py"), r"exercise id 'tanh' is also defined in"),
     ("", ("notes.txt",), r"notes\.txt: an exercise definition is a Python file"),
+    (TANH.replace("returns_dict=False, build=build", "returns_dict=False"), ("tanh_exercise.py",),
+     r"tanh_exercise\.py: exercise 'tanh' has no build="),
 ])
 def test_a_bad_definition_is_a_config_error_naming_the_file(tmp_path, definition, definitions, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -126,6 +128,7 @@ def test_grading_yaml_may_name_only_registered_exercises(tmp_path):
     ({"function": "class"}, "is not a Python identifier"),
     ({"tensor_args": ("a", "a")}, "distinct identifiers"),
     ({"checks": ()}, "at least one"),
+    ({"checks": (3,)}, "checks must be GradientCheck"),
     ({"checks": (GradientCheck("x"), GradientCheck("x"))}, "two checks have the same name"),
     ({"checks": (GradientCheck("x"), GradientCheck("y"))}, "returns one tensor has exactly one GradientCheck"),
     ({"build": 42}, "build must be a function"),
