@@ -13,53 +13,18 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+from pydantic import (Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+from grader.course.case_specs import CaseSpec, ShapeSpec, Strict, TrainConfig  # noqa: F401 - the policy's parts
 from grader.course.registry import EXERCISES, DefinitionError, load_definitions
-
-
-class ConfigError(Exception):
-    """A problem with grading.yaml or the command line, shown as one line."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ShapeSpec(Strict):
-    n: int = Field(32, ge=2, le=4096, description="batch size (>= 2: batch norm divides by n-1)")
-    block: int = Field(3, ge=1, le=64)
-    n_embd: int = Field(10, ge=1, le=1024)
-    n_hidden: int = Field(64, ge=1, le=4096)
-    vocab: int = Field(27, ge=2, le=4096)
-    repeated_indices: bool = Field(False, description="draw Xb from a few rows so many indices repeat")
-    unused_vocab: bool = Field(False, description="leave some rows of C out of Xb entirely")
-    targets: Literal["random", "argmax"] = Field("random", description="argmax: Yb is the arg-max of the logits")
-
-
-class CaseSpec(ShapeSpec):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
-    seed: int = Field(ge=0, lt=2**63)
-    hidden: bool = False
-
-    def describe(self) -> str:
-        flags = [f for f in ("repeated_indices", "unused_vocab") if getattr(self, f)]
-        if self.targets == "argmax":
-            flags.append("argmax targets")
-        shape = f"n={self.n} block={self.block} n_embd={self.n_embd} n_hidden={self.n_hidden} vocab={self.vocab}"
-        return shape + (f" ({', '.join(flags)})" if flags else "")
+from grader.errors import ConfigError
 
 
 class ExerciseConfig(Strict):
     points: float = Field(gt=0, description="the exercise's total; split equally among its checks")
     check_points: dict[str, float] = Field(default_factory=dict, description="fixed points for named checks")
     enabled: bool = True
-
-
-class TrainConfig(Strict):
-    steps: int = Field(3, ge=1, le=50, description="SGD steps of the trajectory check")
-    lr: float = Field(0.1, gt=0)
 
 
 class Limits(Strict):

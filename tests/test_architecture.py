@@ -26,7 +26,7 @@ MAX_MODULES = 12  # per folder, not counting its __init__.py (the package itself
 # outputs/pytest_plugin.py, outputs/jupyter.py and the package's own `grader.check()` are front ends that
 # grade (like the CLI), not views.
 PHASES = {
-    "__init__": 7, "report": 0, "safe_text": 0, "course": 0,
+    "__init__": 7, "report": 0, "safe_text": 0, "phases": 0, "errors": 0, "course": 0,
     "config": 1, "submission": 1,
     "sandbox": 2,
     "scoring": 3,
@@ -45,7 +45,7 @@ PROCESS_CALLS = {"fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "po
 # torch-free names of the kinds of mistake (grader.feedback.labels) and the policy (hidden_visibility; the
 # Gradescope zip checks grading.yaml), whose own imports are its business.
 POLICY = "grader.config"
-VIEW_REACH = (POLICY, "grader.report", "grader.safe_text", "grader.course", "grader.feedback.labels", "grader.outputs")
+VIEW_REACH = (POLICY, "grader.report", "grader.safe_text", "grader.errors", "grader.course", "grader.feedback.labels", "grader.outputs")
 
 
 def modules() -> dict[str, Path]:

@@ -17,7 +17,8 @@ from functools import cached_property
 
 import torch
 
-from grader.config import CaseSpec, ConfigError, TrainConfig
+from grader.course.case_specs import CaseSpec, TrainConfig
+from grader.errors import ConfigError
 from grader.course import mlp
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}

@@ -40,7 +40,7 @@ def clean_result(meta: dict, hidden: bool = False, expected: set[str] = frozense
     it the same way first): nothing free-form, no shapes, no timing.
     """
     if hidden:
-        from grader.sandbox.inside.session import NOTE_STATUSES, TRAJECTORY_STATUSES, _known
+        from grader.sandbox.inside.verdicts import NOTE_STATUSES, TRAJECTORY_STATUSES, _known
 
         notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
         out = {"type": "result", "case": _text(meta.get("case"), 100),
@@ -93,7 +93,7 @@ def clean_finding(meta: dict, own_file: str, files: dict[str, int], hidden: bool
     In the hidden phase it is only a flag (file, line and text are fixed), whatever the worker sent.
     """
     if hidden:
-        from grader.sandbox.inside.session import HIDDEN_ATTEMPT
+        from grader.sandbox.inside.verdicts import HIDDEN_ATTEMPT
 
         return {"pattern": HIDDEN_ATTEMPT, "file": None, "line": None,
                 "message": (f"{HIDDEN_ATTEMPT} is not allowed: PyTorch's automatic differentiation computes the "

@@ -337,7 +337,7 @@ def test_only_the_worker_modules_are_staged(tmp_path, monkeypatch):
     lib, staged = _staged(tmp_path)
     inside = {f"sandbox/inside/{name}.py" for name in ("__init__", "__main__", "channel", "confine", "forkserver",
                                                        "guard", "harness", "lecture_cells", "nbrun", "session",
-                                                       "statements", "train_loop")}
+                                                       "statements", "train_loop", "verdicts")}
     assert staged == inside | {"__init__.py", "sandbox/__init__.py", "course/__init__.py", "course/mlp.py"}
     # the course's definitions (and their build code, which makes the answer key) never reach the sandbox
     assert not {p for p in staged if p.startswith("course/") and p not in ("course/__init__.py", "course/mlp.py")}

@@ -29,6 +29,7 @@ import sys
 import time
 
 from grader.sandbox.inside import channel, confine
+from grader.sandbox.inside.verdicts import HIDDEN_ATTEMPT, NOTE_STATUSES, TRAJECTORY_STATUSES, _known
 
 MAX_META = 64 << 10     # one frame's JSON from a child: notes and a traceback
 MAX_FINDINGS = 20       # runtime integrity reports relayed per exercise
@@ -245,14 +246,6 @@ class Zygote:
             os.close(fd)
 
 
-NOTE_STATUSES = {"ok", "not_implemented", "wrong_type", "wrong_shape", "missing"}  # what harness.Answers writes
-TRAJECTORY_STATUSES = {"ok", "failed", "not_implemented"}
-HIDDEN_ATTEMPT = "autograd on a hidden case"
-
-
-def _known(value, allowed: set[str], default: str) -> str:
-    """`value` if it is one of `allowed` (a worker's JSON may hold anything, lists too), else `default`."""
-    return value if isinstance(value, str) and value in allowed else default
 
 
 def expected_keys(exercise: dict) -> set[str]:
