@@ -103,7 +103,7 @@ def grade_task(entry, submission, config, cases, timeout: float, isolation: str,
 
     `version`: the grader's on the machine running the batch; a worker with another one grades nothing.
     """
-    from grader.batch.run import grade_entry
+    from grader.batch.jobs import grade_entry
 
     if version != __version__:
         raise RuntimeError(f"this worker has grader {__version__} installed and the batch runs grader {version}: "
@@ -136,7 +136,7 @@ def grade_on_dask(todo, config, secret, timeout: float, isolation: str, schedule
     except ImportError:
         raise ConfigError("--scheduler needs Dask: pip install 'backprop-ninja-grader[dask]' "
                           "(dask and distributed)") from None
-    from grader.batch.run import Result
+    from grader.batch.jobs import Result
     from grader.pipeline import build_cases
     from grader.report import Report
     from grader.submission.load import SubmissionError, load_submission

@@ -13,23 +13,16 @@ cases and grader version are unchanged.
 
 import contextlib
 import csv
-import gc
 import hashlib
 import json
 import os
-import queue
-import shutil
-import signal
 import tempfile
-import threading
 import time
-import traceback
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from grader import __version__, phases
 from grader.config import ConfigError, GradingConfig
@@ -37,32 +30,8 @@ from grader.batch.gradebook import Gradebook, Row, gradebook_csv
 from grader.report import Report, write_atomically
 from grader.safe_text import valid
 
-KINDS = (".zip", ".ipynb")
-TAMPERED = ("not graded: while it ran, its grading sandbox's own process was changed ({}), and again when it was "
-            "graded a second time in a fresh sandbox; a submission must not touch the grader's processes")
-
-
-class Entry(BaseModel):
-    """One submission of the batch."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    path: Path
-    content_hash: str
-    submitted_at: str | None = None
-
-
-class Result(BaseModel):
-    """What grading one entry gave: a report (or the run to score), or why there is none."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    entry: Entry
-    status: str  # graded | unreadable | error
-    report: Report | None = None
-    run: Any = None  # grader.pipeline.Run, between running and scoring
-    message: str = ""
+from grader.batch.jobs import KINDS, Entry, Result
+from grader.batch.local import _terminated_as_interrupt, grade_locally, remove_stale_work
 
 
 class BatchResult(BaseModel):
@@ -183,195 +152,6 @@ def grading_key(config: GradingConfig, secret: str | None, timeout: float, isola
 
 
 # --- grading -------------------------------------------------------------------------------
-
-def run_entry(entry: Entry, config: GradingConfig, cases, timeout: float, slot=None, execute=None,
-              isolation: str | None = None, submission=None) -> Result:
-    """Read and run one entry (its worker, in `slot`); never raises. Score it with `finish_entry`.
-
-    `submission`: the entry already read (grader.submission.load.Submission), e.g. shipped to a Dask worker.
-    """
-    from grader.pipeline import run_submission
-    from grader.submission.load import SubmissionError, load_submission
-
-    try:
-        with phases.phase("load"):
-            submission = submission or load_submission(entry.path)
-        for attempt in range(2):
-            if slot is not None:
-                slot.tampered = []
-            with phases.phase("run"):
-                run = run_submission(entry.path, config, cases=cases, timeout=timeout, slot=slot,
-                                     submission=submission, student_id=entry.name, execute=execute,
-                                     isolation=isolation)
-            if slot is None or not slot.tampered:
-                return Result(entry=entry, status="graded", run=run)
-            # Its server was changed during the session (the slot has replaced it): grade it again in the
-            # new one, so nothing is recorded from a tampered slot; twice is on purpose, and not a grade.
-        return Result(entry=entry, status="error", message=TAMPERED.format(", ".join(slot.tampered)))
-    except SubmissionError as err:
-        return Result(entry=entry, status="unreadable", message=str(err)[:1000])
-    except Exception as err:  # noqa: BLE001 - one submission must never stop the batch
-        return _failed(entry, err)
-
-
-def finish_entry(result: Result) -> Result:
-    """Score a run entry into its report (the grading process's own work, no worker needed)."""
-    from grader.pipeline import score_run
-
-    if result.run is None:
-        return result
-    try:
-        with phases.phase("score"):
-            report = score_run(result.run)
-        return Result(entry=result.entry, status="graded", report=report)
-    except Exception as err:  # noqa: BLE001
-        return _failed(result.entry, err)
-
-
-def grade_entry(entry: Entry, config: GradingConfig, cases, timeout: float, slot=None, execute=None,
-                isolation: str | None = None, submission=None) -> Result:
-    """Run and score one entry; never raises: an unreadable submission, or one that breaks the grader, is a row too."""
-    return finish_entry(run_entry(entry, config, cases, timeout, slot, execute, isolation, submission))
-
-
-def _failed(entry: Entry, err: Exception) -> Result:
-    return Result(entry=entry, status="error",
-                  message=f"the grader failed: {type(err).__name__}: {err}"[:1000] + "\n"
-                          + traceback.format_exc(limit=5)[-2000:])
-
-
-WORK_PREFIX = "grader-batch-"
-
-
-def _started(pid: int) -> str:
-    """When `pid` started (clock ticks since boot; '0' without /proc): a reused pid is another process."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "0"
-
-
-def make_work_folder() -> Path:
-    """The batch's folder for its slots, named after this process (pid and start time), so that the next
-    batch can tell when it outlived its owner (killed with SIGKILL) and remove it."""
-    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-{_started(os.getpid())}-"))
-    work.chmod(0o711)  # a worker that dropped to `nobody` must reach the slots' folders (not list them)
-    return work
-
-
-def remove_stale_work(folder: Path | None = None) -> list[Path]:
-    """Remove the slot folders of batches whose process is gone (this user's only); the folders removed."""
-    removed = []
-    for path in Path(folder or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*-*"):
-        pid, started = path.name.removeprefix(WORK_PREFIX).split("-")[:2]
-        try:
-            mine = path.is_dir() and not path.is_symlink() and path.lstat().st_uid == os.getuid()
-        except OSError:
-            continue
-        if not (mine and pid.isdigit() and started.isdigit()):
-            continue
-        alive = int(pid) == os.getpid() or (os.path.exists(f"/proc/{pid}") if os.path.isdir("/proc/self")
-                                             else _exists(int(pid)))
-        if alive and _started(int(pid)) == started:
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-@contextlib.contextmanager
-def _terminated_as_interrupt():
-    """SIGTERM (a scheduler or `kill` stopping the batch) unwinds like Ctrl-C, so every slot is cleaned up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, timeout: float, level: str,
-                  jobs: int, execute=None) -> Iterator[Result]:
-    """Grade on this machine with `jobs` fork servers; results in the order they finish.
-
-    Each slot's thread only runs submissions (the worker's part); the caller's thread scores them,
-    so a slot starts its next submission while the previous one is being scored.
-    """
-    from grader.pipeline import build_cases
-    from grader.sandbox.slot import REPLY_WAIT, Slot
-
-    work = make_work_folder()
-    slots = []
-    threads: list[threading.Thread] = []
-    pending: queue.Queue = queue.Queue()
-    try:
-        # Servers first: their torch imports overlap with building the cases below.
-        with phases.phase("start servers"):
-            slots = [Slot(work / f"slot-{i}", level, config) for i in range(max(1, min(jobs, len(todo))))]
-        with phases.phase("build cases"):
-            cases = build_cases(config, secret)
-        import torch
-
-        # Scoring's tensors are tiny: a second intra-op thread only spins against the fork servers (20x slower
-        # matmuls under load). The references above were built like a single grade's; workers use one thread too.
-        torch.set_num_threads(1)
-        gc.freeze()  # torch's and the cases' objects stay: collections then skip them (many per batch)
-        for entry in todo:
-            pending.put(entry)
-        ran: queue.Queue = queue.Queue()
-
-        def work_slot(slot) -> None:
-            try:
-                while True:
-                    try:
-                        entry = pending.get_nowait()
-                    except queue.Empty:
-                        return
-                    ran.put(run_entry(entry, config, cases, timeout, slot=slot, execute=execute))
-            finally:
-                ran.put(None)  # this slot is done (or broke: its entry stays ungraded for the next run)
-
-        threads = [threading.Thread(target=work_slot, args=(slot,), daemon=True) for slot in slots]
-        for thread in threads:
-            thread.start()
-        running = len(threads)
-        while running:
-            with phases.phase("wait"):
-                result = ran.get()
-            if result is None:
-                running -= 1
-            else:
-                yield finish_entry(result)
-    finally:
-        try:
-            while True:  # interrupted: the slots take nothing more
-                pending.get_nowait()
-        except queue.Empty:
-            pass
-        for slot in slots:
-            slot.close()  # its thread's session ends with it, and the slot starts no new server
-        for thread in threads:
-            thread.join(REPLY_WAIT)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-# --- recording -----------------------------------------------------------------------------
 
 def _row(result: Result, config: GradingConfig, key: str, report_json: str | None) -> Row:
     report = result.report

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TESTS, make_submission
-from grader.batch.run import WORK_PREFIX, remove_stale_work, run_batch
+from grader.batch.local import WORK_PREFIX, remove_stale_work
+from grader.batch.run import run_batch
 from grader.sandbox import levels as sandbox
 
 HOSTILE = TESTS / "hostile"

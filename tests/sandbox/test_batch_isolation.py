@@ -30,7 +30,7 @@ import yaml
 from conftest import MAX_SCORE, ROOT, SECRET, SOLUTIONS, TESTS, make_submission
 from grader.sandbox import cgroups, levels as sandbox
 from grader.config import load_config
-from grader.batch.run import Entry, grade_entry, run_entry
+from grader.batch.jobs import Entry, grade_entry, run_entry
 from grader.cli import main as cli_main
 from grader.submission.integrity import RULES
 from grader.sandbox.slot import Slot
