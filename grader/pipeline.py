@@ -183,6 +183,7 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
 def _import_scoring() -> threading.Thread:
     """Import the scoring side while the worker runs: this process only waits for answers meanwhile."""
     def load():
+        import grader.feedback.engine  # noqa: F401
         import grader.scoring.score  # noqa: F401
 
     thread = threading.Thread(target=load, name="import-scoring", daemon=True)
@@ -241,6 +242,7 @@ def score_run(run: Run) -> Report:
     from grader.report import (CaseInfo, CapturedOutput, Environment, IsolationInfo, Report,
                                SubmissionInfo)
     from grader.sandbox.inside.confine import filter_status
+    from grader.feedback.engine import Diagnoser  # the feedback pass over what scoring found
     from grader.scoring.score import score_exercise, score_not_allowed
 
     t0 = time.perf_counter()
@@ -252,16 +254,16 @@ def score_run(run: Run) -> Report:
         from grader.scoring import lecture as lecture_format
 
         exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name,
-                                                   static=static)
+                                                   Diagnoser, static=static)
     else:
-        exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex)) for ex in enabled]
+        exercises = [score_exercise(ex, config, cases, outcome.exercises.get(ex), Diagnoser) for ex in enabled]
     mark("exercises scored")
     integrity = _integrity_findings(static, outcome)
     if lecture is None:
         for i, ex in enumerate(enabled):
             messages = [f.message for f in integrity if f.exercise == ex]
             if messages:
-                exercises[i] = score_not_allowed(ex, config, cases, messages, outcome.exercises.get(ex))
+                exercises[i] = score_not_allowed(ex, config, cases, messages, outcome.exercises.get(ex), Diagnoser)
     notes = [f"Grading policy: {config.source}."] if config.source.startswith(PACKAGED_SOURCE) else []
     hidden = any(c.spec.hidden for c in cases)
     if not hidden:

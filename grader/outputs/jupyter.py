@@ -60,6 +60,7 @@ def grade_function(ex_id: str, function, config=None):
     from grader.sandbox.inside.harness import Harness
     from grader.submission.integrity import scan
     from grader.sandbox.outcome import ExerciseRun
+    from grader.feedback.engine import Diagnoser
     from grader.scoring.score import score_exercise, score_not_allowed
 
     config = _config(config)
@@ -72,7 +73,7 @@ def grade_function(ex_id: str, function, config=None):
     if source is not None:
         findings = [f for f in scan({ex.file: source}, config.integrity.allow) if f.exercise in (ex_id, None)]
         if findings:
-            return score_not_allowed(ex_id, config, cases, [f.message for f in findings])
+            return score_not_allowed(ex_id, config, cases, [f.message for f in findings], None, Diagnoser)
     by_name = {c.spec.name: c for c in cases}
 
     class InKernel(Harness):  # the worker's harness, with the kernel's function and the cases in memory
@@ -106,7 +107,7 @@ def grade_function(ex_id: str, function, config=None):
     finally:
         torch.set_default_dtype(dtype)
     run = ExerciseRun(results=harness.frames, error=harness.error, seconds=time.perf_counter() - started)
-    return score_exercise(ex_id, config, cases, run)
+    return score_exercise(ex_id, config, cases, run, Diagnoser)
 
 
 def _display(html: str) -> None:

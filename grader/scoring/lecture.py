@@ -189,8 +189,9 @@ def not_in_format(ex, nb_name: str):
                           status="not_submitted", message=f"not in this format: {reason}", checks=[])
 
 
-def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name: str, static=()):
-    """ExerciseResults for a lecture notebook, plus integrity findings (`static`: scan_plan's)."""
+def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name: str, explain, static=()):
+    """ExerciseResults for a lecture notebook, plus integrity findings (`static`: scan_plan's); `explain`: the
+    feedback pass (grader.scoring.score.ExerciseScorer)."""
     from grader.scoring import lecture_train
     from grader.scoring.score import score_exercise, score_not_allowed
 
@@ -204,18 +205,18 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
             continue
         blocked = [f.message for f in static if f.exercise == ex_id]
         if blocked and ex_id in cells_of:
-            result = score_not_allowed(ex_id, config, cases, blocked, outcome.exercises.get(ex_id))
+            result = score_not_allowed(ex_id, config, cases, blocked, outcome.exercises.get(ex_id), explain)
             result.file, result.function = nb_name, _cells_label(cells_of[ex_id])
             results.append(result)
             continue
         if ex.trajectory is not None:  # exercise 4: graded by grader.scoring.lecture_train
             loop = plan.train if plan.train_id == ex_id else None
-            results.append(lecture_train.score(loop, config, cases, outcome.exercises.get(ex_id), nb_name, ex=ex))
+            results.append(lecture_train.score(loop, config, cases, outcome.exercises.get(ex_id), nb_name, explain, ex=ex))
             findings += lecture_train.findings(loop, ex=ex)
             continue
         sec = plan.sections.get(ex_id)
         if sec is None:
-            result = score_exercise(ex_id, config, cases, None)
+            result = score_exercise(ex_id, config, cases, None, explain)
             message = f"exercise {section.number} is not in the notebook ({lecture_sections.not_found(ex_id)})"
             result.message, result.file, result.function = message, nb_name, "-"
             for check in result.checks:
@@ -226,7 +227,7 @@ def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name
         if run is not None:
             enrich_run(run, sec)
             plan.notes += _run_notes(run, sec, cases)
-        result = score_exercise(ex_id, config, cases, run)
+        result = score_exercise(ex_id, config, cases, run, explain)
         if run is not None:
             findings += annotate_result(result, sec, run, nb_name)
         results.append(result)

@@ -114,13 +114,13 @@ def _first_error(facts: dict) -> str | None:
 class TrainScorer:
     """The training-loop exercise's checks (`train`'s) for a lecture notebook's loop, case by case."""
 
-    def __init__(self, plan: TrainPlan, config, cases, ex):
+    def __init__(self, plan: TrainPlan, config, cases, ex, explain):
         from grader.scoring.score import ExerciseScorer
 
         self.plan = plan
         self.config = config
         self.cases = cases
-        self.base = ExerciseScorer(ex, config, cases)
+        self.base = ExerciseScorer(ex, config, cases, explain)
         self.ex = ex
         self.loop_name = f"exercise {ex.lecture.number}'s loop"
 
@@ -307,16 +307,16 @@ def findings(plan: TrainPlan | None, ex=None) -> list:
             for s in plan.skips if s.reason.startswith("reads autograd") and any(n.startswith("d") for n in s.names)]
 
 
-def score(plan: TrainPlan | None, config, cases, run, nb_name: str, ex=None):
+def score(plan: TrainPlan | None, config, cases, run, nb_name: str, explain, ex=None):
     """The ExerciseResult of the training-loop exercise (`ex`, by default the registered one) of a lecture notebook."""
     from grader.scoring.score import score_exercise
 
     ex = ex or lecture_sections.training_loop()
     if plan is None:
-        result = score_exercise(ex.id, config, cases, None)
+        result = score_exercise(ex.id, config, cases, None, explain)
         message = f"exercise {ex.lecture.number} is not in the notebook ({ex.lecture.not_found})"
         result.message, result.file, result.function = message, nb_name, "-"
         for check in result.checks:
             check.message = message
         return result
-    return TrainScorer(plan, config, cases, ex).score(run, nb_name)
+    return TrainScorer(plan, config, cases, ex, explain).score(run, nb_name)

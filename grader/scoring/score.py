@@ -19,7 +19,6 @@ from grader.course.cases import Case
 from grader.scoring.compare import compare_many
 from grader.config import GradingConfig
 from grader import phases
-from grader.feedback.engine import Diagnoser
 from grader.course.registry import EXERCISES
 from grader.course.spec import Exercise
 from grader.report import CaseResult, CheckResult, ExerciseResult
@@ -109,13 +108,17 @@ def _diagnosis_key(ex_id: str, tolerance: float, case: Case, blob: bytes, result
 
 
 class ExerciseScorer:
-    def __init__(self, exercise: Exercise, config: GradingConfig, cases: list[Case]):
+    """Scores one exercise's answers, case by case. `explain(exercise, cases, tolerance)` makes the feedback pass
+    that puts a hint on each failing check (grader.feedback.engine.Diagnoser): the caller chooses it, so scoring
+    never imports feedback (the data flows one way: score -> diagnose)."""
+
+    def __init__(self, exercise: Exercise, config: GradingConfig, cases: list[Case], explain):
         self.ex = exercise
         self.config = config
         self.cases = cases
         self.points = config.check_points(exercise.id)
         self.gradient_checks = exercise.gradient_checks
-        self.diagnoser = Diagnoser(exercise, cases, config.tolerance)
+        self.diagnoser = explain(exercise, cases, config.tolerance)
 
     def _case_result(self, case: Case, check: str, status: str, message: str, **extra) -> CaseResult:
         expected = case.references[self.ex.id][check]
@@ -342,14 +345,15 @@ def _copy(diagnosis):
     return None if diagnosis is None else dataclasses.replace(diagnosis, levels=list(diagnosis.levels))
 
 
-def score_exercise(ex_id: str, config: GradingConfig, cases: list[Case], run: ExerciseRun | None) -> ExerciseResult:
-    return ExerciseScorer(EXERCISES[ex_id], config, cases).score(run)
+def score_exercise(ex_id: str, config: GradingConfig, cases: list[Case], run: ExerciseRun | None,
+                   explain) -> ExerciseResult:
+    return ExerciseScorer(EXERCISES[ex_id], config, cases, explain).score(run)
 
 
 def score_not_allowed(ex_id: str, config: GradingConfig, cases: list[Case], messages: list[str],
-                      run: ExerciseRun | None = None) -> ExerciseResult:
+                      run: ExerciseRun | None, explain) -> ExerciseResult:
     """An integrity finding costs the whole exercise: every check fails, naming the first construct."""
-    scorer = ExerciseScorer(EXERCISES[ex_id], config, cases)
+    scorer = ExerciseScorer(EXERCISES[ex_id], config, cases, explain)
     more = len(messages) - 1
     first = messages[0] + (f" ({more} more listed under integrity in the report)" if more else "")
     checks = [CheckResult(name=c, score=0.0, max_score=scorer.points[c], passed_cases=0, total_cases=len(cases),

@@ -6,6 +6,7 @@ from safetensors.torch import save
 from grader.course.mlp import ATOMIC
 from grader.course.registry import EXERCISES
 from grader.sandbox.runner import ExerciseRun
+from grader.feedback.engine import Diagnoser
 from grader.scoring import score as scoring
 from grader.scoring.compare import compare, compare_many
 from grader.scoring.score import score_exercise
@@ -75,24 +76,24 @@ def test_the_diagnosis_cache_gives_the_hints_found_without_it(config, all_cases,
     monkeypatch.setattr(scoring.Diagnoser, "case", lambda self, *a: calls.append(1) or real(self, *a))
     scoring._DIAGNOSED.clear()
     run = _run(all_cases, _mistake(32.0))
-    fresh = score_exercise("atomic", config, all_cases, run)
+    fresh = score_exercise("atomic", config, all_cases, run, Diagnoser)
     searched = len(calls)
     assert searched == len(all_cases)  # every case failed: each one diagnosed once
-    again = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0)))
+    again = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0)), Diagnoser)
     assert len(calls) == searched  # the same answers: replayed, not searched again
     assert again.model_dump() == fresh.model_dump()
     assert any(c.hint for c in fresh.checks) and fresh.status != "passed"
     scoring._DIAGNOSED.clear()  # and without any cache at all: the same report
-    assert score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0))).model_dump() == \
+    assert score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0)), Diagnoser).model_dump() == \
         fresh.model_dump()
 
 
 def test_other_answers_are_diagnosed_on_their_own(config, all_cases):
     scoring._DIAGNOSED.clear()
-    first = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0)))
-    other = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(-1.0, at="h")))
+    first = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0)), Diagnoser)
+    other = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(-1.0, at="h")), Diagnoser)
     scoring._DIAGNOSED.clear()
-    alone = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(-1.0, at="h")))
+    alone = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(-1.0, at="h")), Diagnoser)
     assert other.model_dump() == alone.model_dump()
     assert [c.hint for c in other.checks] != [c.hint for c in first.checks]
 
@@ -107,19 +108,19 @@ def _only(at: str, change):
 def test_answers_with_the_same_verdicts_are_still_told_apart(config, all_cases):
     # 3 dC and -dC are both off by 2 |dC|: the same statuses and messages, yet other mistakes
     scoring._DIAGNOSED.clear()
-    tripled = score_exercise("atomic", config, all_cases, _run(all_cases, _only("C", lambda v: 3 * v)))
-    flipped = score_exercise("atomic", config, all_cases, _run(all_cases, _only("C", lambda v: -v)))
+    tripled = score_exercise("atomic", config, all_cases, _run(all_cases, _only("C", lambda v: 3 * v)), Diagnoser)
+    flipped = score_exercise("atomic", config, all_cases, _run(all_cases, _only("C", lambda v: -v)), Diagnoser)
     check = lambda result: next(c for c in result.checks if c.name == "C")  # noqa: E731
     assert check(tripled).message == check(flipped).message
     assert check(tripled).hint != check(flipped).hint
     scoring._DIAGNOSED.clear()
-    alone = score_exercise("atomic", config, all_cases, _run(all_cases, _only("C", lambda v: -v)))
+    alone = score_exercise("atomic", config, all_cases, _run(all_cases, _only("C", lambda v: -v)), Diagnoser)
     assert flipped.model_dump() == alone.model_dump()
 
 
 def test_a_correct_case_needs_no_diagnosis(config, all_cases, monkeypatch):
     monkeypatch.setattr(scoring.Diagnoser, "case", lambda *a: (_ for _ in ()).throw(AssertionError("searched")))
-    result = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)))
+    result = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
     assert result.status == "passed" and all(c.hint is None for c in result.checks)
 
 

@@ -19,6 +19,7 @@ import yaml
 from safetensors.torch import save
 
 from grader.course import mlp
+from grader.feedback.engine import Diagnoser
 from grader.scoring.compare import same_up_to_ones
 from grader.course.mistakes import CATALOGUE
 from grader.course.misconception import Misconception
@@ -131,7 +132,7 @@ def run_function(function, ex_id: str, cases, config, submission: str | None = N
 def score_file(path: Path, ex_id: str, cases, config):
     """The ExerciseResult of one exercise file, scored by the real scoring code."""
     run = run_function(load_function(path, ex_id), ex_id, cases, config, str(Path(path).parent) + "/")
-    return score_exercise(ex_id, config, cases, run)
+    return score_exercise(ex_id, config, cases, run, Diagnoser)
 
 
 def score_answers(ex_id: str, cases, config, answers_for, exercise=None):
@@ -146,7 +147,7 @@ def score_answers(ex_id: str, cases, config, answers_for, exercise=None):
         run.results[case.spec.name] = ({"type": "result", "exercise": ex_id, "case": case.spec.name,
                                         "notes": answers.notes}, answers.blob())
     assert all(k in ex.checks for k in answers.notes)
-    return ExerciseScorer(ex, config, cases).score(run)
+    return ExerciseScorer(ex, config, cases, Diagnoser).score(run)
 
 
 def assert_feedback(result, expect: dict, root: str | None, fails: set | None):
@@ -275,7 +276,7 @@ def grade_mutant(mutant, ex_id: str, cases, config, folder: Path) -> MutantGrade
     path.parent.mkdir(parents=True)
     path.write_text(mutant.source)
     run = run_function(load_function(path, ex_id), ex_id, cases, config, str(path.parent) + "/")
-    result = score_exercise(ex_id, config, cases, run)
+    result = score_exercise(ex_id, config, cases, run, Diagnoser)
     failing = [c for c in result.checks if c.status != "passed"]
     first = min(failing, key=lambda c: ATOMIC.index(c.name) if c.name in ATOMIC else len(ATOMIC), default=None)
     hints = [c.hint for c in result.checks] + [r.hint for c in result.checks for r in c.cases]

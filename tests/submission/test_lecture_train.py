@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from grader.feedback.engine import Diagnoser
 from grader.course.mlp import PARAMS
 from grader.submission.cells import parse_cells
 from grader.submission.lecture.train import find_train
@@ -94,7 +95,7 @@ def test_no_training_loop_means_not_in_the_notebook(config, public_cases):
     from grader.scoring import lecture_train
 
     assert plan_of(False) is None  # the calibration and sampling loops update no parameters
-    result = lecture_train.score(None, config, public_cases, None, "lecture.ipynb")
+    result = lecture_train.score(None, config, public_cases, None, "lecture.ipynb", Diagnoser)
     assert result.status == "not_submitted" and result.score == 0 and result.max_score == 20
     assert result.message.startswith("exercise 4 is not in the notebook")
 
