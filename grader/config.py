@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES, DefinitionError, load_definitions
 
 
 class ConfigError(Exception):
@@ -107,6 +108,9 @@ class GradingConfig(Strict):
     isolation: Literal["auto", "bwrap", "unshare", "process"] = "auto"
     limits: Limits = Field(default_factory=Limits)
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+    definitions: list[str] = Field(default_factory=list,
+                                   description="the course's own exercise definition files (paths relative to this "
+                                               "file), each holding EXERCISE = Exercise(...)")
     exercises: dict[str, ExerciseConfig]
     train: TrainConfig = Field(default_factory=TrainConfig)
     notebook: NotebookConfig = Field(default_factory=NotebookConfig)
@@ -115,10 +119,31 @@ class GradingConfig(Strict):
     hidden_visibility: Literal["hidden", "after_due_date", "after_published", "visible"] = "after_published"
     late: LatePolicy | None = Field(None, description="deadline and late penalty (gradebook only, never a report)")
     _source: str = PrivateAttr("")  # where it was read from (the report records it); not in the fingerprint
+    _definitions: str = PrivateAttr("")  # a digest of the definition files' contents (in the fingerprint)
 
     @property
     def source(self) -> str:
         return self._source
+
+    @field_validator("definitions")
+    @classmethod
+    def _load_definitions(cls, value, info: ValidationInfo):
+        """Import the course's definition files now, so `exercises` below may name their ids."""
+        base = Path((info.context or {}).get("base", "."))
+        try:
+            load_definitions([base / p for p in value])
+        except DefinitionError as err:
+            raise ConfigError(str(err)) from None  # not a ValueError: pydantic lets it through as it is
+        return value
+
+    @model_validator(mode="after")
+    def _digest_definitions(self):
+        digest = hashlib.sha256()
+        for ex in self.exercise_specs():
+            if ex.origin:
+                digest.update(Path(ex.origin).read_bytes())
+        self._definitions = digest.hexdigest()[:16] if self.definitions else ""
+        return self
 
     @field_validator("exercises")
     @classmethod
@@ -127,7 +152,7 @@ class GradingConfig(Strict):
         if unknown:
             raise ValueError(f"unknown exercise {', '.join(unknown)} (known: {', '.join(EXERCISES)})")
         for ex_id, ex in value.items():
-            bad = sorted(set(ex.check_points) - set(EXERCISES[ex_id].checks))
+            bad = sorted(set(ex.check_points) - set(EXERCISES[ex_id].check_names))
             if bad:
                 raise ValueError(f"{ex_id}: unknown check {', '.join(bad)} in check_points")
             if sum(ex.check_points.values()) > ex.points + 1e-9:
@@ -147,10 +172,14 @@ class GradingConfig(Strict):
             return float(self.rtol)
         return 1e-8 if self.dtype == "float64" else 1e-3
 
+    def exercise_specs(self) -> list:
+        """The course's exercises (grader.course.spec.Exercise), in the order grading.yaml lists them."""
+        return [EXERCISES[ex_id] for ex_id in self.exercises]
+
     def check_points(self, ex_id: str) -> dict[str, float]:
         """Points of every check of an exercise: fixed ones first, the rest shared equally."""
         ex = self.exercises[ex_id]
-        checks = EXERCISES[ex_id].checks
+        checks = EXERCISES[ex_id].check_names
         free = [c for c in checks if c not in ex.check_points]
         share = (ex.points - sum(ex.check_points.values())) / len(free) if free else 0.0
         return {c: ex.check_points.get(c, share) for c in checks}
@@ -168,7 +197,10 @@ class GradingConfig(Strict):
 
     def fingerprint(self) -> str:
         """What decides a report's content; the late policy does not (moving a deadline regrades nothing)."""
-        return hashlib.sha256(self.model_dump_json(exclude={"late"}).encode()).hexdigest()[:16]
+        content = self.model_dump_json(exclude={"late", "definitions"})
+        if self.definitions:  # the files' contents decide the cases, not only their names
+            content += f"{self.definitions}{self._definitions}"
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
 def _describe_error(err: ValidationError) -> str:
@@ -208,7 +240,7 @@ def load_config(path: Path) -> GradingConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        config = GradingConfig.model_validate(data)
+        config = GradingConfig.model_validate(data, context={"base": Path(path).resolve().parent})
     except ValidationError as err:
         raise ConfigError(f"{path}: {_describe_error(err)}") from None
     config._source = str(Path(path).resolve())

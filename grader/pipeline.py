@@ -25,7 +25,8 @@ def build_cases(config: GradingConfig, secret: str | None):
     from grader.course.cases import build_case  # imports torch
 
     specs = [*config.cases, *config.hidden_specs(secret)]
-    return [build_case(spec, config.dtype, config.train) for spec in specs]
+    exercises = config.exercise_specs()
+    return [build_case(spec, config.dtype, config.train, exercises) for spec in specs]
 
 
 def _integrity_findings(static, outcome) -> list[IntegrityFinding]:

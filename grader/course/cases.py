@@ -1,17 +1,23 @@
 """Seeded cases and their autograd references, built in the grading process.
 
-A case is the lecture's forward pass on one seeded batch. Its `inputs` are
-what the worker may see (plain tensors, no autograd history); its
+A case is one seeded draw per exercise: each exercise's `build(case, generator)` makes its own
+inputs and autograd references, with a generator seeded from (case seed, exercise id), so adding
+an exercise never changes another's cases. The lecture's exercises grade the lecture's forward
+pass on the case's batch (`BuildCase.lecture`, seeded from the case alone and made once), as the
+lecture's notebook does: its exercises 1 to 4 start from the same forward pass.
+
+A case's `inputs` are what the worker may see (plain tensors, no autograd history); its
 `references` are autograd's answers, which never leave this process.
 """
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
-from grader.course import mlp
 from grader.config import CaseSpec, TrainConfig
-from grader.course.spec import ATOMIC, EXERCISES, PARAMS, TRAJECTORY
+from grader.course import mlp
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -19,14 +25,23 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 @dataclass
 class Case:
     spec: CaseSpec
-    inputs: dict[str, torch.Tensor]            # tensors the worker receives
+    inputs: dict[str, torch.Tensor]            # every exercise's inputs, by argument name
     ints: dict[str, int]                       # `n`, `vocab_size`
-    references: dict[str, dict[str, torch.Tensor]]  # exercise id -> check -> expected
-    grad_scale: float                          # max |dlogits|: the scale of this case's gradients
+    references: dict[str, dict]                # exercise id -> check -> expected
+    grad_scale: float                          # the scale of this case's gradients (max |dlogits| on the lecture's model)
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # autograd's gradient of every tensor of
+    #                                            the lecture's forward pass ({} when no exercise uses it)
+    private: frozenset[str] = frozenset()      # inputs never written to a file (autograd answers, see Exercise)
 
 
-def _draw_batch(g, spec: CaseSpec):
-    """Xb and Yb for one batch, honouring the case's edge-case flags."""
+def exercise_seed(seed: int, ex_id: str) -> int:
+    """The seed of one exercise's draws on a case: independent of every other exercise."""
+    digest = hashlib.sha256(f"{seed}\0{ex_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 2**63
+
+
+def draw_batch(g, spec: CaseSpec):
+    """Xb and Yb for one batch of the lecture's model, honouring the case's edge-case flags."""
     rows = torch.arange(spec.vocab)
     if spec.unused_vocab:
         keep = max(1, spec.vocab // 2)
@@ -39,57 +54,94 @@ def _draw_batch(g, spec: CaseSpec):
     return Xb, Yb
 
 
-def _autograd(params, Xb, Yb, targets):
-    """The forward pass with every intermediate's gradient retained."""
+def autograd(params, Xb, Yb, targets="random"):
+    """The lecture's forward pass with every intermediate's gradient retained; (forward, Yb)."""
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     if targets == "argmax":
         with torch.no_grad():
             Yb = mlp.forward(leaves, Xb, Yb)["logits"].argmax(1)
     fwd = mlp.forward(leaves, Xb, Yb)
-    for name in ATOMIC:
+    for name in mlp.ATOMIC:
         if name not in leaves:
             fwd[name].retain_grad()
     fwd["loss"].backward()
     return fwd, Yb
 
 
-def _trajectory(params, batches, cfg: TrainConfig):
-    """Parameters after each of the SGD steps, computed with autograd."""
+def sgd_trajectory(params, batches, lr: float) -> dict[str, torch.Tensor]:
+    """Parameters after each SGD step on `batches`, computed with autograd: `step{i}.{name}`."""
     params = {k: v.clone() for k, v in params.items()}
     out = {}
     for step, (Xb, Yb) in enumerate(batches):
-        fwd, _ = _autograd(params, Xb, Yb, "random")
+        fwd, _ = autograd(params, Xb, Yb)
         with torch.no_grad():
-            for k in PARAMS:
-                params[k] = params[k] - cfg.lr * fwd[k].grad
+            for k in mlp.PARAMS:
+                params[k] = params[k] - lr * fwd[k].grad
                 out[f"step{step}.{k}"] = params[k].clone()
     return out
 
 
-def build_case(spec: CaseSpec, dtype: str, train: TrainConfig) -> Case:
-    g = torch.Generator().manual_seed(spec.seed)
-    params = mlp.init_params(g, vocab=spec.vocab, block=spec.block, n_embd=spec.n_embd,
-                             n_hidden=spec.n_hidden, dtype=DTYPES[dtype])
-    Xb, Yb = _draw_batch(g, spec)
-    fwd, Yb = _autograd(params, Xb, Yb, spec.targets)
-    grad = {name: fwd[name].grad.detach().clone() for name in ATOMIC}
+@dataclass
+class LectureBatch:
+    """The lecture's model on one case: parameters, the forward pass (detached) and autograd's gradients."""
 
-    inputs = {name: fwd[name].detach().clone() for name in EXERCISES["atomic"].tensor_args}
-    inputs["Yb"] = Yb
-    inputs["dhpreact"] = grad["hpreact"]
-    inputs["demb"] = grad["emb"]
+    params: dict[str, torch.Tensor]
+    forward: dict[str, torch.Tensor]           # every name of mlp.FORWARD_ARGS
+    grads: dict[str, torch.Tensor]             # every name of mlp.ATOMIC
 
-    batches = [_draw_batch(g, spec) for _ in range(train.steps)]
-    for step, (bx, by) in enumerate(batches):
-        inputs[f"traj.Xb.{step}"], inputs[f"traj.Yb.{step}"] = bx, by
 
-    references = {
-        "atomic": {name: grad[name] for name in ATOMIC},
-        "cross_entropy": {"logits": grad["logits"]},
-        "batchnorm": {"hprebn": grad["hprebn"]},
-        "embedding": {"C": grad["C"]},
-        "train": {**{k: grad[k] for k in PARAMS}, TRAJECTORY: _trajectory(params, batches, train)},
-    }
+class BuildCase:
+    """What an exercise's `build(case, generator)` gets: the case's spec, dtype and policy, and the lecture's model."""
+
+    def __init__(self, spec: CaseSpec, dtype: str, train: TrainConfig):
+        self.spec = spec
+        self.dtype = DTYPES[dtype]
+        self.train = train
+
+    @cached_property
+    def lecture(self) -> LectureBatch:
+        """The lecture's forward pass on this case's batch, seeded from the case alone (shared, made once)."""
+        g = torch.Generator().manual_seed(self.spec.seed)
+        s = self.spec
+        params = mlp.init_params(g, vocab=s.vocab, block=s.block, n_embd=s.n_embd, n_hidden=s.n_hidden,
+                                 dtype=self.dtype)
+        Xb, Yb = draw_batch(g, s)
+        fwd, Yb = autograd(params, Xb, Yb, s.targets)
+        forward = {name: fwd[name].detach().clone() for name in mlp.FORWARD_ARGS}
+        forward["Yb"] = Yb
+        grads = {name: fwd[name].grad.detach().clone() for name in mlp.ATOMIC}
+        return LectureBatch(params=params, forward=forward, grads=grads)
+
+
+def build_case(spec: CaseSpec, dtype: str, train: TrainConfig, exercises) -> Case:
+    """One case of every exercise in `exercises` (Exercise specs), each from its own generator."""
+    context = BuildCase(spec, dtype, train)
+    inputs: dict[str, torch.Tensor] = {}
+    owner: dict[str, str] = {}
+    references, private = {}, set()
+    for ex in exercises:
+        g = torch.Generator().manual_seed(exercise_seed(spec.seed, ex.id))
+        ex_inputs, refs = ex.builder()(context, g)
+        missing = sorted(set(ex.tensor_args) - set(ex_inputs))
+        if missing:
+            raise ValueError(f"exercise {ex.id}: build made no input {', '.join(missing)}")
+        absent = sorted(set(ex.check_names) - set(refs))
+        if absent:
+            raise ValueError(f"exercise {ex.id}: build made no reference for {', '.join(absent)}")
+        for name, tensor in ex_inputs.items():
+            if name in inputs and inputs[name] is not tensor and not torch.equal(inputs[name], tensor):
+                raise ValueError(f"exercise {ex.id}: its input {name!r} differs from exercise {owner[name]}'s "
+                                 "(a case holds one tensor per name: rename one)")
+            inputs.setdefault(name, tensor)
+            owner.setdefault(name, ex.id)
+        references[ex.id] = refs
+        private |= set(ex.private_inputs)
+    lecture = context.__dict__.get("lecture")  # only if an exercise used the lecture's model
+    if lecture is not None:
+        scale = float(lecture.grads["logits"].abs().max())
+    else:
+        scale = max((float(r.abs().max()) for refs in references.values() for r in refs.values()
+                     if isinstance(r, torch.Tensor)), default=1.0)
     return Case(spec=spec, inputs={k: v.contiguous() for k, v in inputs.items()},
-                ints={"n": spec.n, "vocab_size": spec.vocab}, references=references,
-                grad_scale=float(grad["logits"].abs().max()))
+                ints={"n": spec.n, "vocab_size": spec.vocab}, references=references, grad_scale=scale,
+                gradients=lecture.grads if lecture is not None else {}, private=frozenset(private))

@@ -1,19 +1,39 @@
-"""The lecture's MLP, variable for variable.
+"""The lecture's MLP, variable for variable: its facts (names, order, shape) and its forward pass.
 
-Trusted grader code that imports only torch: the grading process uses it to
-build cases and autograd references, and the worker uses it for the forward
-passes of the `train` trajectory.
+Trusted grader code that imports only torch, and torch only when a function runs (the command
+line and the config read the names without it): the grading process uses it to build cases and
+autograd references, and the worker uses it for the forward passes of a trajectory check.
 """
 
-import torch
+PARAMS = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
 
-from grader.course.spec import FORWARD_ARGS
+# Every gradient of the lecture's exercise 1, in the order of its backward pass.
+ATOMIC = (
+    "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts",
+    "norm_logits", "logit_maxes", "logits", "h", "W2", "b2", "hpreact",
+    "bngain", "bnbias", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff",
+    "bnmeani", "hprebn", "embcat", "W1", "b1", "emb", "C",
+)
+
+# The forward pass's tensors by their lecture names: the keyword arguments of backward_atomic and
+# backward_fast (plus the int `n`), and what `forward` returns (plus `loss`).
+FORWARD_ARGS = (
+    "Xb", "Yb", *PARAMS,
+    "emb", "embcat", "hprebn", "bnmeani", "bndiff", "bndiff2", "bnvar",
+    "bnvar_inv", "bnraw", "hpreact", "h", "logits", "logit_maxes",
+    "norm_logits", "counts", "counts_sum", "counts_sum_inv", "probs", "logprobs",
+)
+
+# The lecture's own shape (its public `lecture` case).
+LECTURE_SHAPE = {"n": 32, "block": 3, "n_embd": 10, "n_hidden": 64, "vocab": 27}
 
 BN_EPS = 1e-5
 
 
 def init_params(generator, *, vocab, block, n_embd, n_hidden, dtype):
     """The lecture's deliberately non-standard initialisation, all from `generator`."""
+    import torch
+
     def randn(*shape):
         return torch.randn(shape, generator=generator, dtype=dtype)
 
@@ -30,6 +50,8 @@ def init_params(generator, *, vocab, block, n_embd, n_hidden, dtype):
 
 def forward(params, Xb, Yb):
     """The chunked forward pass; returns every intermediate and `loss`."""
+    import torch
+
     C, W1, b1, W2, b2 = (params[k] for k in ("C", "W1", "b1", "W2", "b2"))
     bngain, bnbias = params["bngain"], params["bnbias"]
     n = Xb.shape[0]

@@ -1,0 +1,1 @@
+"""The lecture's exercises, one module each (the registry, grader.course.registry, lists them in order)."""

@@ -1,0 +1,25 @@
+"""Exercise 3 of the lecture: the batch norm's backward pass in one go."""
+
+from grader.course.spec import Exercise, GradientCheck, LectureSection
+
+
+def build(case, generator):
+    """Autograd's dhpreact is an input here: the upstream gradient the student's formula starts from."""
+    lecture = case.lecture
+    inputs = {name: lecture.forward[name] for name in ("bngain", "bnraw", "bnvar_inv")}
+    return {**inputs, "dhpreact": lecture.grads["hpreact"]}, {"hprebn": lecture.grads["hprebn"]}
+
+
+EXERCISE = Exercise(
+    id="batchnorm",
+    title="Exercise 3: batch norm in one go",
+    file="batchnorm.py",
+    function="batchnorm_backward",
+    tensor_args=("dhpreact", "bngain", "bnraw", "bnvar_inv"),
+    checks=(GradientCheck("hprebn"),),
+    returns_dict=False,
+    build=build,
+    lecture=LectureSection(3),
+    path=("bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
+    private_inputs=("dhpreact",),  # autograd's gradient of exercise 1's hpreact
+)

@@ -1,0 +1,23 @@
+"""Exercise 2 of the lecture: the cross entropy's backward pass in one go."""
+
+from grader.course.spec import Exercise, GradientCheck, LectureSection
+
+
+def build(case, generator):
+    lecture = case.lecture
+    return ({"logits": lecture.forward["logits"], "Yb": lecture.forward["Yb"]},
+            {"logits": lecture.grads["logits"]})
+
+
+EXERCISE = Exercise(
+    id="cross_entropy",
+    title="Exercise 2: cross entropy in one go",
+    file="cross_entropy.py",
+    function="cross_entropy_backward",
+    tensor_args=("logits", "Yb"),
+    checks=(GradientCheck("logits"),),
+    returns_dict=False,
+    build=build,
+    lecture=LectureSection(2),
+    path=("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits"),
+)
