@@ -7,6 +7,9 @@ Everything the grader needs to know about the exercise is in this file.
 
 import torch
 
+from grader.course.misconception import Misconception
+from grader.course.spec import Exercise, GradientCheck, NotInLecture
+
 EPS = 1e-5
 
 
@@ -16,6 +19,16 @@ def forward(x, gamma, beta):
     var = ((x - mean) ** 2).mean(-1, keepdim=True)  # biased: 1/C, as GPT-2
     rstd = (var + EPS) ** -0.5
     return gamma * (x - mean) * rstd + beta, mean, rstd
+
+
+def build(case, generator):
+    """The grader's hook: one case's inputs and references, its shape taken from the case.
+
+    grading.yaml's case fields are the lecture's; this course reads them as B = n, T = block
+    and C = n_embd (the other fields do not matter here).
+    """
+    spec = case.spec
+    return make_case(generator, spec.n, spec.block, spec.n_embd, case.dtype)
 
 
 def make_case(g, B, T, C, dtype=torch.float64):
@@ -72,3 +85,44 @@ def dgamma_not_summed(v):
 def dbeta_not_summed(v):
     """dbeta per position, (B, T, C): the sum over B and T left out."""
     return v.dout
+
+
+# What the student is told when their answer matches one of the wrong formulas above.
+MISCONCEPTIONS = (
+    Misconception(
+        "ln_no_mean_term", "x", "the mean's term of dx is missing", dx_without_mean_term,
+        "dx is missing the term that flows through the mean: every feature of a position moves "
+        "that position's mean, so subtract dxhat.mean(-1, keepdim=True) from dxhat before "
+        "multiplying by rstd."),
+    Misconception(
+        "ln_no_variance_term", "x", "the variance's term of dx is missing", dx_without_variance_term,
+        "dx is missing the term that flows through the variance: every feature of a position also "
+        "moves its rstd, which adds -xhat * (dxhat * xhat).mean(-1, keepdim=True) inside the "
+        "bracket."),
+    Misconception(
+        "ln_gamma_forgotten", "x", "gamma is missing from dx", dx_without_gamma,
+        "dx is computed as if gamma were 1: out = gamma * xhat + beta, so the gradient that reaches "
+        "xhat is dxhat = dout * gamma. Start dx from that."),
+    Misconception(
+        "ln_dgamma_not_summed", "gamma", "dgamma is not summed over B and T", dgamma_not_summed,
+        "dgamma has one value per position: gamma is shared by every position (b, t), so its "
+        "gradient adds up all of them. Sum dout * xhat over dimensions 0 and 1 to get shape (C,)."),
+    Misconception(
+        "ln_dbeta_not_summed", "beta", "dbeta is not summed over B and T", dbeta_not_summed,
+        "dbeta has one value per position: beta is added at every position (b, t), so its gradient "
+        "is the sum of dout over dimensions 0 and 1, of shape (C,)."),
+)
+
+EXERCISE = Exercise(
+    id="layernorm",
+    title="LayerNorm backward in one go",
+    file="layernorm.py",
+    function="layernorm_backward",
+    tensor_args=("dout", "x", "gamma", "mean", "rstd"),
+    checks=(GradientCheck("x"), GradientCheck("gamma"), GradientCheck("beta")),
+    build=build,
+    lecture=NotInLecture("the lecture's notebook has no LayerNorm exercise: grade layernorm.py instead"),
+    misconceptions=MISCONCEPTIONS,
+    lesson="lessons/layernorm.md",
+    check_cell="lessons/layernorm_check.py",
+)

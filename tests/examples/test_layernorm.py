@@ -1,0 +1,153 @@
+"""The LayerNorm course (examples/layernorm/): an exercise a course adds without touching grader/.
+
+One `grader batch` run grades every submission of the course at once (the solution, the stub, a
+1% slip in dgamma and each classic mistake), so the module pays for one fork server; the
+commands of the issue (`grader grade ... --config`, `grader release --config ... --check`) run
+as a student or an instructor types them.
+"""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from grader.report import Report
+
+COURSE = ROOT / "examples" / "layernorm"
+CONFIG = COURSE / "grading.yaml"
+GRADER = [sys.executable, "-m", "grader"]
+CHECKS = ("x", "gamma", "beta")
+
+# fixture folder under examples/layernorm/mistakes -> (the check it breaks, the misconception's id)
+MISTAKES = {
+    "no_mean_term": ("x", "ln_no_mean_term"),
+    "no_variance_term": ("x", "ln_no_variance_term"),
+    "gamma_forgotten": ("x", "ln_gamma_forgotten"),
+    "dgamma_not_summed": ("gamma", "ln_dgamma_not_summed"),
+    "dbeta_not_summed": ("beta", "ln_dbeta_not_summed"),
+}
+DGAMMA = "    dgamma = (dout * xhat).sum((0, 1))\n"
+
+
+def run(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([*GRADER, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _definition():
+    from grader.config import load_config
+    from grader.course.registry import EXERCISES
+
+    load_config(CONFIG)  # loads the course's definition file
+    return EXERCISES["layernorm"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Every submission of the course, graded in one batch: name -> Report."""
+    tmp = tmp_path_factory.mktemp("layernorm")
+    subs = tmp / "submissions"
+    shutil.copytree(COURSE / "solutions", subs / "solution")
+    shutil.copytree(COURSE / "assignments", subs / "stub")
+    slip = subs / "dgamma_1pct"
+    slip.mkdir()
+    solution = (COURSE / "solutions" / "layernorm.py").read_text()
+    assert DGAMMA in solution
+    (slip / "layernorm.py").write_text(solution.replace(DGAMMA, DGAMMA.rstrip("\n") + " * 1.01\n"))
+    for name in MISTAKES:
+        shutil.copytree(COURSE / "mistakes" / name, subs / name)
+    out = tmp / "graded"
+    done = run("batch", str(subs), "--out", str(out), "--config", str(CONFIG), "--quiet", "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    return {p.stem: Report.model_validate_json(p.read_text()) for p in out.glob("*.json")}
+
+
+def checks(report):
+    return {c.name: c for c in report.exercise("layernorm").checks}
+
+
+def test_grade_command_gives_full_marks(tmp_path):
+    out = tmp_path / "report.json"
+    done = run("grade", "examples/layernorm/solutions", "--config", "examples/layernorm/grading.yaml",
+               "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    report = Report.model_validate_json(out.read_text())
+    assert [e.id for e in report.exercises] == ["layernorm"]
+    assert report.max_score == 30 and report.score == 30
+    assert [c.name for c in report.exercise("layernorm").checks] == list(CHECKS)
+    assert len(report.cases) == 3
+
+
+def test_batch_grades_the_solution_in_full(graded):
+    report = graded["solution"]
+    assert report.score == report.max_score == 30
+    assert all(c.status == "passed" and c.passed_cases == c.total_cases == 3 for c in checks(report).values())
+
+
+def test_a_one_percent_error_in_dgamma_loses_exactly_the_gamma_check(graded):
+    report = graded["dgamma_1pct"]
+    status = {name: c.status for name, c in checks(report).items()}
+    assert status == {"x": "passed", "gamma": "failed", "beta": "passed"}
+    assert report.score == 20
+    gamma = checks(report)["gamma"]
+    assert all(case.status == "wrong_values" for case in gamma.cases)
+    assert gamma.hint  # a 1% error is a constant factor: the feedback names it
+
+
+def test_the_stub_scores_zero_as_not_implemented(graded):
+    report = graded["stub"]
+    ex = report.exercise("layernorm")
+    assert ex.score == 0 and report.score == 0
+    for check in ex.checks:
+        assert check.score == 0
+        assert all(case.status == "missing" for case in check.cases), [c.message for c in check.cases]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_misconception_is_named_for_the_learner(graded, mistake):
+    check, entry_id = MISTAKES[mistake]
+    entry = next(m for m in _definition().misconceptions if m.id == entry_id)
+    by_name = checks(graded[mistake])
+    assert by_name[check].status == "failed"
+    assert {c.hint for c in by_name[check].cases} == {entry.message}, [c.hint for c in by_name[check].cases]
+    # the other gradients are right: the mistake costs its own check only
+    assert all(by_name[c].status == "passed" for c in CHECKS if c != check)
+
+
+def test_every_misconception_has_a_fixture():
+    assert {entry for _, entry in MISTAKES.values()} == {m.id for m in _definition().misconceptions}
+    assert sorted(p.name for p in (COURSE / "mistakes").iterdir()) == sorted(MISTAKES)
+
+
+def test_release_check_agrees_with_the_committed_assignments():
+    done = run("release", "--config", "examples/layernorm/grading.yaml", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    stub = (COURSE / "assignments" / "layernorm.py").read_text()
+    for var in ("dbeta", "dgamma", "dxhat", "dx"):
+        assert f"    {var} = None  # TODO\n" in stub
+    assert "BEGIN SOLUTION" not in stub and ".sum((0, 1))" not in stub
+
+
+def test_release_check_notices_a_stale_stub(tmp_path):
+    course = tmp_path / "layernorm"
+    shutil.copytree(COURSE, course)
+    stub = course / "assignments" / "layernorm.py"
+    stub.write_text(stub.read_text().replace("dx = None  # TODO", "dx = None"))
+    done = run("release", "--config", str(course / "grading.yaml"), "--check")
+    assert done.returncode == 1 and "layernorm.py" in done.stderr
+
+
+def test_no_grader_module_mentions_layernorm():
+    mentions = [str(p.relative_to(ROOT)) for p in (ROOT / "grader").rglob("*")
+                if p.is_file() and p.suffix in (".py", ".yaml", ".md", ".txt", ".json")
+                and "layernorm" in p.read_text(errors="replace").lower()]
+    assert mentions == []
+
+
+def test_the_policy_is_the_courses_own():
+    data = yaml.safe_load(CONFIG.read_text())
+    assert data["definitions"] == ["layernorm_exercise.py"] and list(data["exercises"]) == ["layernorm"]
+    assert (COURSE / data["definitions"][0]).is_file()
+    assert not (ROOT / "grader" / "course" / "exercises" / "layernorm.py").exists()
