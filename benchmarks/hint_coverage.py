@@ -9,7 +9,7 @@ dropped, a variable swapped), grades each in this process on the public cases
 agree with an independent check against autograd, the share of the wrong ones
 whose first gradient to fix gets a specific hint, and hints that name a cause
 the mutant cannot have (float32 precision, hard-coded sizes, a "factor" that
-is no factor). The test suite runs a fixed subset (tests/test_diagnosis_mutants.py).
+is no factor). The test suite runs a fixed subset (tests/feedback/test_diagnosis_mutants.py).
 With --sources variants it mutates the correct submissions of other styles in
 tests/fixtures/variants instead: the hints must not depend on the solutions' style.
 """
@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "feedback")]  # conftest, and the feedback helpers
 
 from test_diagnosis_helpers import coverage, grade_mutant, solution_mutants, variant_mutants  # noqa: E402
 

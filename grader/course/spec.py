@@ -93,6 +93,8 @@ class Exercise:
     lesson: str | None = None            # data files for release (paths); None: a generic one
     check_cell: str | None = None
     misconceptions: tuple = ()           # the exercise's catalogue of known mistakes (grader.feedback)
+    worked: Any = None                   # its worked answer, a Worked(rule, code) (grader.course.misconception):
+    #                                      the hint levels' rule and the near-miss search; None: neither
     # Behaviour, as properties of the exercise rather than tests of its id:
     cascades: bool = False               # each check is one step of the backward pass: an upstream error
     #                                      explains the failures below it (the lecture's exercise 1)

@@ -1,7 +1,7 @@
 """Near misses: the one slip in a local rule that gives the student's answer, or repairs a line that raised.
 
 Runs in the grading process on grader data only: the worked code of each
-step (grader.feedback.hint_levels) is edited once at a time with grader.feedback.mutants (an
+step (grader.course.steps.RULES, or the exercise's own worked code) is edited once at a time with grader.feedback.mutants (an
 operator, a sign, a constant, a dim, keepdim, a .T, a term, a variable) and
 run on the case's tensors, with the student's own upstream gradients in
 exercise 1. A slip is named only when its result matches the student's
@@ -24,25 +24,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from grader.feedback.hint_levels import ONE_GO, RULES
+from grader.course.steps import RULES
 from grader.feedback.mutants import Edit, statement_edits, target_of
 
 _BUILTINS = builtins  # (torch's indexing imports on first use: it needs the real __import__)
 _FRAME = re.compile(r'^  File "(?P<file>.+?)", line (?P<line>\d+), in (?P<fn>.+)\n    (?P<code>.*)$', re.M)
-
-LABELS = {
-    "binop": "a wrong operator in a local rule",
-    "augop": "a wrong operator in a local rule",
-    "sign": "a missing minus sign in a local rule",
-    "constant": "a wrong constant in a local rule",
-    "dim": "a reduction over the wrong dimension",
-    "keepdim": "keepdim flipped in a reduction",
-    "drop_T": "a missing transpose",
-    "drop_term": "a term or factor left out of a local rule",
-    "drop_branch": "a branch of a gradient left out",
-    "swap_var": "the wrong variable in a local rule",
-    "raised": "the function raised an error",
-}
 
 
 @dataclass
@@ -168,18 +154,20 @@ def step_slips(check: str, values: dict):
     return slips(RULES[check][2], values)
 
 
-def one_go_values(ex_id: str, inputs: dict, ints: dict, args: tuple[str, ...]) -> dict:
+def one_go_values(inputs: dict, ints: dict, args: tuple[str, ...]) -> dict:
+    """What an exercise's worked code runs on: its arguments from the case, and the case's ints."""
     values = {k: inputs[k] for k in args}
     values["vocab_size"] = ints.get("vocab_size")
     values["n"] = ints["n"]
     return values
 
 
-def nudge(slip: Slip, check: str, ex_id: str) -> str:
+def nudge(slip: Slip, check: str, by_step: bool) -> str:
+    """The hint of a slip: in one step's rule (`by_step`, each check a step) or in a one-go formula."""
     where = f"your line for d{slip.at}"
     if slip.edit.kind == "sign":
         return f"d{check} has the wrong sign: {slip.edit.what} in {where}."
-    if ex_id == "atomic":
+    if by_step:
         forward = RULES[slip.at][0] if slip.at in RULES else ""
         return (f"d{check} is what the rule for {forward} gives with one slip: {slip.edit.what}. "
                 f"Look at that part of {where}.")

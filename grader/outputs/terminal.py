@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from grader.course.spec import ATOMIC, TRAJECTORY
+from grader.feedback.labels import LABELS
 from grader.report import CheckResult, ExerciseResult, Report
 from grader.safe_text import one_line, printable
 
@@ -26,8 +27,7 @@ STATUS = {"passed": ("ok", "green"), "partial": ("PART", "yellow"), "failed": ("
 EXERCISE_STYLE = {"passed": "green", "partial": "yellow"}
 STOPPED = ("not_submitted", "error", "timeout", "crashed", "not_allowed")
 HINT_INDENT = 7
-# diagnosis.LABELS["cascade"] (kept in sync by a test; importing diagnosis would import torch)
-UPSTREAM_KIND = "wrong because an earlier gradient is wrong"
+UPSTREAM_KIND = LABELS["cascade"]  # a hidden case that only repeats an upstream mistake
 QUOTE = "  | "  # before every line of a student's traceback
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import save as save_safetensors
 from grader.course.cases import Case
 from grader.scoring.compare import compare
 from grader.config import GradingConfig
-from grader.feedback.diagnosis import Diagnoser
+from grader.feedback.engine import Diagnoser
 from grader.course.spec import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
 from grader.report import CaseResult, CheckResult, ExerciseResult
 from grader.sandbox.runner import ExerciseRun

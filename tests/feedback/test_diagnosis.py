@@ -1,4 +1,4 @@
-"""The diagnosis (grader/feedback/diagnosis.py), without worker processes.
+"""The feedback (grader/feedback/: engine, catalogue, cascades, patterns), without worker processes.
 
 Student code from the fixtures runs in this process (it is trusted test
 code) and its answers go through the real scoring code, so every single
@@ -8,7 +8,10 @@ check points at it, and nothing that passes gets a hint.
 """
 
 
+import dataclasses
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,10 +19,16 @@ import yaml
 
 from conftest import FIXTURES, VARIANTS
 from test_diagnosis_helpers import FEEDBACK_MANIFEST, assert_feedback, feedback_expect, score_answers, score_file
-from grader.feedback import diagnosis
-from grader.feedback.diagnosis import ANCESTORS, CATALOGUE, LABELS, STEPS, Misconception, Vars
-from grader.course.spec import ATOMIC, EXERCISES, TRAJECTORY
-from grader.outputs.terminal import UPSTREAM_KIND
+from grader.course.misconception import Misconception
+from grader.course.mistakes import CATALOGUE
+from grader.course.steps import ANCESTORS, STEPS, Vars
+from grader.feedback.catalogue import problems
+from grader.feedback.engine import Diagnoser
+from grader.feedback.labels import LABELS, FeedbackWarning
+from grader.course.mlp import ATOMIC
+from grader.course.registry import EXERCISES
+from grader.course.spec import TRAJECTORY
+from grader.outputs import terminal
 
 FEEDBACK = FIXTURES / "feedback"
 VARIANT_MANIFEST = yaml.safe_load((VARIANTS / "manifest.yaml").read_text())["variants"]
@@ -108,12 +117,23 @@ def test_every_catalogue_entry_has_a_single_mistake_fixture():
     assert {e.id for e in CATALOGUE} - covered == set()
 
 
+@pytest.mark.parametrize("ex_id", list(EXERCISES))
+def test_each_misconception_of_an_exercise_is_hit_by_one_of_its_fixtures(ex_id):
+    """Every entry an exercise's definition lists is named by a fixture of that exercise (whose test
+    above checks that the hint is the entry's own message): an entry no mistake reaches is dead weight."""
+    ex = EXERCISES[ex_id]
+    hit = {entry for file, entry in VARIANT_ENTRIES.items() if _exercise(file.split("__")[0] + ".py") == ex_id}
+    hit |= {v["entry"] for v in FEEDBACK_MANIFEST if v.get("entry") and v["replaces"] == ex.file}
+    assert problems(ex) == []
+    assert [e.id for e in ex.misconceptions if e.id not in hit] == []
+
+
 def test_catalogue_is_well_formed(public_cases):
     ids = [e.id for e in CATALOGUE]
     assert len(ids) == len(set(ids))
     case = public_cases[0]
     true = case.references["atomic"]
-    for entry in CATALOGUE:
+    for entry in CATALOGUE:  # the lecture's: each at a step of its backward pass
         assert entry.at in STEPS, entry.id
         assert entry.message and len(entry.message) < 400, entry.id
         assert not re.search(r"\d+\.\d+e|\(\d+, \d+\)", entry.title), entry.id  # no values, no shapes
@@ -150,10 +170,6 @@ def test_correct_solutions_get_no_hints(config, public_cases):
         result = score_file(SOLUTIONS / ex.file, ex_id, public_cases, config)
         assert result.status == "passed"
         assert all(c.hint is None and all(r.hint is None for r in c.cases) for c in result.checks)
-
-
-def test_terminal_keeps_the_cascade_label_in_sync():
-    assert UPSTREAM_KIND == LABELS["cascade"]
 
 
 # --- generic patterns, from answers built directly --------------------------------------------
@@ -274,21 +290,48 @@ def test_an_upstream_and_a_local_mistake(config, public_cases):
                                       "then check this step again.")
 
 
-def test_register_adds_a_course_entry(config, public_cases, monkeypatch):
-    monkeypatch.setattr(diagnosis, "CATALOGUE", list(CATALOGUE))
+def test_an_exercise_definition_adds_its_own_entry(config, public_cases):
+    """A course adds a misconception by listing it in the exercise's definition (tried after the others)."""
+    atomic = EXERCISES["atomic"]
     entry = Misconception("probs_squared", "probs", "dprobs uses probs**2", lambda x: x.dlogprobs / x.probs**2,
                           "dprobs: the derivative of log(x) is 1/x, not 1/x**2.")
-    diagnosis.register(entry)
-    with pytest.raises(ValueError):
-        diagnosis.register(entry)
+    ex = dataclasses.replace(atomic, misconceptions=(*atomic.misconceptions, entry))
 
     def answers(case):
         a = _true(case)
         a["probs"] = a["logprobs"] / case.inputs["probs"] ** 2
         return a
 
-    result = score_answers("atomic", public_cases, config, answers)
-    assert _hint(result, "probs") == entry.message
+    assert _hint(score_answers("atomic", public_cases, config, answers, exercise=ex), "probs") == entry.message
+    assert _hint(score_answers("atomic", public_cases, config, answers), "probs") != entry.message  # its own only
+
+
+def test_a_broken_catalogue_warns_and_costs_only_the_hint(config, public_cases):
+    """Two entries with one id, an entry at no gradient of the exercise, an entry that raises: each warns
+    (FeedbackWarning, an error in this suite: pyproject's filterwarnings); the grade is unchanged."""
+    atomic = EXERCISES["atomic"]
+    twice = dataclasses.replace(atomic, misconceptions=(*atomic.misconceptions, atomic.misconceptions[0]))
+    with pytest.warns(FeedbackWarning, match="two misconceptions are called"):
+        Diagnoser(twice, public_cases, config.tolerance)
+    nowhere = Misconception("nowhere", "gamma", "a typo", lambda x: x.dgamma, "never shown")
+    with pytest.warns(FeedbackWarning, match="sits at dgamma, which is neither a check"):
+        Diagnoser(dataclasses.replace(atomic, misconceptions=(nowhere,)), public_cases, config.tolerance)
+
+    def raises(x):
+        raise KeyError("a typo in the entry")
+
+    broken = Misconception("broken", "probs", "a typo", raises, "never shown")
+    ex = dataclasses.replace(atomic, misconceptions=(broken, *atomic.misconceptions))
+
+    def answers(case):
+        a = _true(case)
+        a["probs"] = a["probs"] * 3.7
+        return a
+
+    with pytest.warns(FeedbackWarning, match="misconception 'broken' raised on case"):
+        result = score_answers("atomic", public_cases, config, answers, exercise=ex)
+    assert "3.7 times the right answer" in _hint(result, "probs")  # the other strategies still ran
+    assert result.score == score_answers("atomic", public_cases, config, answers).score
 
 
 def test_hidden_cases_get_generic_labels_only(config, all_cases):
@@ -308,6 +351,16 @@ def test_hidden_cases_get_generic_labels_only(config, all_cases):
                 seen.add(case.hint)
     assert seen == {"likely cause: Bessel's correction (1/(n-1)) is missing",
                     f"likely cause: {LABELS['cascade']}"}
+    # the terminal reads the same labels (grader.feedback.labels, no torch): a hidden failure that only
+    # repeats an upstream mistake adds no line; the root's names its cause
+    lines = {c.name: terminal.hidden_line(c) for c in result.checks if c.status != "passed"}
+    assert lines["hprebn"] is None
+    assert "Bessel's correction (1/(n-1)) is missing" in lines["bndiff2"]
+
+
+def test_the_labels_the_outputs_read_need_no_torch():
+    code = "import sys, grader.feedback.labels, grader.outputs.terminal; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_a_failure_seen_only_on_hidden_cases_stays_generic(config, all_cases):

@@ -20,11 +20,12 @@ from safetensors.torch import save
 
 from grader.course import mlp
 from grader.scoring.compare import same_up_to_ones
-from grader.feedback.diagnosis import CATALOGUE, Misconception
+from grader.course.mistakes import CATALOGUE
+from grader.course.misconception import Misconception
 from grader.course.spec import EXERCISES, FORWARD_ARGS, PARAMS, TRAJECTORY
 from grader.sandbox.inside.harness import student_traceback
 from grader.sandbox.runner import ExerciseRun
-from grader.scoring.score import score_exercise
+from grader.scoring.score import ExerciseScorer, score_exercise
 from conftest import ROOT, TESTS
 
 _counter = itertools.count()
@@ -131,9 +132,10 @@ def score_file(path: Path, ex_id: str, cases, config):
     return score_exercise(ex_id, config, cases, run)
 
 
-def score_answers(ex_id: str, cases, config, answers_for):
-    """Score answers built by `answers_for(case) -> {check: tensor}` (no student code at all)."""
-    ex = EXERCISES[ex_id]
+def score_answers(ex_id: str, cases, config, answers_for, exercise=None):
+    """Score answers built by `answers_for(case) -> {check: tensor}` (no student code at all);
+    `exercise`: another definition of `ex_id` (its own misconceptions, say)."""
+    ex = exercise or EXERCISES[ex_id]
     run = ExerciseRun()
     for case in cases:
         answers = Answers(16 * max(t.numel() for t in case.inputs.values()) + 4096)
@@ -142,7 +144,7 @@ def score_answers(ex_id: str, cases, config, answers_for):
         run.results[case.spec.name] = ({"type": "result", "exercise": ex_id, "case": case.spec.name,
                                         "notes": answers.notes}, answers.blob())
     assert all(k in ex.checks for k in answers.notes)
-    return score_exercise(ex_id, config, cases, run)
+    return ExerciseScorer(ex, config, cases).score(run)
 
 
 def assert_feedback(result, expect: dict, root: str | None, fails: set | None):

@@ -17,7 +17,8 @@ from rich.console import Console
 from conftest import ROOT, SECRET, SOLUTIONS, VARIANTS
 from test_diagnosis_helpers import FEEDBACK, FEEDBACK_MANIFEST, assert_feedback, feedback_expect
 from grader import cli
-from grader.feedback.diagnosis import CATALOGUE, LABELS
+from grader.course.mistakes import CATALOGUE
+from grader.feedback.labels import LABELS
 from grader.outputs.markdown import escape, render_markdown
 from grader.outputs.terminal import print_report
 

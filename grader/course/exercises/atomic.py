@@ -1,5 +1,6 @@
 """Exercise 1 of the lecture: backprop through every atomic step of the forward pass."""
 
+from grader.course import mistakes
 from grader.course.mlp import ATOMIC, FORWARD_ARGS
 from grader.course.spec import Exercise, GradientCheck, LectureSection
 
@@ -23,4 +24,5 @@ EXERCISE = Exercise(
     lecture=LectureSection(1),
     cascades=True,
     path=ATOMIC,
+    misconceptions=mistakes.along(ATOMIC, one_go=False),
 )

@@ -1,6 +1,9 @@
 """Exercise 3 of the lecture: the batch norm's backward pass in one go."""
 
+from grader.course import mistakes, steps
 from grader.course.spec import Exercise, GradientCheck, LectureSection
+
+PATH = ("bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn")
 
 
 def build(case, generator):
@@ -20,6 +23,8 @@ EXERCISE = Exercise(
     returns_dict=False,
     build=build,
     lecture=LectureSection(3),
-    path=("bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn"),
+    path=PATH,
+    misconceptions=mistakes.along(PATH, one_go=True),
+    worked=steps.BATCHNORM,
     private_inputs=("dhpreact",),  # autograd's gradient of exercise 1's hpreact
 )

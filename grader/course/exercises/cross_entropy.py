@@ -1,6 +1,9 @@
 """Exercise 2 of the lecture: the cross entropy's backward pass in one go."""
 
+from grader.course import mistakes, steps
 from grader.course.spec import Exercise, GradientCheck, LectureSection
+
+PATH = ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits")
 
 
 def build(case, generator):
@@ -19,5 +22,7 @@ EXERCISE = Exercise(
     returns_dict=False,
     build=build,
     lecture=LectureSection(2),
-    path=("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits"),
+    path=PATH,
+    misconceptions=mistakes.along(PATH, one_go=True),
+    worked=steps.CROSS_ENTROPY,
 )

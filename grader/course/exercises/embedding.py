@@ -1,5 +1,6 @@
 """The embedding's backward pass: dC from demb (the last step of exercise 1, graded on its own)."""
 
+from grader.course import mistakes, steps
 from grader.course.spec import Exercise, GradientCheck, NotInLecture
 
 
@@ -20,5 +21,7 @@ EXERCISE = Exercise(
     build=build,
     lecture=NotInLecture("the lecture's notebook grades dC as part of exercise 1"),
     path=("C",),
+    misconceptions=mistakes.along(("C",), one_go=True),
+    worked=steps.EMBEDDING,
     private_inputs=("demb",),  # autograd's gradient of exercise 1's emb
 )

@@ -1,6 +1,7 @@
 """Exercise 4 of the lecture: put it all together, a backward pass in one go, graded by training with it."""
 
-from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.course import mistakes, steps
+from grader.course.mlp import ATOMIC, FORWARD_ARGS, PARAMS
 from grader.course.spec import Exercise, GradientCheck, LectureSection, TrajectoryCheck
 
 
@@ -30,4 +31,7 @@ EXERCISE = Exercise(
     build=build,
     lecture=LectureSection(4),
     path=PARAMS,
+    # its one-go backward computes every step of the lecture's on the way (but writes no dcounts of its own)
+    misconceptions=mistakes.along(ATOMIC, one_go=True, leave_out=("dcounts_missing_branch",)),
+    worked=steps.TRAIN,
 )
