@@ -7,7 +7,7 @@ Everything the grader needs to know about the exercise is in this file.
 
 import torch
 
-from grader.course.misconception import Misconception
+from grader.course.misconception import Misconception, Worked
 from grader.course.spec import Exercise, GradientCheck, NotInLecture
 
 EPS = 1e-5
@@ -113,6 +113,18 @@ MISCONCEPTIONS = (
         "is the sum of dout over dimensions 0 and 1, of shape (C,)."),
 )
 
+# The answer as a rule and as code, for the hints' second and third levels and the search for a
+# single slip (the code runs with the function's arguments in scope and computes every d<check>).
+WORKED = Worked(
+    "with xhat = (x - mean) * rstd and dxhat = dout * gamma, dbeta and dgamma sum dout and "
+    "dout * xhat over B and T (dims 0 and 1); dx = rstd * (dxhat - mean(dxhat) - xhat * "
+    "mean(dxhat * xhat)), both means over C (the last dim, keepdim=True)",
+    "xhat = (x - mean) * rstd\n"
+    "dbeta = dout.sum((0, 1))\n"
+    "dgamma = (dout * xhat).sum((0, 1))\n"
+    "dxhat = dout * gamma\n"
+    "dx = rstd * (dxhat - dxhat.mean(-1, keepdim=True) - xhat * (dxhat * xhat).mean(-1, keepdim=True))")
+
 EXERCISE = Exercise(
     id="layernorm",
     title="LayerNorm backward in one go",
@@ -123,6 +135,7 @@ EXERCISE = Exercise(
     build=build,
     lecture=NotInLecture("the lecture's notebook has no LayerNorm exercise: grade layernorm.py instead"),
     misconceptions=MISCONCEPTIONS,
+    worked=WORKED,
     lesson="lessons/layernorm.md",
     check_cell="lessons/layernorm_check.py",
 )

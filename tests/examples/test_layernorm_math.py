@@ -74,3 +74,19 @@ def test_each_wrong_formula_is_far_from_the_truth(wrong, shape):
     else:  # the not-summed ones keep one value per position
         assert bad.shape == inputs["x"].shape and ref.shape == (shape[-1],)
         torch.testing.assert_close(bad.sum((0, 1)), ref)
+
+
+def test_the_worked_code_is_the_answer():
+    inputs, references = _case((3, 4, 6))
+    scope = {"torch": torch, **inputs}
+    exec(definition.WORKED.code, scope)  # trusted course data, the hints' third level
+    for name, ref in references.items():
+        torch.testing.assert_close(scope[f"d{name}"], ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("entry", definition.MISCONCEPTIONS, ids=lambda m: m.id)
+def test_each_misconception_builds_its_wrong_formula(entry):
+    inputs, references = _case((2, 3, 5))
+    built = entry.build(SimpleNamespace(**inputs))
+    assert entry.build in WRONG and WRONG[entry.build] == entry.at
+    assert not (built.shape == references[entry.at].shape and torch.allclose(built, references[entry.at]))
