@@ -90,3 +90,17 @@ def test_each_misconception_builds_its_wrong_formula(entry):
     built = entry.build(SimpleNamespace(**inputs))
     assert entry.build in WRONG and WRONG[entry.build] == entry.at
     assert not (built.shape == references[entry.at].shape and torch.allclose(built, references[entry.at]))
+
+
+def test_the_check_cell_compares_every_gradient_with_autograd():
+    """The notebook check cell (data) runs on its own: torch, the solution and the notebook's cmp_all."""
+    compared = []
+
+    def cmp_all(names, mine, grads):
+        compared.extend((name, mine[name], grads[name]) for name in names)
+
+    scope = {"torch": torch, "layernorm_backward": solution.layernorm_backward, "cmp_all": cmp_all}
+    exec((COURSE / "lessons" / "layernorm_check.py").read_text(), scope)
+    assert [name for name, _, _ in compared] == ["x", "gamma", "beta"] * 2
+    for name, mine, ref in compared:
+        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-6, msg=name)
