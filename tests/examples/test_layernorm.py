@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, SECRET
 from grader.report import Report
 
 COURSE = ROOT / "examples" / "layernorm"
@@ -59,7 +59,10 @@ def graded(tmp_path_factory):
     for name in MISTAKES:
         shutil.copytree(COURSE / "mistakes" / name, subs / name)
     out = tmp / "graded"
-    done = run("batch", str(subs), "--out", str(out), "--config", str(CONFIG), "--quiet", "--jobs", "2")
+    secret = tmp / "hidden.secret"
+    secret.write_text(SECRET)
+    done = run("batch", str(subs), "--out", str(out), "--config", str(CONFIG), "--secret-file", str(secret),
+               "--quiet", "--jobs", "2")
     assert done.returncode == 0, done.stderr
     return {p.stem: Report.model_validate_json(p.read_text()) for p in out.glob("*.json")}
 
@@ -83,7 +86,8 @@ def test_grade_command_gives_full_marks(tmp_path):
 def test_batch_grades_the_solution_in_full(graded):
     report = graded["solution"]
     assert report.score == report.max_score == 30
-    assert all(c.status == "passed" and c.passed_cases == c.total_cases == 3 for c in checks(report).values())
+    assert report.hidden_cases == "included"
+    assert all(c.status == "passed" and c.passed_cases == c.total_cases == 5 for c in checks(report).values())
 
 
 def test_a_one_percent_error_in_dgamma_loses_exactly_the_gamma_check(graded):
@@ -110,7 +114,13 @@ def test_each_misconception_is_named_for_the_learner(graded, mistake):
     entry = next(m for m in _definition().misconceptions if m.id == entry_id)
     by_name = checks(graded[mistake])
     assert by_name[check].status == "failed"
-    assert {c.hint for c in by_name[check].cases} == {entry.message}, [c.hint for c in by_name[check].cases]
+    public = [c for c in by_name[check].cases if c.visibility == "public"]
+    hidden = [c for c in by_name[check].cases if c.visibility == "hidden"]
+    assert len(public) == 3 and len(hidden) == 2
+    assert {c.hint for c in public} == {entry.message}, [c.hint for c in public]
+    # a hidden case names the mistake by its generic title only: no message, no values
+    assert {c.hint for c in hidden} == {f"likely cause: {entry.title}"}
+    assert all(c.max_abs_diff is None and c.got_shape is None for c in hidden)
     # the other gradients are right: the mistake costs its own check only
     assert all(by_name[c].status == "passed" for c in CHECKS if c != check)
 
