@@ -29,7 +29,7 @@ from test_diagnosis_helpers import coverage, grade_mutant, solution_mutants, var
 import torch  # noqa: E402
 
 from grader.config import load_config  # noqa: E402
-from grader.course.spec import EXERCISES  # noqa: E402
+from grader.course.registry import EXERCISES  # noqa: E402
 from grader.pipeline import build_cases  # noqa: E402
 
 

@@ -120,6 +120,7 @@ class GradingConfig(Strict):
     late: LatePolicy | None = Field(None, description="deadline and late penalty (gradebook only, never a report)")
     _source: str = PrivateAttr("")  # where it was read from (the report records it); not in the fingerprint
     _definitions: str = PrivateAttr("")  # a digest of the definition files' contents (in the fingerprint)
+    _definition_files: list[str] = PrivateAttr(default_factory=list)  # their absolute paths
 
     @property
     def source(self) -> str:
@@ -137,13 +138,23 @@ class GradingConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _digest_definitions(self):
+    def _digest_definitions(self, info: ValidationInfo):
+        base = Path((info.context or {}).get("base", "."))
+        self._definition_files = [str((base / p).resolve()) for p in self.definitions]
         digest = hashlib.sha256()
-        for ex in self.exercise_specs():
-            if ex.origin:
-                digest.update(Path(ex.origin).read_bytes())
+        for file in self._definition_files:
+            digest.update(Path(file).read_bytes())
         self._definitions = digest.hexdigest()[:16] if self.definitions else ""
         return self
+
+    def __setstate__(self, state):
+        """Unpickled in another process (a Dask worker): register the course's exercises there too."""
+        super().__setstate__(state)
+        if self._definition_files:
+            try:
+                load_definitions([Path(p) for p in self._definition_files])
+            except DefinitionError as err:
+                raise ConfigError(str(err)) from None
 
     @field_validator("exercises")
     @classmethod

@@ -12,7 +12,7 @@ from pathlib import Path
 from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.sandbox.inside.confine import filter_status
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES, graded_by_training
 from grader.submission.integrity import scan, scan_train
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
@@ -110,7 +110,9 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
 
         if not lecture_format.has_lecture_case(config):
             raise SubmissionError(lecture_format.NO_LECTURE_CASE)
-        submitted = [ex for ex in enabled if ex in lecture.sections or (ex == "train" and lecture.train)]
+        trained = graded_by_training()  # the loop of the lecture's exercise 4 is graded as this exercise
+        submitted = [ex for ex in enabled if ex in lecture.sections
+                     or (lecture.train and trained is not None and ex == trained.id)]
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
     static = (lecture_format.scan_plan(lecture, config.integrity.allow) if lecture is not None
               else scan(submission.files, config.integrity.allow))

@@ -16,10 +16,40 @@ FIXTURES = TESTS / "fixtures"
 VARIANTS = FIXTURES / "variants"
 SECRET = "test-secret-not-for-production"
 
+# The course's facts, from grading.yaml (never hard-coded in a test): its exercises in order, their points, the total.
+COURSE = load_config(ROOT / "grading.yaml")
+EXERCISE_IDS = tuple(COURSE.exercises)
+POINTS = {ex_id: ex.points for ex_id, ex in COURSE.exercises.items()}
+MAX_SCORE = sum(POINTS.values())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_registry():
+    """A course's definitions register its exercises process-wide: each test module starts and ends with the
+    lecture's only, so one module's course never shows up in another's."""
+    from grader.course.registry import EXERCISES
+
+    before = dict(EXERCISES)
+    yield
+    EXERCISES.clear()
+    EXERCISES.update(before)
+
 
 @pytest.fixture(scope="session")
 def config():
     return load_config(ROOT / "grading.yaml")
+
+
+@pytest.fixture(scope="session")
+def max_score():
+    """The course's total: every exercise's points in grading.yaml."""
+    return MAX_SCORE
+
+
+@pytest.fixture(scope="session")
+def points():
+    """Points per exercise id, from grading.yaml."""
+    return dict(POINTS)
 
 
 @pytest.fixture(scope="session")

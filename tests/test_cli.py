@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SECRET
+from conftest import EXERCISE_IDS, MAX_SCORE, ROOT, SECRET
 from grader.report import SCHEMA_VERSION, Report
 
 
@@ -31,9 +31,9 @@ def test_grade_writes_a_valid_report_and_exit_1_under_min_score(graded_with_secr
     assert "below --min-score 100" in proc.stderr
     report = Report.model_validate_json(out.read_text())
     assert report.schema_version == SCHEMA_VERSION
-    assert 0 < report.score < report.max_score == 100
+    assert 0 < report.score < report.max_score == MAX_SCORE
     assert report.hidden_cases == "included"
-    assert [e.id for e in report.exercises] == ["atomic", "cross_entropy", "batchnorm", "embedding", "train"]
+    assert [e.id for e in report.exercises] == list(EXERCISE_IDS)
     data = json.loads(out.read_text())
     for key in ("score", "max_score", "exercises", "submission", "environment", "grader_version", "isolation"):
         assert key in data
@@ -57,7 +57,7 @@ def test_full_marks_meet_min_score_and_quiet_prints_nothing(tmp_path):
     proc = run("grade", "solutions", "--out", str(out), "--min-score", "100", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
-    assert json.loads(out.read_text())["score"] == 100
+    assert json.loads(out.read_text())["score"] == MAX_SCORE
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from conftest import ROOT, SOLUTIONS
+from conftest import MAX_SCORE, ROOT, SOLUTIONS
 from grader.config import PACKAGED_SOURCE, ConfigError, find_config, packaged_policy
 from grader.report import Report
 
@@ -57,7 +57,7 @@ def test_grade_from_a_folder_without_grading_yaml(empty_folder_grade):
     report = Report.model_validate_json((home / "report.json").read_text())
     assert report.config_source.startswith(PACKAGED_SOURCE)
     assert any(note.startswith("Grading policy: the course policy packaged") for note in report.notes)
-    assert report.score == report.max_score == 100
+    assert report.score == report.max_score == MAX_SCORE
 
 
 def test_grade_with_a_missing_config_still_exits_2(tmp_path):

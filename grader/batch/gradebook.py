@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from grader.config import LatePolicy
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.report import write_atomically
 from grader.safe_text import one_line, valid
 

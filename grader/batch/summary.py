@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from grader.config import LatePolicy
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.batch.gradebook import Row, final_score, lateness
 from grader.report import ExerciseResult, write_atomically
 from grader.safe_text import one_line

@@ -240,8 +240,10 @@ def _reduction_entries() -> list[Misconception]:
 CATALOGUE: tuple[Misconception, ...] = (*_CLASSIC, *_reduction_entries())
 
 
-# Mistakes that show only where each step is its own check (exercise 1): a closed form has no such line.
-STEP_BY_STEP_ONLY = frozenset({"missing_eps", "square_derivative", "aliasing", "mean_missing_1_over_n"})
+# Mistakes that show only where each step is its own check (exercise 1): a closed form has no such line,
+# or (dlogprobs' 1/n) its wrong gradient is the one of a closed-form entry whose message fits better there.
+STEP_BY_STEP_ONLY = frozenset({"missing_eps", "square_derivative", "aliasing", "mean_missing_1_over_n",
+                               "dlogprobs_missing_1_over_n"})
 # Mistakes of a closed form written in one go, which exercise 1's steps cannot make.
 ONE_GO_ONLY = frozenset({"dlogits_missing_1_over_n", "dlogits_missing_target", "dlogits_column_index",
                          "softmax_wrong_dim", "bessel_inverted", "closed_form_wrong_dim"})

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from grader.course.exercises import atomic, batchnorm, cross_entropy, embedding, train
-from grader.course.spec import Exercise
+from grader.course.spec import Exercise, LectureSection
 
 BUILT_IN = (atomic.EXERCISE, cross_entropy.EXERCISE, batchnorm.EXERCISE, embedding.EXERCISE, train.EXERCISE)
 
@@ -36,6 +36,12 @@ def _where(path: Path, err: BaseException) -> str:
         return f"{path} line {err.lineno}"
     lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
     return f"{path} line {lines[-1]}" if lines else str(path)
+
+
+def graded_by_training() -> Exercise | None:
+    """The exercise the lecture notebook's training loop is graded as: its trajectory check, in the lecture."""
+    return next((ex for ex in EXERCISES.values()
+                 if ex.trajectory is not None and isinstance(ex.lecture, LectureSection)), None)
 
 
 def load_definition(path: Path) -> Exercise:

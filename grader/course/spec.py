@@ -12,6 +12,7 @@ import importlib
 import keyword
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -152,6 +153,13 @@ class Exercise:
     def trajectory(self) -> TrajectoryCheck | None:
         return next((c for c in self.checks if isinstance(c, TrajectoryCheck)), None)
 
+    def data_file(self, name: str | None) -> Path | None:
+        """A data file of the exercise (`lesson`, `check_cell`): relative to its definition file, or, for the
+        lecture's exercises, to grader/course/exercises/. None stays None (release uses a generic one)."""
+        if name is None:
+            return None
+        return (Path(self.origin).parent if self.origin else Path(__file__).parent / "exercises") / name
+
     def builder(self) -> Callable[[Any, Any], tuple[dict, dict]]:
         if callable(self.build):
             return self.build
@@ -172,12 +180,3 @@ class Exercise:
                 "returns_dict": self.returns_dict, "gradient_checks": list(self.gradient_checks),
                 "checks": [c.plan(config) for c in self.checks]}
 
-
-def __getattr__(name):  # TEMPORARY (issue 11, until every importer is moved): the old names' new homes
-    if name == "EXERCISES":
-        from grader.course.registry import EXERCISES
-        return EXERCISES
-    if name in ("ATOMIC", "PARAMS", "FORWARD_ARGS"):
-        from grader.course import mlp
-        return getattr(mlp, name)
-    raise AttributeError(name)

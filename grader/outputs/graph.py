@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from grader.course import mlp
-from grader.course.spec import FORWARD_ARGS, PARAMS, TRAJECTORY, Exercise
+from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.course.spec import TRAJECTORY, Exercise
 
 LOSS = "loss"
 NO_DOT_NOTE = ("The graph needs Graphviz's `dot` (Debian: apt-get install graphviz), which is not "

@@ -13,7 +13,11 @@ Every string from the report is escaped.
 import html
 from pathlib import Path
 
-from grader.course.spec import ATOMIC, EXERCISES, TRAJECTORY
+from grader.course.mlp import ATOMIC
+
+from grader.course.registry import EXERCISES
+
+from grader.course.spec import TRAJECTORY
 from grader.outputs.graph import NO_DOT_NOTE, Look, Node, exercise_graph, render_svg
 from grader.report import CheckResult, ExerciseResult, Report, write_atomically
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from grader.config import ConfigError, GradingConfig, load_config
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 
 _CASES: dict[str, list] = {}
 
@@ -59,7 +59,7 @@ def grade_function(ex_id: str, function, config=None):
 
     from grader.sandbox.inside.harness import Harness
     from grader.submission.integrity import scan
-    from grader.sandbox.runner import ExerciseRun
+    from grader.sandbox.outcome import ExerciseRun
     from grader.scoring.score import score_exercise, score_not_allowed
 
     config = _config(config)
@@ -95,9 +95,7 @@ def grade_function(ex_id: str, function, config=None):
     harness = InKernel({"submission": os.getcwd(), "memory_mb": config.limits.memory_mb,
                         "file_size_mb": config.limits.file_size_mb, "train": config.train.model_dump()}, -1)
     harness.frames = {}
-    plan = {"id": ex.id, "module": ex.module, "function": ex.function, "checks": list(ex.checks),
-            "gradient_checks": list(ex.gradient_checks), "tensor_args": list(ex.tensor_args),
-            "int_args": list(ex.int_args), "returns_dict": ex.returns_dict, "trajectory": ex.id == "train"}
+    plan = ex.plan(config)
     described = [{"name": c.spec.name, "file": "", "ints": c.ints, "hidden": False,
                   "max_numel": 16 * max(t.numel() for t in c.inputs.values()) + 4096} for c in cases]
     dtype = torch.get_default_dtype()

@@ -107,7 +107,7 @@ class BackpropSession:
 
     @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they apply to these tests too
     def pytest_collection_modifyitems(self, session, config, items):
-        from grader.course.spec import EXERCISES
+        from grader.course.registry import EXERCISES
 
         for ex_id, ex_config in self.grading.exercises.items():
             if not ex_config.enabled:

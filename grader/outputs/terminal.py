@@ -18,7 +18,9 @@ import textwrap
 from rich.console import Console
 from rich.text import Text
 
-from grader.course.spec import ATOMIC, TRAJECTORY
+from grader.course.mlp import ATOMIC
+
+from grader.course.spec import TRAJECTORY
 from grader.feedback.labels import LABELS
 from grader.report import CheckResult, ExerciseResult, Report
 from grader.safe_text import one_line, printable

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from nbformat import v4
 
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 
 NOTEBOOK = "backprop_ninja.ipynb"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"

@@ -82,11 +82,13 @@ def prepare(mounts: Mounts) -> Mounts:
 # The worker's entry points (paths inside the package); everything they import at module level is staged,
 # and every import of the worker-only modules' functions (they run nowhere else). Nothing else of the package is.
 INSIDE = "sandbox/inside/"
-WORKER_ENTRY = tuple(INSIDE + name for name in ("worker.py", "harness.py", "forkserver.py", "guard.py", "execute.py"))
-WORKER_ONLY = tuple(INSIDE + name for name in ("worker.py", "harness.py", "forkserver.py"))
+WORKER_ENTRY = tuple(INSIDE + name for name in ("__main__.py", "session.py", "harness.py", "forkserver.py", "guard.py",
+                                                "execute.py"))
+WORKER_ONLY = tuple(INSIDE + name for name in ("__main__.py", "session.py", "harness.py", "forkserver.py"))
 # The answer key and the grading side: staging fails loudly if the worker ever imports one of them.
-NEVER_STAGED = ("course/cases.py", "scoring/", "feedback/", "pipeline.py", "release/", "cli.py", "batch/",
-                "sandbox/runner.py", "sandbox/levels.py", "sandbox/slot.py", "config.py", "report.py")
+NEVER_STAGED = ("course/cases.py", "course/registry.py", "course/exercises/", "scoring/", "feedback/", "pipeline.py",
+                "release/", "cli.py", "batch/", "sandbox/runner.py", "sandbox/handle.py", "sandbox/outcome.py",
+                "sandbox/warm.py", "sandbox/levels.py", "sandbox/slot.py", "config.py", "report.py")
 
 
 def module_file(dotted: str) -> str | None:
@@ -251,7 +253,7 @@ def _wrap(level: str, argv: list[str], mounts: Mounts | None, limits: Limits) ->
 
 def _worker_argv(level: str, args: list[str], uid: int | None = None) -> list[str]:
     drop = ["--drop-to", str(uid or UNPRIVILEGED_UID)] if _needs_drop(level) else []
-    return [sys.executable, "-s", "-m", "grader.sandbox.inside.worker", *args, *drop]
+    return [sys.executable, "-s", "-m", "grader.sandbox.inside", *args, *drop]
 
 
 @functools.cache
@@ -337,7 +339,7 @@ def worker_env(mounts: Mounts) -> dict[str, str]:
 def start_worker(level: str, limits: Limits, mounts: Mounts, worker_args: list[str],
                  pass_fds: tuple[int, ...], join=None, uid: int | None = None,
                  nproc: int | None = None) -> subprocess.Popen:
-    """Start `python -m grader.sandbox.inside.worker WORKER_ARGS` at `level`.
+    """Start `python -m grader.sandbox.inside WORKER_ARGS` at `level`.
 
     Batch slots pass `join` (enter a cgroup first: grader.sandbox.cgroups), or, without one, a `uid` of their
     own to drop to (when root) with an `nproc` cap on its tasks.

@@ -15,6 +15,7 @@ each slot a user of its own, so that RLIMIT_NPROC counts that slot's tasks only.
 """
 
 import itertools
+import logging
 import os
 import select
 import shutil
@@ -24,12 +25,14 @@ from pathlib import Path
 from grader.sandbox import cgroups
 from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside.forkserver import receive, send, socketpair
-from grader.sandbox.runner import STARTUP_TIMEOUT, WorkerChannel, describe_exit
+from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerChannel, describe_exit
 from grader.sandbox.levels import Mounts, drops_root, kill_group, make_readable, prepare, stage_package, start_worker
+from grader.sandbox.warm import write_warm_up
 
 REPLY_WAIT = 10.0  # seconds for the server to answer a request
 SLOT_UIDS = 1_900_000_000  # without a cgroup, root runs each slot as a user of its own from here on
 _slot_numbers = itertools.count()
+log = logging.getLogger(__name__)
 
 
 class Slot:
@@ -51,12 +54,15 @@ class Slot:
         if self.group is None and drops_root(level):
             self.uid = SLOT_UIDS + (os.getpid() % 1_000_000) * 100 + next(_slot_numbers) % 100
         self.tasks = "not capped: no pids cgroup available to this user"  # for the report, once started
+        self.warm_up = write_warm_up(self.mounts.inputs, config)  # the course's exercises, for the server
+        make_readable(self.mounts.inputs)
         self.start()
 
     def start(self) -> None:
         """Start the server (it imports torch while the caller does other work)."""
         ours, theirs = socketpair()
-        args = ["--serve", str(theirs.fileno())] + (["--wipe-tmp"] if self.level == "bwrap" else [])
+        args = ["--serve", str(theirs.fileno()), "--warm-up", str(self.warm_up)] + (
+            ["--wipe-tmp"] if self.level == "bwrap" else [])
         try:
             self.proc = start_worker(self.level, self.config.limits, self.mounts, args, (theirs.fileno(),),
                                      join=self.group.join if self.group is not None else None, uid=self.uid,
@@ -95,6 +101,9 @@ class Slot:
         if not self.ready:
             message = self._receive(time.monotonic() + timeout)
             self.ready = message is not None and message.get("type") == "ready"
+            if self.ready and message.get("cold"):  # the server said which exercises did not warm up
+                log.warning("fork server: exercises %s did not warm up (their sessions start cold)",
+                            ", ".join(map(str, message["cold"])))
         return self.ready
 
     def session(self, plan_path: Path, max_total: int = 1 << 30) -> "Session":

@@ -16,9 +16,10 @@ from grader.course.cases import Case
 from grader.scoring.compare import compare
 from grader.config import GradingConfig
 from grader.feedback.engine import Diagnoser
-from grader.course.spec import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
+from grader.course.registry import EXERCISES
+from grader.course.spec import Exercise
 from grader.report import CaseResult, CheckResult, ExerciseResult
-from grader.sandbox.runner import ExerciseRun
+from grader.sandbox.outcome import ExerciseRun
 
 ALLOWED_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 
@@ -123,26 +124,27 @@ class ExerciseScorer:
                                  got_shape=verdict.got_shape, note=verdict.note)
 
     def _trajectory(self, case: Case, meta: dict, answers: dict) -> CaseResult:
+        name = str(self.ex.trajectory)
         traj = meta.get("trajectory") or {}
         if traj.get("status") != "ok":
             status = "not_implemented" if traj.get("status") == "not_implemented" else "wrong_values"
-            return self._case_result(case, TRAJECTORY, status,
+            return self._case_result(case, name, status,
                                      str(traj.get("message", "the SGD steps did not complete"))[:300])
         worst = 0.0
-        for key, expected in case.references[self.ex.id][TRAJECTORY].items():
+        for key, expected in case.references[self.ex.id][name].items():
             got = answers.get(key)
             if got is None:
-                return self._case_result(case, TRAJECTORY, "missing", f"parameters {key} were not sent")
+                return self._case_result(case, name, "missing", f"parameters {key} were not sent")
             verdict = compare(got, expected, scale=float(expected.abs().max()), rtol=self.config.tolerance)
-            step, name = key.removeprefix("step").split(".")
+            step, param = key.removeprefix("step").split(".")
             if not verdict.passed:
                 return self._case_result(
-                    case, TRAJECTORY, verdict.status,
-                    f"after SGD step {int(step) + 1}, {name} left the autograd trajectory ({verdict.message})",
+                    case, name, verdict.status,
+                    f"after SGD step {int(step) + 1}, {param} left the autograd trajectory ({verdict.message})",
                     max_abs_diff=verdict.max_abs_diff, rel_err=verdict.rel_err)
             worst = max(worst, verdict.rel_err or 0.0)
         steps = self.config.train.steps
-        return self._case_result(case, TRAJECTORY, "passed",
+        return self._case_result(case, name, "passed",
                                  f"followed autograd for {steps} SGD steps", rel_err=worst)
 
     def case_results(self, case: Case, run: ExerciseRun) -> dict[str, CaseResult]:
@@ -151,29 +153,27 @@ class ExerciseScorer:
             err = run.error or {"status": "crashed", "message": "no answer came back for this case"}
             status = err["status"] if err["status"] in HIDDEN_MESSAGES else "error"
             message = f"{self.ex.function} {err['message']}" if status in ("timeout", "crashed") else err["message"]
-            return {c: self._case_result(case, c, status, message) for c in self.ex.checks}
+            return {c: self._case_result(case, c, status, message) for c in self.ex.check_names}
         meta, blob = frame
         if isinstance(meta.get("error"), dict):
             message = str(meta["error"].get("message", "raised an exception"))[:500]
             tb = str(meta["error"].get("traceback", ""))
             last = tb.strip().splitlines()[-1] if tb.strip() else ""
             full = f"{message}: {last}" if last else message
-            results = {c: self._case_result(case, c, "error", full) for c in self.ex.checks}
+            results = {c: self._case_result(case, c, "error", full) for c in self.ex.check_names}
             self.diagnoser.error(case, tb, results)
             return results
-        keys = set(self.ex.gradient_checks)
-        if self.ex.id == "train":
-            keys |= {f"step{s}.{p}" for s in range(self.config.train.steps) for p in PARAMS}
+        keys = self.ex.answer_keys(self.config.train.steps)
         try:
             max_numel = 16 * max(t.numel() for t in case.inputs.values()) + 4096
             answers = decode_answers(blob, keys, max_numel)
         except BadAnswer as err:
             return {c: self._case_result(case, c, "wrong_type", f"the answers were rejected: {err}")
-                    for c in self.ex.checks}
+                    for c in self.ex.check_names}
         notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
         results = {c: self._gradient(case, c, notes, answers) for c in self.ex.gradient_checks}
-        if TRAJECTORY in self.ex.checks:
-            results[TRAJECTORY] = self._trajectory(case, meta, answers)
+        if self.ex.trajectory is not None:
+            results[str(self.ex.trajectory)] = self._trajectory(case, meta, answers)
         self.diagnoser.case(case, answers, results)
         for check, result in results.items():  # evidence of shared work: wrong answers no known mistake explains
             if result.status in ("wrong_values", "wrong_shape") and isinstance(answers.get(check), torch.Tensor) \
@@ -188,10 +188,14 @@ class ExerciseScorer:
             if r.passed:
                 continue
             found = self.diagnoser.found.get((r.case, name))
-            if found is None or found.root is None or not (found.given_upstream or name == TRAJECTORY):
+            if found is None or found.root is None or not (found.given_upstream or name == self.ex.trajectory):
                 return None
             roots.append(found.root)
-        return min(roots, key=ATOMIC.index) if roots else None
+        return min(roots, key=self._order) if roots else None
+
+    def _order(self, name: str) -> int:
+        """A gradient's place in the exercise's backward pass (its `path`); other checks after it."""
+        return self.ex.path.index(name) if name in self.ex.path else len(self.ex.path)
 
     def check(self, name: str, results: list[CaseResult]) -> CheckResult:
         passed = sum(r.passed for r in results)
@@ -222,10 +226,10 @@ class ExerciseScorer:
             checks = [CheckResult(name=c, score=0.0, max_score=self.points[c], passed_cases=0,
                                   total_cases=len(self.cases), status="failed",
                                   message=f"{self.ex.file} was not submitted", cases=[])
-                      for c in self.ex.checks]
+                      for c in self.ex.check_names]
             return self._result("not_submitted", f"{self.ex.file} was not submitted", checks, run)
         per_case = [self.case_results(case, run) for case in self.cases]
-        checks = [self.check(c, [pc[c] for pc in per_case]) for c in self.ex.checks]
+        checks = [self.check(c, [pc[c] for pc in per_case]) for c in self.ex.check_names]
         if run.error and not run.results:
             status = run.error["status"]
             status = status if status in ("timeout", "crashed") else "error"
@@ -242,10 +246,10 @@ class ExerciseScorer:
         else:
             status = "failed" if all(c.status == "failed" for c in checks) else "partial"
             # The first failing gradient in the order of the backward pass (the trajectory last).
-            first = min(failed, key=lambda c: ATOMIC.index(c.name) if c.name in ATOMIC else len(ATOMIC))
+            first = min(failed, key=lambda c: self._order(c.name))
             if len(checks) == 1:
                 message = f"d{first.name} failed"
-            elif first.name == TRAJECTORY:
+            elif first.name == self.ex.trajectory:
                 message = f"{len(failed)} of {len(checks)} checks failed: the SGD trajectory"
             else:
                 message = f"{len(failed)} of {len(checks)} checks failed; first to fix: d{first.name}"
@@ -285,7 +289,7 @@ def score_not_allowed(ex_id: str, config: GradingConfig, cases: list[Case], mess
                           cases=[CaseResult(case=case.spec.name, visibility="hidden" if case.spec.hidden else "public",
                                             passed=False, status="not_allowed", message="not allowed")
                                  for case in cases])
-              for c in scorer.ex.checks]
+              for c in scorer.ex.check_names]
     result = scorer._result("not_allowed", first, checks, None)
     result.seconds = round(run.seconds, 4) if run else 0.0
     return result

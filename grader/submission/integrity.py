@@ -31,7 +31,7 @@ import types
 from dataclasses import dataclass
 
 from grader.submission import allowlist
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES, graded_by_training
 
 AUTOGRAD = "PyTorch's automatic differentiation computes the answers, so each gradient must be written out by hand"
 DYNAMIC = "code that builds names or code at run time cannot be checked, so write the call out directly"
@@ -164,7 +164,6 @@ MODULES = {
     "concurrent.futures": {"ThreadPoolExecutor", "as_completed", "wait"},
     "matplotlib": set(), "matplotlib.pyplot": set(),  # a lecture notebook's import cell; plotting never runs
 }
-CONTRACT_MODULES = {ex.module for ex in EXERCISES.values()}
 SUBMODULES = {path.rsplit(".", 1)[1]: path for path in MODULES if "." in path}
 TORCH_CLASSES = {"torch.Tensor": allowlist.TENSOR}
 DEFAULT_ALIASES = {"torch": "torch", "F": "torch.nn.functional"}  # what lecture notebooks get without importing
@@ -228,7 +227,7 @@ def _installed(top: str) -> bool:
 def shadows(module: str) -> bool:
     """A file named like a Python or installed module (os.py, ctypes.py, torch.py, grader.py): in the sandbox the
     real module, already imported, may be the one that loads, so the file's own names never stand for it."""
-    return module not in CONTRACT_MODULES and (module in sys.stdlib_module_names or module in MODULES
+    return module not in {ex.module for ex in EXERCISES.values()} and (module in sys.stdlib_module_names or module in MODULES
                                                or _installed(module))
 
 
@@ -594,7 +593,8 @@ def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
                     setattr(node, field, kept or [ast.Pass(lineno=node.lineno, col_offset=node.col_offset)])
         body.append(ast.increment_lineno(unit, plan.cell * CELL_LINES))
     _stub_uncalled(body)
-    file = EXERCISES["train"].file
+    exercise = graded_by_training()
+    file = exercise.file
     findings = _scan_trees({file: ast.Module(body=body, type_ignores=[])}, allow)
     for finding in findings:
         if finding.line:
@@ -602,7 +602,7 @@ def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
             old = f"{finding.file} line {finding.line}"
             finding.file, finding.line = f"cell {cell}", line
             finding.message = finding.message.replace(old, f"cell {cell}, line {line}", 1)
-    return [f for f in findings if f.exercise == "train"]
+    return [f for f in findings if f.exercise == exercise.id]
 
 
 def _stub_uncalled(body: list) -> None:

@@ -33,7 +33,8 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from grader.course.spec import ATOMIC, EXERCISES
+from grader.course.mlp import ATOMIC
+
 from grader.submission.lecture_find import cell_role, revisits_exercise_1
 
 GRADED = {1: "atomic", 2: "cross_entropy", 3: "batchnorm"}
@@ -873,6 +874,8 @@ def enrich_run(run, sec: Section) -> None:
 
 def annotate_result(result, sec: Section, run, nb_name: str) -> list:
     """After scoring: notes on passing answers, autograd reads, cell names. Returns integrity findings."""
+    from grader.course.registry import EXERCISES  # not at the top: the worker imports this module
+
     from grader.report import IntegrityFinding
 
     result.file = nb_name
@@ -978,6 +981,8 @@ def scan_plan(plan: LecturePlan, allow=()) -> list:
 
     Each exercise's statements (and the prelude it runs) become one file named like the exercise's
     own, so a finding costs that exercise; findings point back at the cell and line."""
+    from grader.course.registry import EXERCISES  # not at the top: the worker imports this module
+
     from grader.submission.integrity import scan
 
     files: dict[str, str] = {}
@@ -1022,6 +1027,8 @@ def scan_plan(plan: LecturePlan, allow=()) -> list:
 
 def score(plan: LecturePlan, enabled: list[str], config, cases, outcome, nb_name: str, static=()):
     """ExerciseResults for a lecture notebook, plus integrity findings (`static`: scan_plan's)."""
+    from grader.course.registry import EXERCISES  # not at the top: the worker imports this module
+
     from grader.report import ExerciseResult
     from grader.scoring.score import score_exercise, score_not_allowed
 

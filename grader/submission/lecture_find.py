@@ -19,7 +19,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from grader.course.spec import ATOMIC, FORWARD_ARGS
+from grader.course.mlp import ATOMIC, FORWARD_ARGS
 
 D_ATOMIC = {"d" + name for name in ATOMIC}
 BN_LOCAL = {"dhprebn", "dbnraw", "dbnvar_inv", "dbnvar", "dbndiff", "dbndiff2", "dbnmeani", "dbngain", "dbnbias"}

@@ -23,7 +23,11 @@ Imports only the standard library at module level: the planner runs on every not
 import ast
 from dataclasses import dataclass, field
 
-from grader.course.spec import EXERCISES, PARAMS, TRAJECTORY
+from grader.course.mlp import PARAMS
+
+from grader.course.registry import EXERCISES
+
+from grader.course.spec import TRAJECTORY
 from grader.submission.lecture import PLOT_NAMES, SKIP_IMPORTS, _attrs, _names  # the same facts as exercises 1-3
 
 GRAD_NAMES = tuple("d" + p for p in PARAMS)

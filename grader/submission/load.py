@@ -15,13 +15,12 @@ from pathlib import Path, PurePosixPath
 
 from grader.submission.bounded import (InputError, SourceBudget, check_zip_directory, is_zip_link, open_regular,
                             read_regular, walk_folder)
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.safe_text import from_bytes, valid
 
 MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 100
 MAX_TOTAL_BYTES = 16 << 20   # all the .py files read, together
-CONTRACT_FILES = {ex.file for ex in EXERCISES.values()}
 
 
 class SubmissionError(Exception):
@@ -81,7 +80,8 @@ def _link_note(names: list[str]) -> list[str]:
 
 def _pick_folder(names: list[PurePosixPath]) -> PurePosixPath | None:
     """The folder holding the contract files: the top level, or the one subfolder that has them."""
-    folders = {p.parent for p in names if p.name in CONTRACT_FILES}
+    contract = {ex.file for ex in EXERCISES.values()}  # a course's own exercises included
+    folders = {p.parent for p in names if p.name in contract}
     if PurePosixPath(".") in folders or not folders:
         return PurePosixPath(".")
     if len(folders) == 1:

@@ -34,7 +34,7 @@ import nbformat
 
 from grader.submission.bounded import (MAX_CELLS, MAX_STATEMENTS, InputError, SourceBudget, check_json_shape,
                             read_regular)
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.safe_text import clean_tree, valid
 
 MAX_NOTEBOOK_BYTES = 64 << 20   # outputs (images) make notebooks large; they are dropped at once

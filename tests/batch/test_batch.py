@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ASSIGNMENTS, FIXTURES, ROOT, SECRET, SOLUTIONS, TESTS, make_submission
+from conftest import ASSIGNMENTS, FIXTURES, MAX_SCORE, POINTS, ROOT, SECRET, SOLUTIONS, TESTS, make_submission
 from grader.sandbox import levels as sandbox
 from grader.batch.run import run_batch
 from grader.cli import main as cli_main
@@ -99,7 +99,7 @@ def test_every_row_matches_grading_the_submission_alone(batch, config, all_cases
         assert [(e["id"], e["status"]) for e in written["exercises"]] == [(e.id, e.status) for e in alone.exercises]
         assert written["hidden_cases"] == "included" and written["isolation"]["level"] == "bwrap"
         assert written["submission"]["student_id"] == name
-    assert rows["alice"].score == 100 and rows["carol"].score < 100
+    assert rows["alice"].score == MAX_SCORE and rows["carol"].score < MAX_SCORE
     assert {e["id"]: e["status"] for e in json.loads((batch["out"] / "dave.json").read_text())["exercises"]}[
         "atomic"] == "timeout"
 
@@ -139,7 +139,7 @@ def test_changes_are_graded_again(tmp_path):
     # The student fixes one submission: only that one is graded again.
     shutil.copy(SOLUTIONS / "embedding.py", course / "c" / "embedding.py")
     second = run_batch(course, out, config, timeout=TIMEOUT, quiet=True)
-    assert (second.graded, second.skipped) == (1, 2) and _rows(out)["c"].score == 100
+    assert (second.graded, second.skipped) == (1, 2) and _rows(out)["c"].score == MAX_SCORE
     # Another policy (points), another secret (hidden cases) or --regrade: everything again.
     data = yaml.safe_load((ROOT / "grading.yaml").read_text())
     data["exercises"]["train"]["points"] = 30
@@ -208,7 +208,7 @@ def test_a_batch_killed_with_sigkill_resumes_without_losing_or_repeating_a_row(t
         assert db.execute("SELECT count(*), count(DISTINCT name) FROM submissions").fetchone() == (8, 8)
     for name, row in before.items():  # finished before the kill: kept, not graded again
         assert after[name].graded_at == row.graded_at and after[name].report == row.report
-    assert all(after[n].score == 100 for n in "abcdefg") and after["h"].score < 100
+    assert all(after[n].score == MAX_SCORE for n in "abcdefg") and after["h"].score < MAX_SCORE
     assert sorted(p.name for p in out.glob("*.json")) == sorted(f"{n}.json" for n in "abcdefgh")
 
 
@@ -221,7 +221,7 @@ def test_a_fork_server_that_dies_is_replaced(tmp_path, config, public_cases):
         os.killpg(slot.proc.pid, signal.SIGKILL)
         slot.proc.wait()
         again = grade(SOLUTIONS, config, cases=public_cases, slot=slot)
-        assert first.score == again.score == 100 and slot.starts == 2
+        assert first.score == again.score == MAX_SCORE and slot.starts == 2
         assert list((tmp_path / "slot" / "submission").iterdir()) == []  # nothing of the last one stays
     finally:
         slot.close()
@@ -236,7 +236,7 @@ def test_the_weaker_levels_grade_a_batch_alike(tmp_path, level, config):
     result = run_batch(course, tmp_path / "out", config, isolation=level, timeout=TIMEOUT, quiet=True)
     assert result.graded == 2
     rows = _rows(tmp_path / "out")
-    assert rows["a"].score == 100 and rows["b"].exercises["embedding"] < 10
+    assert rows["a"].score == MAX_SCORE and rows["b"].exercises["embedding"] < POINTS["embedding"]
     assert json.loads(rows["a"].report)["isolation"]["level"] == level
 
 
@@ -271,7 +271,7 @@ def test_a_grader_failure_costs_one_row_and_is_retried_by_the_next_run(tmp_path,
     first = run_batch(course, tmp_path / "out", config, timeout=TIMEOUT, quiet=True)
     assert (first.graded, first.errors) == (1, 1)
     rows = _rows(tmp_path / "out")
-    assert rows["bo"].status == "error" and "a bug in the grader" in rows["bo"].message and rows["ann"].score == 100
+    assert rows["bo"].status == "error" and "a bug in the grader" in rows["bo"].message and rows["ann"].score == MAX_SCORE
     monkeypatch.setattr(grader.pipeline, "score_run", original)
     second = run_batch(course, tmp_path / "out", config, timeout=TIMEOUT, quiet=True)
-    assert (second.graded, second.skipped) == (1, 1) and _rows(tmp_path / "out")["bo"].score == 100
+    assert (second.graded, second.skipped) == (1, 1) and _rows(tmp_path / "out")["bo"].score == MAX_SCORE

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, SECRET, make_submission
+from conftest import MAX_SCORE, ROOT, SECRET, make_submission
 from grader.sandbox import levels as sandbox
 from grader.batch.run import run_batch
 from grader.batch.gradebook import Gradebook
@@ -60,7 +60,7 @@ def test_a_dask_cluster_fills_the_same_gradebook_as_a_local_run(tmp_path, config
         cluster.stdin.close()
         cluster.wait(timeout=60)
     assert _book(tmp_path / "dask") == _book(tmp_path / "local")
-    assert _book(tmp_path / "local")["ann"][1] == 100
+    assert _book(tmp_path / "local")["ann"][1] == MAX_SCORE
     assert (tmp_path / "dask" / "ann.json").is_file() and (tmp_path / "dask" / "summary.html").is_file()
 
 

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import ROOT
-from grader.course.spec import ATOMIC
+from grader.course.mlp import ATOMIC
 from grader.batch.gradebook import Row
 from grader.batch.summary import render_html, render_markdown, summarize, write_summary
 

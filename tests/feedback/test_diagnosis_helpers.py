@@ -22,9 +22,11 @@ from grader.course import mlp
 from grader.scoring.compare import same_up_to_ones
 from grader.course.mistakes import CATALOGUE
 from grader.course.misconception import Misconception
-from grader.course.spec import EXERCISES, FORWARD_ARGS, PARAMS, TRAJECTORY
+from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.course.registry import EXERCISES
+from grader.course.spec import TRAJECTORY
 from grader.sandbox.inside.harness import student_traceback
-from grader.sandbox.runner import ExerciseRun
+from grader.sandbox.outcome import ExerciseRun
 from grader.scoring.score import ExerciseScorer, score_exercise
 from conftest import ROOT, TESTS
 
@@ -113,7 +115,7 @@ def run_function(function, ex_id: str, cases, config, submission: str | None = N
                                 answers.add(key, result[key])
                     else:
                         answers.add(ex.gradient_checks[0], result)
-                    if ex_id == "train":
+                    if ex.trajectory is not None:
                         meta["trajectory"] = _trajectory(function, case, config, answers)
                 except Exception as err:  # noqa: BLE001
                     tb = (student_traceback(err, submission) if submission is not None
@@ -267,7 +269,7 @@ class MutantGrade:
 
 
 def grade_mutant(mutant, ex_id: str, cases, config, folder: Path) -> MutantGrade:
-    from grader.course.spec import ATOMIC
+    from grader.course.mlp import ATOMIC
 
     path = folder / f"m{next(_counter)}" / EXERCISES[ex_id].file
     path.parent.mkdir(parents=True)

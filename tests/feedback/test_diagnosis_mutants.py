@@ -18,7 +18,8 @@ from test_diagnosis_helpers import (
     coverage, grade_mutant, score_answers, score_file, solution_mutants, wrong_cause,
 )
 from grader.feedback import nearmiss
-from grader.course.spec import EXERCISES, TRAJECTORY
+from grader.course.registry import EXERCISES
+from grader.course.spec import TRAJECTORY
 from grader.course.steps import RULES
 from conftest import ROOT
 

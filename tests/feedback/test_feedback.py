@@ -14,7 +14,7 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from conftest import ROOT, SECRET, SOLUTIONS, VARIANTS
+from conftest import MAX_SCORE, ROOT, SECRET, SOLUTIONS, VARIANTS
 from test_diagnosis_helpers import FEEDBACK, FEEDBACK_MANIFEST, assert_feedback, feedback_expect
 from grader import cli
 from grader.course.mistakes import CATALOGUE
@@ -150,7 +150,7 @@ def test_correct_submission_gets_no_hints(submission, grade_it):
     print_report(report, console)
     screen = console.file.getvalue()
     assert "FAIL" not in screen and "First to fix" not in screen
-    assert "Total: 100 / 100" in screen
+    assert f"Total: {MAX_SCORE:g} / {MAX_SCORE:g}" in screen
     assert "❌" not in render_markdown(report)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SECRET
+from conftest import MAX_SCORE, ROOT, SECRET
 from test_formats import check_gradescope_fields
 
 MISTAKES = ROOT / "examples" / "mistakes"
@@ -130,7 +130,7 @@ def test_run_autograder_end_to_end_with_hidden_cases(autograder_zip, tmp_path, c
     assert report["hidden_cases"] == "included"  # the secret reached the grader ...
     hidden = [t for t in results["tests"] if "hidden" in t["tags"]]
     assert hidden and {t["visibility"] for t in hidden} == {config.hidden_visibility}
-    assert 0 < results["score"] < 100 and results["score"] == pytest.approx(report["score"], abs=1e-6)
+    assert 0 < results["score"] < MAX_SCORE and results["score"] == pytest.approx(report["score"], abs=1e-6)
     everything = "".join(p.read_text(errors="replace") for p in (root / "results").iterdir()) + proc.stdout
     assert SECRET not in everything  # ... and went nowhere else
     # The allow list stops the probe (glob, open) before it runs; test_sandbox shows what bwrap hides from it.

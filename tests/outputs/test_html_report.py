@@ -14,7 +14,9 @@ from conftest import ROOT, SECRET
 from grader.outputs import graph as graph_module
 from grader.cli import main
 from grader.course.steps import STEPS
-from grader.course.spec import ATOMIC, EXERCISES, PARAMS, TRAJECTORY, Exercise
+from grader.course.mlp import ATOMIC, PARAMS
+from grader.course.registry import EXERCISES
+from grader.course.spec import TRAJECTORY, Exercise
 from grader.outputs.graph import LOSS, exercise_graph, forward_structure
 from grader.outputs.html_report import first_to_fix, hints_html, render_page, verdict
 from grader.report import CaseResult, CheckResult, ExerciseResult, Report

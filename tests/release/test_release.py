@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from grader.cli import main
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.release.build import (NOTEBOOK, ReleaseError, answer_names, build_notebook, check_release,
                                   release_outputs, strip_solutions, unmark_solutions, write_release)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SECRET, SOLUTIONS, TESTS, make_submission
+from conftest import MAX_SCORE, ROOT, SECRET, SOLUTIONS, TESTS, make_submission
 from grader.sandbox import cgroups, levels as sandbox
 from grader.config import load_config
 from grader.batch.run import Entry, grade_entry, run_entry
@@ -126,12 +126,12 @@ def test_a_submission_sees_nothing_of_the_others(tmp_path, all_cases):
                      "--config", str(tmp_path / "grading.yaml"), "--secret-file", str(tmp_path / "secret.txt")]) == 0
 
     planter = json.loads((out / "a_planter.json").read_text())
-    assert planter["score"] == 100 and "PLANTED" in planter["output"]["stdout"]
+    assert planter["score"] == MAX_SCORE and "PLANTED" in planter["output"]["stdout"]
     assert "stash-" in planter["output"]["stdout"]  # /tmp is writable: what is missing later was removed
     assert "msgget -1 1" in planter["output"]["stdout"]  # System V IPC: EPERM
 
     spy = json.loads((out / "b_spy.json").read_text())
-    assert spy["score"] == 100, [e["message"] for e in spy["exercises"]]
+    assert spy["score"] == MAX_SCORE, [e["message"] for e in spy["exercises"]]
     facts = json.loads(next(line for line in spy["output"]["stdout"].splitlines()
                             if line.startswith("FACTS "))[len("FACTS "):])
     text = json.dumps(facts)
@@ -243,7 +243,7 @@ def test_a_child_cannot_change_or_signal_its_fork_server(same_slot):
     setrlimit = [line.split() for line in stdout.splitlines() if line.startswith("SETRLIMIT RLIMIT_")]
     assert len(setrlimit) >= 5 and all(t[-1] == "ValueError" for t in setrlimit), stdout  # EPERM, for Python
     assert f"SETRLIMIT AS now ({4096 << 20}, {4096 << 20})" in stdout
-    assert attacker["score"] == 100  # every attempt failed quietly: its own answers are right
+    assert attacker["score"] == MAX_SCORE  # every attempt failed quietly: its own answers are right
     assert "seccomp" in attacker["isolation"]["syscall_filter"]
     assert seconds < 60
 
@@ -252,7 +252,7 @@ def test_the_submissions_after_an_attacker_score_as_if_alone(same_slot, alone):
     out, _ = same_slot
     for name, solo in (("b_hungry", "hungry"), ("c_plain", "plain")):
         report = json.loads((out / f"{name}.json").read_text())
-        assert _scores(report) == _scores(alone[solo]) and report["score"] == 100, \
+        assert _scores(report) == _scores(alone[solo]) and report["score"] == MAX_SCORE, \
             [e["message"] for e in report["exercises"]]
 
 
@@ -274,7 +274,7 @@ def test_a_thread_bomb_in_one_slot_does_not_starve_the_other(tmp_path, alone):
     assert bomb["exercises"][0]["status"] == "timeout"
     assert bomb["isolation"]["tasks"].startswith(f"pids cgroup: at most {cgroups.TASKS_PER_SLOT}")
     honest = json.loads((out / "b_slow.json").read_text())
-    assert _scores(honest) == _scores(alone["slow"]) and honest["score"] == 100, \
+    assert _scores(honest) == _scores(alone["slow"]) and honest["score"] == MAX_SCORE, \
         [e["message"] for e in honest["exercises"]]
 
 
@@ -384,11 +384,11 @@ def test_a_tampered_fork_server_is_replaced_and_its_submission_graded_again(tmp_
         assert slot.wait_ready()
         _lower_memory_limit(_server_of(slot))
         result = grade_entry(Entry(name="victim", path=victim, content_hash="x"), config, public_cases, 10, slot=slot)
-        assert result.status == "graded" and result.report.score == 100, result.message
+        assert result.status == "graded" and result.report.score == MAX_SCORE, result.message
         assert slot.starts == 2 and slot.tampered == []
         assert len(runs) == 2 and grading.score_run(runs[0]).exercise("embedding").score == 0  # the tampered run
         second = grade_entry(Entry(name="again", path=victim, content_hash="y"), config, public_cases, 10, slot=slot)
-        assert second.report.score == 100 and slot.starts == 2  # an untouched server is kept
+        assert second.report.score == MAX_SCORE and slot.starts == 2  # an untouched server is kept
     finally:
         slot.close()
 

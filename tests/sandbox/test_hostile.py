@@ -28,7 +28,7 @@ from conftest import ROOT, SOLUTIONS, TESTS
 from grader.sandbox import levels as sandbox
 from grader.cli import main as cli_main
 from grader.config import IntegrityConfig, load_config
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 from grader.submission.integrity import RULES
 
 HOSTILE = TESTS / "hostile"

@@ -11,7 +11,7 @@ from nbformat import v4
 
 from grader.sandbox.inside.execute import execute_notebook
 from grader.sandbox.levels import choose_level
-from conftest import ROOT
+from conftest import MAX_SCORE, ROOT
 
 SOLVED = ROOT / "solutions" / "backprop_ninja.ipynb"
 
@@ -28,7 +28,7 @@ def test_grading_yaml_asks_for_execution(grade_it, config):
     run = report.notebook.execution
     assert run.status == "ok", run
     assert run.cells_run == run.cells_total == 13
-    assert report.score == 100
+    assert report.score == MAX_SCORE
     assert any("run top to bottom" in note for note in report.notes)
 
 

@@ -149,7 +149,7 @@ def test_the_bwrap_command_binds_no_part_of_the_repository(tmp_path):
     sources = [os.path.realpath(cmd[i + 1]) for i, arg in enumerate(cmd) if arg == "--ro-bind"]
     for source in sources:  # neither the repository nor a folder above it (its .venv is fine)
         assert not (str(ROOT) + os.sep).startswith(source.rstrip(os.sep) + os.sep), source
-    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "sandbox" / "inside" / "worker.py").is_file()
+    assert str(mounts.lib) in sources and (mounts.lib / "grader" / "sandbox" / "inside" / "__main__.py").is_file()
     assert ["--tmpfs", str(mounts.cwd)] == cmd[cmd.index(str(mounts.cwd)) - 1:cmd.index(str(mounts.cwd)) + 1]
     assert "--bind" not in cmd  # nothing of the host is writable
 
@@ -335,11 +335,13 @@ def _staged(tmp_path):
 
 def test_only_the_worker_modules_are_staged(tmp_path, monkeypatch):
     lib, staged = _staged(tmp_path)
-    inside = {f"sandbox/inside/{name}.py" for name in ("__init__", "channel", "confine", "execute", "forkserver", "guard",
-                                                       "harness", "train_loop", "worker")}
-    assert staged == inside | {"__init__.py", "sandbox/__init__.py", "course/__init__.py", "course/spec.py",
+    inside = {f"sandbox/inside/{name}.py" for name in ("__init__", "__main__", "channel", "confine", "execute",
+                                                       "forkserver", "guard", "harness", "session", "train_loop")}
+    assert staged == inside | {"__init__.py", "sandbox/__init__.py", "course/__init__.py",
                                "course/mlp.py", "submission/__init__.py", "submission/lecture.py",
                                "submission/lecture_find.py"}
+    # the course's definitions (and their build code, which makes the answer key) never reach the sandbox
+    assert not {p for p in staged if p.startswith("course/") and p not in ("course/__init__.py", "course/mlp.py")}
     assert not {p.split("/")[0] for p in staged} & {"scoring", "feedback", "batch", "release", "outputs"}
     assert not staged & {"course/cases.py", "pipeline.py", "report.py", "config.py", "sandbox/runner.py"}
     monkeypatch.setattr(sandbox, "WORKER_ENTRY", (*sandbox.WORKER_ENTRY, "scoring/score.py"))
@@ -352,14 +354,15 @@ def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
     code = textwrap.dedent('''
         import importlib, sys
         sys.path.insert(0, sys.argv[1])
-        from grader.sandbox.inside import worker
-        worker.refuse_unstaged()
+        from grader.sandbox.inside import __main__ as entry
+        entry.refuse_unstaged()
         for name in sys.argv[2].split(","):  # every staged module imports with nothing else of the package
             importlib.import_module("grader." + name)
         from grader.sandbox.inside import harness, guard, forkserver, execute  # noqa: F401
         refused = []
-        for name in ("course.cases", "scoring.score", "feedback.diagnosis", "pipeline", "mlp_reference", "report",
-                     "config", "sandbox.runner", "batch"):
+        for name in ("course.cases", "course.registry", "course.exercises.atomic", "course.steps", "course.mistakes",
+                     "scoring.score", "feedback.engine", "pipeline", "mlp_reference", "report", "config",
+                     "sandbox.runner", "batch"):
             try:
                 importlib.import_module("grader." + name)
             except ModuleNotFoundError:
@@ -374,8 +377,9 @@ def test_the_staged_copy_runs_alone_and_refuses_the_rest(tmp_path):
     result = subprocess.run([PYTHON, "-c", code, str(lib), ",".join(modules)],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
                             env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-    assert result.stdout.strip() == ("refused course.cases,scoring.score,feedback.diagnosis,pipeline,mlp_reference,"
-                                     "report,config,sandbox.runner,batch"), \
+    assert result.stdout.strip() == ("refused course.cases,course.registry,course.exercises.atomic,course.steps,"
+                                     "course.mistakes,scoring.score,feedback.engine,pipeline,mlp_reference,report,"
+                                     "config,sandbox.runner,batch"), \
         result.stderr
 
 
@@ -424,18 +428,18 @@ def test_output_keeps_head_and_tail_and_counts_the_rest():
 
 
 def test_what_comes_back_is_checked_against_what_it_can_be():
-    from grader.sandbox.runner import clean_finding, clean_result
-    from grader.sandbox.inside.worker import _quiet_result
+    from grader.sandbox.outcome import clean_finding, clean_result
+    from grader.sandbox.inside.session import _quiet_result
 
     files = {"atomic.py": 5, "helper.py": 2}
     forged = {"pattern": "p", "message": "m", "file": "SECRET.py", "line": 10**100}
-    assert clean_finding(forged, "atomic", files, hidden=False) == {"pattern": "p", "message": "m", "file": None,
+    assert clean_finding(forged, "atomic.py", files, hidden=False) == {"pattern": "p", "message": "m", "file": None,
                                                                     "line": None}
-    assert clean_finding({**forged, "file": "helper.py", "line": 2}, "atomic", files, False)["line"] == 2
-    assert clean_finding({**forged, "file": "helper.py", "line": 3}, "atomic", files, False)["line"] is None
-    assert clean_finding({**forged, "file": ["x"], "line": True}, "atomic", files, False)["file"] is None
-    assert clean_finding({"pattern": 1}, "atomic", files, hidden=False) is None
-    flag = clean_finding({**forged, "message": "SECRET"}, "atomic", files, hidden=True)
+    assert clean_finding({**forged, "file": "helper.py", "line": 2}, "atomic.py", files, False)["line"] == 2
+    assert clean_finding({**forged, "file": "helper.py", "line": 3}, "atomic.py", files, False)["line"] is None
+    assert clean_finding({**forged, "file": ["x"], "line": True}, "atomic.py", files, False)["file"] is None
+    assert clean_finding({"pattern": 1}, "atomic.py", files, hidden=False) is None
+    flag = clean_finding({**forged, "message": "SECRET"}, "atomic.py", files, hidden=True)
     assert flag["file"] is None and flag["line"] is None and "SECRET" not in json.dumps(flag)
     odd = {"case": "h", "notes": {"C": {"status": ["SECRET"]}, "SECRET": {"status": "SECRET"}},
            "trajectory": {"status": {"SECRET": 1}}, "error": {"message": "SECRET"}, "seconds": 1234.5,

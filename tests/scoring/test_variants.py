@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import VARIANTS, failing_checks
-from grader.course.spec import EXERCISES
+from grader.course.registry import EXERCISES
 
 MANIFEST = yaml.safe_load((VARIANTS / "manifest.yaml").read_text())["variants"]
 FILE_TO_EXERCISE = {ex.file: ex.id for ex in EXERCISES.values()}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.course.spec import ATOMIC
+from grader.course.mlp import ATOMIC
 from grader.submission.lecture import build_plan, find_headers, has_lecture_case, lecture_cases, skip_reason
 from grader.submission.notebook import parse_cells
 from conftest import TESTS

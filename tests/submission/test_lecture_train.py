@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.course.spec import PARAMS
+from grader.course.mlp import PARAMS
 from grader.submission.lecture_train import find_train
 from grader.submission.notebook import parse_cells
 from conftest import TESTS

@@ -9,7 +9,7 @@ from nbformat import v4
 
 from grader.submission.notebook import extract, parse_notebook_bytes, sanitize
 from grader.submission.load import SubmissionError, load_submission
-from conftest import ROOT
+from conftest import MAX_SCORE, ROOT
 
 SOLVED = ROOT / "solutions" / "backprop_ninja.ipynb"
 STUDENT = ROOT / "assignments" / "backprop_ninja.ipynb"
@@ -145,7 +145,7 @@ def test_a_cell_that_does_not_parse_is_graded_as_is():
 
 def test_solved_notebook_full_marks(grade_it):
     report = grade_it(SOLVED)
-    assert report.score == report.max_score == 100
+    assert report.score == report.max_score == MAX_SCORE
     assert report.submission.kind == "notebook"
     assert report.notebook.format == "tagged"
     assert report.notebook.exercise_cells["atomic"] == [6]

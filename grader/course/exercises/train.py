@@ -30,8 +30,7 @@ EXERCISE = Exercise(
     checks=(*(GradientCheck(name) for name in PARAMS), TrajectoryCheck("trajectory", params=PARAMS)),
     build=build,
     lecture=LectureSection(4),
-    path=PARAMS,
-    # its one-go backward computes every step of the lecture's on the way (but writes no dcounts of its own)
-    misconceptions=mistakes.along(ATOMIC, one_go=True, leave_out=("dcounts_missing_branch",)),
+    path=ATOMIC,  # a backward pass in one go still goes through every step of the lecture's
+    misconceptions=mistakes.along(ATOMIC, one_go=True, leave_out=("dcounts_missing_branch",)),  # (no dcounts of its own)
     worked=steps.TRAIN,
 )

@@ -111,7 +111,7 @@ def drop_privileges(uid: int) -> None:
     os.setgid(uid)
     os.setuid(uid)
     if os.getuid() != uid or os.geteuid() != uid:
-        raise SystemExit("grader.sandbox.inside.worker: could not drop privileges")
+        raise SystemExit("grader.sandbox.inside: could not drop privileges")
 
 
 def set_dumpable(flag: bool) -> bool:

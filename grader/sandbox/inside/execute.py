@@ -1,7 +1,7 @@
 """Running notebook code: the lecture's exercise cells, and whole notebooks (grade --execute).
 
 Student code in a notebook only ever runs inside the sandboxed worker
-(`python -m grader.sandbox.inside.worker`), never in the grading process:
+(`python -m grader.sandbox.inside`), never in the grading process:
 
 - `run_lecture_exercise` (worker side, the `lecture` exercise mode): runs one
   exercise's cells of a lecture-format notebook (planned by `grader.submission.lecture`)
@@ -28,7 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-from grader.course.spec import FORWARD_ARGS, PARAMS
+from grader.course.mlp import FORWARD_ARGS, PARAMS
 from grader.submission.lecture import assigned_names, near_matches, units
 from grader.submission.lecture_find import answer_candidates
 
@@ -396,7 +396,7 @@ MARGIN = 30.0
 def execute_notebook(data: bytes, config, level: str, cell_timeout: float):
     """Run a notebook in a sandboxed worker; the report's NotebookExecution."""
     from grader.report import NotebookExecution
-    from grader.sandbox.runner import STARTUP_TIMEOUT, WorkerProcess
+    from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerProcess
     from grader.sandbox.levels import Mounts
 
     t0 = time.monotonic()

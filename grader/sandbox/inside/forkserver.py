@@ -2,9 +2,9 @@
 
 Importing torch costs over a second per process; grading a submission takes
 a tenth of that. So batch grading starts, per job slot, one worker process
-inside the usual isolation (`python -m grader.sandbox.inside.worker --serve`), which
+inside the usual isolation (`python -m grader.sandbox.inside --serve`), which
 imports torch once and then, per submission, forks a *session*: a child that
-runs exactly what a fresh worker would (grader.sandbox.inside.worker.run_session: hello,
+runs exactly what a fresh worker would (grader.sandbox.inside.session.run_session: hello,
 go, the Zygote with one child per exercise and phase).
 
 The slot's folders are the only part of the host the sandbox sees, and they
@@ -73,26 +73,25 @@ def receive(sock: socket.socket) -> tuple[dict | None, list[int]]:
     return (message if isinstance(message, dict) else {}), fds
 
 
-def serve(control_fd: int, wipe_tmp: bool) -> None:
+def serve(control_fd: int, wipe_tmp: bool, warm_up: str | None = None) -> None:
     """The server's life: import torch once, then fork a session per request. Never returns."""
     import gc
 
     import torch  # noqa: F401 - the point of the server: every session inherits it
 
-    from grader.sandbox.inside import guard, harness, worker  # noqa: F401 - likewise
-
-    from grader.course import mlp
+    from grader.course import mlp  # noqa: F401 - likewise
+    from grader.sandbox.inside import guard, harness, session  # noqa: F401 - likewise
 
     confine.set_dumpable(False)  # no session child can read or write this process through /proc
     confine.set_child_subreaper()  # a session's orphans come back here, so the server can see them end
     confine.die_with_parent(os.getppid())
-    _warm_up()
+    cold = _warm_up(warm_up)
     gc.freeze()  # forked children then do not copy the heap just to scan it
     sock = socket.socket(fileno=control_fd)
     writable = [os.getcwd()] + (["/tmp"] if wipe_tmp else [])
     skeleton = _skeleton(writable)  # under bwrap, /tmp holds the folders its mounts need: those stay
     baseline = health()
-    send(sock, {"type": "ready", "pid": os.getpid()})
+    send(sock, {"type": "ready", "pid": os.getpid(), "cold": cold[:50]})
     while True:
         try:
             message, fds = receive(sock)
@@ -155,56 +154,67 @@ def _preload_public(plan_path) -> None:
         pass  # the session reads them itself
 
 
-def _warm_up() -> None:
-    """Run every exercise's harness path once on a stand-in (trusted code, synthetic inputs).
+def _warm_up(path: str | None) -> list[str]:
+    """Run every exercise of the course once on stand-in inputs (trusted code, a tiny synthetic case).
 
-    Lazy set-up (torch's operators, the safetensors and JSON paths, the harness's own code) then
-    happens once here instead of in every exercise child.
+    Lazy set-up (torch's operators, the safetensors and JSON paths, the harness's own code) then happens
+    once here instead of in every exercise child. The plan comes from the grading side, made from the
+    exercises' specs (grader.sandbox.warm): this side knows no exercise. Returns the exercises that
+    did not warm up (also said on stderr): a failure is never silent.
     """
     import sys
-    import threading
+    import tempfile
     import types
 
     import torch
+    from safetensors.torch import load_file
 
-    from grader.sandbox.inside import harness
+    from grader.sandbox.inside import channel, harness
 
-    from grader.course import mlp
-    from grader.course.spec import EXERCISES, PARAMS
-
-    g = torch.Generator().manual_seed(0)
-    params = mlp.init_params(g, vocab=5, block=2, n_embd=3, n_hidden=4, dtype=torch.float64)
-    fwd = mlp.forward(params, torch.randint(0, 5, (4, 2), generator=g), torch.randint(0, 5, (4,), generator=g))
-    inputs = {k: v.detach() for k, v in fwd.items() if k != "loss"}
-    inputs.update(dhpreact=torch.zeros_like(fwd["hpreact"]), demb=torch.zeros_like(fwd["emb"]),
-                  **{f"traj.{k}.0": fwd[k] for k in ("Xb", "Yb")})
-    harness.PRELOADED["warm-up"] = inputs
-
-    def zeros(**kwargs):
-        return {k: torch.zeros_like(inputs[k]) for k in (*PARAMS, "logits", "h", "probs")}
-
-    stand_in = types.ModuleType("grader_warm_up")
-    for ex in EXERCISES.values():
-        setattr(stand_in, ex.function, zeros if ex.returns_dict else lambda *a, **k: torch.zeros(3))
-    sys.modules[stand_in.__name__] = stand_in
-    read, write = os.pipe()
-    drain = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(read, 1 << 16), b"")])
-    drain.start()
+    if path is None:
+        return []
     try:
-        plan = {"submission": "/nonexistent", "inputs": "/nonexistent", "memory_mb": 0, "file_size_mb": 0,
-                "train": {"steps": 1, "lr": 0.1}}
-        case = {"name": "warm-up", "file": "warm-up", "ints": {"n": 4, "vocab_size": 5}, "max_numel": 1 << 16}
-        for ex in EXERCISES.values():
-            harness.Harness(plan, write).run_exercise(
-                {"id": ex.id, "module": stand_in.__name__, "function": ex.function, "returns_dict": ex.returns_dict,
-                 "gradient_checks": list(ex.gradient_checks), "tensor_args": list(ex.tensor_args),
-                 "int_args": list(ex.int_args), "trajectory": ex.id == "train"}, [case])
-    finally:
-        os.close(write)
-        drain.join()  # no thread may be left when the server forks
-        os.close(read)
-        del sys.modules[stand_in.__name__]
-        del harness.PRELOADED["warm-up"]
+        with open(path) as fh:
+            plan = json.load(fh)
+        harness.PRELOADED["warm-up"] = load_file(os.path.join(os.path.dirname(path), plan["file"]))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"grader fork server: no warm-up ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
+        return ["*"]
+    case = {"name": "warm-up", "file": "warm-up", "ints": plan["ints"], "max_numel": 1 << 20}
+    cold = []
+    for exercise in plan["exercises"]:
+        shapes = exercise["answers"]
+
+        def stand_in(*args, _shapes=shapes, _dict=exercise["returns_dict"], **kwargs):
+            zeros = {k: torch.zeros(shape) for k, shape in _shapes.items()}
+            return zeros if _dict else next(iter(zeros.values()))
+
+        module = types.ModuleType("grader_warm_up")
+        setattr(module, exercise["function"], stand_in)
+        sys.modules[module.__name__] = module
+        problems = []
+        with tempfile.TemporaryFile() as out:
+            try:
+                harness.Harness({**plan, "submission": "/nonexistent"}, out.fileno()).run_exercise(
+                    {**exercise, "module": module.__name__}, [case])
+                out.seek(0)
+                reader = channel.FrameReader(out.fileno())
+                while (frame := reader.read()) is not None:
+                    meta = frame[0]
+                    bad = {k: v for k, v in meta.get("notes", {}).items() if v.get("status") != "ok"}
+                    if meta.get("type") == "exercise_error" or "error" in meta or bad \
+                            or meta.get("trajectory", {"status": "ok"}).get("status") != "ok":
+                        problems.append(str(meta)[:300])
+            except Exception as err:  # noqa: BLE001 - said below, and the sessions still run (cold)
+                problems.append(f"{type(err).__name__}: {err}")
+            finally:
+                del sys.modules[module.__name__]
+        if problems:
+            cold.append(exercise["id"])
+            print(f"grader fork server: exercise {exercise['id']} did not warm up: {problems[0]}",
+                  file=sys.stderr, flush=True)
+    del harness.PRELOADED["warm-up"]
+    return cold
 
 
 def _session_child(sock: socket.socket, plan: str, fds: list[int]) -> None:
@@ -219,7 +229,7 @@ def _session_child(sock: socket.socket, plan: str, fds: list[int]) -> None:
         os.dup2(err_w, 2)
         os.close(out_w)
         os.close(err_w)
-        from grader.sandbox.inside.worker import run_session
+        from grader.sandbox.inside.session import run_session
 
         run_session(plan, channel_w, go_r)
     finally:

@@ -15,10 +15,9 @@ import traceback
 import torch
 from safetensors.torch import load_file, save
 
-from grader.sandbox.inside import channel
-
 from grader.course import mlp
-from grader.course.spec import FORWARD_ARGS, PARAMS
+from grader.course.mlp import FORWARD_ARGS, PARAMS
+from grader.sandbox.inside import channel
 
 PLAIN_TENSOR = torch.Tensor  # taken before any student code could rebind torch.Tensor
 
@@ -42,20 +41,25 @@ def preload(file: str, blob: bytes | None = None, path: str | None = None) -> No
         _STAMPS[file] = stamp
 
 
+def trajectory_check(exercise: dict) -> dict | None:
+    """The plan's trajectory check of an exercise ({"kind": "trajectory", "params", "steps", "lr"}), if it has one."""
+    return next((c for c in exercise.get("checks", ()) if isinstance(c, dict) and c.get("kind") == "trajectory"), None)
+
+
 def visible(exercise: dict):
     """Which case tensors an exercise's child may hold: its own arguments, never another's.
 
-    A case also carries `dhpreact` and `demb` (inputs of batchnorm and embedding), which are autograd's
-    gradients of two of atomic's tensors: atomic's child must not have them to copy.
+    A case also carries other exercises' inputs, some of them autograd's answers of this one (batch norm's
+    `dhpreact` is the gradient of exercise 1's hpreact): this child must not have them to copy.
     """
+    trajectory = trajectory_check(exercise)
     if exercise.get("mode") == "lecture":
         names = {*FORWARD_ARGS, *exercise.get("provided", [])}
     elif exercise.get("mode") == "lecture_train":  # exercise 4's loop: the parameters and its batches
         names = {*PARAMS, "Xb", "Yb"}
     else:
-        names = set(exercise["tensor_args"]) | (set(PARAMS) if exercise.get("trajectory") else set())
-    trajectory = bool(exercise.get("trajectory")) or exercise.get("id") == "train"
-    return lambda name: name in names or (trajectory and name.startswith("traj."))
+        names = set(exercise["tensor_args"]) | set(trajectory["params"] if trajectory else ())
+    return lambda name: name in names or (trajectory is not None and name.startswith("traj."))
 
 
 def restrict(exercise: dict) -> None:
@@ -232,26 +236,27 @@ class Harness:
                                 f"without the d: use '{key}'")}
                 else:
                     answers.add(exercise["gradient_checks"][0], result)
-                if exercise.get("trajectory"):
-                    meta["trajectory"] = self.trajectory(function, case, answers)
+                if (check := trajectory_check(exercise)) is not None:
+                    meta["trajectory"] = self.trajectory(function, case, answers, check)
             except BaseException as err:  # noqa: BLE001
                 meta["error"] = {"message": f"{exercise['function']} {self.describe(err)}",
                                  "traceback": student_traceback(err, self.submission)}
             meta["seconds"] = time.perf_counter() - started
             self.send_answers(meta, answers)
 
-    def trajectory(self, function, case: dict, answers: Answers) -> dict:
-        """A few SGD steps with the student's gradients; parameters after each step go back."""
+    def trajectory(self, function, case: dict, answers: Answers, check: dict) -> dict:
+        """A few SGD steps on the lecture's model with the student's gradients; parameters after each step go back."""
         tensors = self.inputs(case)
-        params = {k: tensors[k].clone() for k in PARAMS}
-        lr = self.plan["train"]["lr"]
-        for step in range(self.plan["train"]["steps"]):
+        names = tuple(check["params"])
+        params = {k: tensors[k].clone() for k in names}
+        lr = check["lr"]
+        for step in range(int(check["steps"])):
             fwd = mlp.forward(params, tensors[f"traj.Xb.{step}"], tensors[f"traj.Yb.{step}"])
             kwargs = {name: fwd[name].clone() for name in FORWARD_ARGS}
             grads = function(**kwargs, n=case["ints"]["n"])
             if not isinstance(grads, dict):
                 return {"status": "failed", "message": f"step {step + 1}: did not return a dict"}
-            for k in PARAMS:
+            for k in names:
                 g = grads.get(k)
                 if g is None:
                     return {"status": "not_implemented", "message": f"d{k} is None (not implemented yet)"}
@@ -259,6 +264,6 @@ class Harness:
                     return {"status": "failed",
                             "message": f"step {step + 1}: d{k} is missing or has the wrong size"}
                 params[k] = params[k] - lr * g.detach().reshape(params[k].shape).to(params[k].dtype)
-            for k in PARAMS:
+            for k in names:
                 answers.add(f"step{step}.{k}", params[k])
         return {"status": "ok"}

@@ -19,7 +19,7 @@ import signal
 import time
 import traceback
 
-from grader.course.spec import PARAMS
+from grader.course.mlp import PARAMS
 
 LECTURE_CHARS = ".abcdefghijklmnopqrstuvwxyz"
 STEPS_NAME = "__grader_steps__"

@@ -1,7 +1,7 @@
-"""The worker: the sandboxed process that runs student code, one child process per exercise.
+"""A worker's session: the sandboxed process that runs student code, one child process per exercise.
 
 Started by the grading process (inside whatever isolation it chose) as
-`python -m grader.sandbox.inside.worker PLAN --channel FD [--go FD] [--drop-to UID]` (for
+`python -m grader.sandbox.inside PLAN --channel FD [--go FD] [--drop-to UID]` (see __main__.py; for
 batch grading, as a fork server with `--serve FD`: see grader.sandbox.inside.forkserver,
 whose sessions run `run_session` below). It
 drops root first if asked, imports torch, says hello, waits for the go
@@ -20,7 +20,6 @@ Hidden cases run after every public case, in children that cannot print
 there is only captured output.
 """
 
-import argparse
 import gc
 import json
 import os
@@ -151,9 +150,7 @@ class Zygote:
                     pass
 
     def max_blob(self, exercise: dict, cases: list[dict]) -> int:
-        keys = len(exercise["gradient_checks"])
-        if exercise.get("trajectory"):
-            keys += self.plan["train"]["steps"] * 7
+        keys = len(expected_keys(exercise))
         return keys * 8 * max(c["max_numel"] for c in cases) + (1 << 16)
 
     def run_child(self, exercise: dict, cases: list[dict], quiet: bool, deadline: float) -> bool:
@@ -167,7 +164,7 @@ class Zygote:
         os.close(write_fd)
         ex_id = exercise["id"]
         outcome = self.relay(read_fd, ex_id, {c["name"] for c in cases}, self.max_blob(exercise, cases), deadline,
-                             quiet, expected_keys(exercise, self.plan["train"]["steps"]))
+                             quiet, expected_keys(exercise))
         status = self.reap(pid, killed=outcome != "eof")
         if outcome == "done":
             # Failed as a whole (e.g. on import): the hidden cases would fail the same way, and their
@@ -257,16 +254,14 @@ def _known(value, allowed: set[str], default: str) -> str:
     return value if isinstance(value, str) and value in allowed else default
 
 
-def expected_keys(exercise: dict, steps: int) -> set[str]:
-    """The answer keys an exercise's child can send back."""
+def expected_keys(exercise: dict) -> set[str]:
+    """The answer keys an exercise's child can send back: its gradients, and a trajectory check's parameters
+    after each step (and, for the lecture notebook's loop, grader.sandbox.inside.train_loop, its gradients)."""
     keys = set(exercise.get("gradient_checks", ()))
-    params = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
-    if exercise.get("trajectory"):
-        keys |= {f"step{i}.{k}" for i in range(steps) for k in params}
-        # the same exercise in the lecture's notebook: its loop's gradients at each step (grader.sandbox.inside.train_loop)
-        keys |= {f"grad{i}.{k}" for i in range(steps) for k in params}
-    if exercise.get("mode") == "lecture_train":
-        keys |= {f"grad{i}.{k}" for i in range(steps) for k in params}
+    for check in exercise.get("checks", ()):
+        if isinstance(check, dict) and check.get("kind") == "trajectory":
+            steps, params = range(int(check.get("steps", 0))), [str(p) for p in check.get("params", ())]
+            keys |= {f"{kind}{i}.{k}" for kind in ("step", "grad") for i in steps for k in params}
     return keys
 
 
@@ -379,63 +374,3 @@ def run_session(plan_path: str, channel_fd: int, go_fd: int | None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-class StagedOnly:
-    """A meta-path finder that refuses every grader module not staged beside this file.
-
-    The sandbox holds only the worker's modules (grader.sandbox.levels.stage_package); without this an editable
-    install's finder would still find the rest (the reference code in grader.course.cases) in the repository.
-    """
-
-    def __init__(self, folder: str):
-        self.folder = folder  # the staged `grader` folder
-
-    def find_spec(self, name, path=None, target=None):
-        parts = name.split(".")
-        if parts[0] == "grader" and len(parts) > 1:
-            where = os.path.join(self.folder, *parts[1:])
-            if not (os.path.isfile(where + ".py") or os.path.isfile(os.path.join(where, "__init__.py"))):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-def refuse_unstaged() -> None:
-    here = os.path.dirname(os.path.abspath(__file__))  # grader/sandbox/inside
-    sys.meta_path.insert(0, StagedOnly(os.path.dirname(os.path.dirname(here))))
-
-
-def main() -> None:
-    refuse_unstaged()
-    parser = argparse.ArgumentParser(prog="grader.sandbox.inside.worker")
-    parser.add_argument("plan", nargs="?")
-    parser.add_argument("--channel", type=int, default=None)
-    parser.add_argument("--go", type=int, default=None)
-    parser.add_argument("--drop-to", type=int, default=None, help="become this uid first (when started as root)")
-    parser.add_argument("--probe", action="store_true", help="check that the worker can start here, then exit")
-    parser.add_argument("--serve", type=int, default=None, metavar="FD",
-                        help="be a fork server on this control socket (batch grading; see grader.sandbox.inside.forkserver)")
-    parser.add_argument("--wipe-tmp", action="store_true", help="as a fork server: empty /tmp after each session")
-    args = parser.parse_args()
-    if args.drop_to is not None:
-        confine.drop_privileges(args.drop_to)
-    confine.prepare_filter()  # once here, not in every exercise child
-    # `-m` put the working directory first on sys.path: files a submission writes there must not import.
-    sys.path[:] = [p for p in sys.path if p and p != os.getcwd()]
-    if args.probe:
-        import importlib.util
-
-        os._exit(0 if importlib.util.find_spec("torch") and importlib.util.find_spec("safetensors") else 3)
-    if args.serve is not None:
-        from grader.sandbox.inside.forkserver import serve
-
-        serve(args.serve, wipe_tmp=args.wipe_tmp)
-    import torch  # noqa: F401
-
-    from grader.sandbox.inside import guard, harness  # noqa: F401 - imported once here, inherited by every child
-
-    run_session(args.plan, args.channel, args.go)
-
-
-if __name__ == "__main__":
-    main()

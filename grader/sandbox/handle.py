@@ -1,0 +1,130 @@
+"""A worker as seen from the grading process: its pipes, its process, how it ended.
+
+`WorkerChannel` reads a worker's frames (capped) and sends it the go signal with the case tensors
+that never touch the disk; `WorkerProcess` is one worker process of its own (a fork server's
+session, grader.sandbox.slot.Session, is the other kind of handle).
+"""
+
+import os
+import queue
+import select
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from grader.config import GradingConfig
+from grader.safe_text import clean_tree
+from grader.sandbox.capture import CappedStream
+from grader.sandbox.inside.channel import FrameReader, ProtocolError, frame_bytes
+from grader.sandbox.levels import Mounts, kill_group, start_worker
+
+STARTUP_TIMEOUT = 120.0  # importing torch on a loaded machine
+GRACE = 5.0              # between two exercises, or after the last one
+PIPE_CHUNK = 1 << 16     # one write to the go pipe, so a slow reader never blocks the grader
+
+
+class WorkerChannel:
+    """The grading side of one worker's pipes: frames in, the go signal (and hidden inputs) out, output captured."""
+
+    def __init__(self, channel_r: int, go_w: int | None, stdout, stderr, output_bytes: int, max_total: int):
+        self._go_w = go_w
+        self.stdout = CappedStream(stdout, output_bytes)
+        self.stderr = CappedStream(stderr, output_bytes)
+        self.frames: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(channel_r, max_total), daemon=True)
+        self._reader.start()
+
+    def _read(self, fd: int, max_total: int) -> None:
+        reader = FrameReader(fd, max_total=max_total)
+        try:
+            while (frame := reader.read()) is not None:
+                self.frames.put((clean_tree(frame[0]), frame[1]))  # strings valid Unicode from here on
+            self.frames.put(("eof", None))
+        except (ProtocolError, OSError, RecursionError) as err:
+            self.frames.put(("protocol", str(err)))
+        finally:
+            os.close(fd)
+
+    def go(self, inputs: list[tuple[str, bytes]] = ()) -> None:
+        """Release the worker, with case tensors that never touch the disk: once to start (the public cases'
+        private part), once more with the hidden cases' inputs."""
+        if self._go_w is None:
+            return
+        out = bytearray(b"g")
+        for file, blob in inputs:
+            out += frame_bytes({"type": "inputs", "file": file}, blob)
+        data = bytes(out + frame_bytes({"type": "end"}))
+        _write_before(self._go_w, data, time.monotonic() + GRACE + len(data) / 20e6)  # 20 MB/s at worst
+
+    def next_frame(self, deadline: float):
+        """(meta, blob), ("eof", None), ("protocol", msg) or ("timeout", None)."""
+        try:
+            return self.frames.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return ("timeout", None)
+
+    def _close(self) -> None:
+        if self._go_w is not None:
+            os.close(self._go_w)
+            self._go_w = None
+        self.stdout.join()
+        self.stderr.join()
+
+
+def _write_before(fd: int, data: bytes, deadline: float) -> None:
+    """Write all of `data` unless the worker stops reading (or died): then give up quietly, it will be noticed."""
+    view = memoryview(data)
+    try:
+        while view:
+            if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                return
+            view = view[os.write(fd, view[:PIPE_CHUNK]):]
+    except OSError:
+        pass
+
+
+def describe_exit(code: int | None, memory_mb: int) -> str:
+    """How a worker ended, from its exit code (negative: a signal), for the report."""
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        hint = (f" (often: out of memory, limit {memory_mb} MB, or CPU time)"
+                if name in ("SIGKILL", "SIGXCPU", "SIGSEGV", "SIGABRT") else "")
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
+class WorkerProcess(WorkerChannel):
+    """One worker process of its own: started early, released with `go()`, read frame by frame with deadlines."""
+
+    def __init__(self, level: str, config: GradingConfig, mounts: Mounts, plan_path: Path,
+                 max_total: int = 1 << 30):
+        channel_r, channel_w = os.pipe()
+        go_r, go_w = os.pipe()
+        args = [str(plan_path), "--channel", str(channel_w), "--go", str(go_r)]
+        try:
+            self.proc = start_worker(level, config.limits, mounts, args, (channel_w, go_r))
+        except BaseException:
+            os.close(channel_r)
+            os.close(go_w)
+            raise
+        finally:
+            os.close(channel_w)
+            os.close(go_r)
+        os.set_blocking(go_w, False)
+        self.memory_mb = config.limits.memory_mb
+        super().__init__(channel_r, go_w, self.proc.stdout, self.proc.stderr, config.limits.output_bytes, max_total)
+
+    def kill(self) -> None:
+        """Kill the whole process group (under bwrap, the sandbox dies with it)."""
+        kill_group(self.proc)
+        self._close()
+
+    def exit_description(self) -> str:
+        try:
+            return describe_exit(self.proc.wait(timeout=2), self.memory_mb)
+        except subprocess.TimeoutExpired:
+            return describe_exit(None, self.memory_mb)
