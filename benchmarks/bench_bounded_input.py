@@ -30,7 +30,7 @@ from pathlib import Path
 def rchar():
     with open("/proc/self/io") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("rchar"))
-import grader.submission.notebook, grader.submission.lecture
+import grader.submission.notebook, grader.submission.lecture.plan
 from grader.submission.load import SubmissionError, load_submission
 before, t0 = rchar(), time.perf_counter()
 try:

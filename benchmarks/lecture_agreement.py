@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from grader.config import load_config  # noqa: E402
 from grader.pipeline import build_cases, grade  # noqa: E402
-from grader.submission.lecture import GRADED  # noqa: E402
+from grader.submission.lecture.sections import graded as graded_sections  # noqa: E402
 
 NOTEBOOKS = ROOT / "tests" / "fixtures" / "notebooks"
 DIRS = [NOTEBOOKS / "patterns", NOTEBOOKS / "students"]
@@ -60,7 +60,7 @@ def main() -> int:
         report = grade(path, config, cases=cases)
         wrong = []
         for number in meta["exercises"]:
-            ex = report.exercise(GRADED[number])
+            ex = report.exercise(graded_sections()[number])
             for check in ex.checks:
                 key = f"{ex.id}.{check.name}"
                 expected_pass = key not in failing

@@ -127,12 +127,19 @@ def cmd_gradebook_export(args) -> int:
 
 
 def cmd_release(args) -> int:
+    from grader.course.registry import BUILT_IN, EXERCISES
     from grader.release.build import ReleaseError, check_release, write_release
 
-    solutions, assignments = Path(args.solutions), Path(args.assignments)
+    exercises, base = BUILT_IN, Path(".")
+    if args.config:  # a course of its own: its exercises, and its folders beside its grading.yaml
+        config = load_config(Path(args.config))
+        exercises = tuple(ex for ex in EXERCISES.values() if ex.id in config.exercises)
+        base = Path(args.config).parent
+    solutions = Path(args.solutions) if args.solutions else base / "solutions"
+    assignments = Path(args.assignments) if args.assignments else base / "assignments"
     try:
         if args.check:
-            problems = check_release(solutions, assignments)
+            problems = check_release(solutions, assignments, exercises)
             for problem in problems:
                 print(problem, file=sys.stderr)
             if problems:
@@ -140,7 +147,7 @@ def cmd_release(args) -> int:
                 return EXIT_BELOW_MIN
             print("the release is up to date")
             return EXIT_OK
-        changed = write_release(solutions, assignments)
+        changed = write_release(solutions, assignments, exercises)
     except ReleaseError as err:
         raise ConfigError(str(err)) from None
     for path in changed:
@@ -238,8 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("release", help="regenerate assignments/ (stubs and notebook) and the solved notebook from solutions/")
     r.add_argument("--check", action="store_true", help="write nothing; exit 1 if the committed release is out of date")
-    r.add_argument("--solutions", default="solutions", help="the reference solutions (default: solutions)")
-    r.add_argument("--assignments", default="assignments", help="where the student release goes (default: assignments)")
+    r.add_argument("--config", metavar="GRADING_YAML",
+                   help="release the course of this grading.yaml: its exercises (and definitions), its folders")
+    r.add_argument("--solutions", help="the reference solutions (default: solutions, beside --config's file if given)")
+    r.add_argument("--assignments",
+                   help="where the student release goes (default: assignments, beside --config's file if given)")
     r.set_defaults(func=cmd_release)
 
     gs = sub.add_parser("gradescope", help="Gradescope: build the autograder zip")

@@ -12,7 +12,7 @@ from pathlib import Path
 from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.sandbox.inside.confine import filter_status
-from grader.course.registry import EXERCISES, graded_by_training
+from grader.course.registry import EXERCISES
 from grader.submission.integrity import scan, scan_train
 from grader.report import (CaseInfo, CapturedOutput, Environment, IntegrityFinding, IsolationInfo, Report,
                            SubmissionInfo)
@@ -106,15 +106,14 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
     submitted = [ex for ex in enabled if EXERCISES[ex].file in submission.files]
     lecture = getattr(submission.notebook, "lecture", None)  # the lecture's own notebook: cells, not files
     if lecture is not None:
-        from grader.submission import lecture as lecture_format
+        from grader.scoring import lecture as lecture_format
+        from grader.submission.lecture.plan import plan_entries, scan_plan
 
         if not lecture_format.has_lecture_case(config):
-            raise SubmissionError(lecture_format.NO_LECTURE_CASE)
-        trained = graded_by_training()  # the loop of the lecture's exercise 4 is graded as this exercise
-        submitted = [ex for ex in enabled if ex in lecture.sections
-                     or (lecture.train and trained is not None and ex == trained.id)]
+            raise SubmissionError(lecture_format.no_lecture_case())
+        submitted = [ex for ex in enabled if ex in lecture.exercise_cells()]
     # Autograd (the answer key) and ways around the scan: such an exercise scores 0 and is not run.
-    static = (lecture_format.scan_plan(lecture, config.integrity.allow) if lecture is not None
+    static = (scan_plan(lecture, config.integrity.allow) if lecture is not None
               else scan(submission.files, config.integrity.allow))
     if lecture is not None and lecture.train is not None:  # exercise 4's loop: the same check
         static += scan_train(lecture.train, config.integrity.allow)
@@ -131,7 +130,7 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
         extra = None
         if lecture is not None:
             cases = lecture_format.lecture_cases(cases)
-            extra = lecture_format.plan_entries(lecture, timeout, len(cases))
+            extra = plan_entries(lecture, timeout, len(cases))
         outcome = runner.run(submitted, cases, extra=extra)
     return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
                student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
@@ -149,7 +148,7 @@ def score_run(run: Run) -> Report:
     enabled, lecture, static, timeout = run.enabled, run.lecture, run.static, run.timeout
     findings = []
     if lecture is not None:
-        from grader.submission import lecture as lecture_format
+        from grader.scoring import lecture as lecture_format
 
         exercises, findings = lecture_format.score(lecture, enabled, config, cases, outcome, Path(path).name,
                                                    static=static)

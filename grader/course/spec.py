@@ -67,9 +67,17 @@ class TrajectoryCheck(Check):
 
 @dataclass(frozen=True)
 class LectureSection:
-    """Where the exercise sits in the lecture's own notebook (its "Exercise N" section)."""
+    """Where the exercise sits in the lecture's own notebook (its "Exercise N" section).
+
+    Its cells are graded like the exercise's file: they must define the `d...` variable of every
+    gradient check; an exercise with a TrajectoryCheck is graded from the notebook's training loop
+    (the lecture's exercise 4). The defaults fit a section found by its `# Exercise N` header alone.
+    """
 
     number: int
+    given: tuple[str, ...] = ()          # true gradients the grader puts in the section's namespace (`dhpreact`)
+    found_by: str = "defines its answers"  # what its cells do, as the grader recognises them (for notes)
+    not_found: str = ""                  # why no cell was taken for it; default: "no cell <found_by>"
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,10 @@ class Exercise:
             fail("build must be a function (case, generator) -> (inputs, references), or 'module:function'")
         if not isinstance(self.lecture, (LectureSection, NotInLecture)):
             fail("lecture must be LectureSection(number) or NotInLecture(reason)")
+        if isinstance(self.lecture, LectureSection) and (
+                not isinstance(self.lecture.number, int) or self.lecture.number < 1
+                or not isinstance(self.lecture.given, tuple)):
+            fail("LectureSection needs an exercise number >= 1 and `given` as a tuple")
         if not set(self.private_inputs) <= set(self.tensor_args):
             fail("private_inputs must be tensor_args")
 

@@ -72,7 +72,7 @@ def clean_result(meta: dict, hidden: bool = False, expected: set[str] = frozense
     if isinstance(meta.get("seconds"), (int, float)):
         out["seconds"] = float(meta["seconds"])
     if isinstance(meta.get("lecture"), dict):
-        out["lecture"] = meta["lecture"]  # the lecture format's facts, read defensively by grader.submission.lecture
+        out["lecture"] = meta["lecture"]  # the lecture format's facts, read defensively by grader.scoring.lecture
     return out
 
 

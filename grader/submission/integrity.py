@@ -569,7 +569,7 @@ CELL_LINES = 1_000_000  # scan_train numbers a cell's line L as cell * CELL_LINE
 
 
 def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
-    """Exercise 4 of a lecture notebook (a grader.submission.lecture_train.TrainPlan): the same check, on exactly what runs.
+    """Exercise 4 of a lecture notebook (a grader.submission.lecture.train.TrainPlan): the same check, on exactly what runs.
 
     The prelude's and set-up's statements and the loop's cell without the statements that are not run
     (`loss.backward()`, `p.grad = None`, ...: plan.skips) form one file, `train.py`; each finding names its cell

@@ -479,7 +479,7 @@ class NotebookSubmission:
     exercise_cells: dict[str, list[int]] = field(default_factory=dict)
     origins: dict[str, Origin] = field(default_factory=dict)   # file name -> origin
     notes: list[str] = field(default_factory=list)
-    lecture: object | None = None          # grader.submission.lecture.LecturePlan for the lecture layout
+    lecture: object | None = None          # grader.submission.lecture.plan.LecturePlan for the lecture layout
 
 
 def extract(nb, name: str, data: bytes) -> tuple[dict[str, str], NotebookSubmission]:
@@ -496,7 +496,8 @@ def extract(nb, name: str, data: bytes) -> tuple[dict[str, str], NotebookSubmiss
             found[ex.id] = (defining[-1:], "function")
 
     if not found:
-        from grader.submission.lecture import build_plan, find_headers
+        from grader.submission.lecture.headers import find_headers
+        from grader.submission.lecture.plan import build_plan
 
         plan = build_plan(cells)
         if find_headers(cells) or plan.sections or plan.training_cells:  # headers, or the lecture's work itself

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from grader.cli import main
-from grader.course.registry import EXERCISES
+from grader.course.registry import BUILT_IN, EXERCISES
 from grader.release.build import (NOTEBOOK, ReleaseError, answer_names, build_notebook, check_release,
                                   release_outputs, strip_solutions, unmark_solutions, write_release)
 
@@ -36,7 +36,7 @@ def test_round_trip_in_a_copy(tmp_path, capsys):
     assert main(["release", "--check", "--solutions", str(solutions), "--assignments", str(assignments)]) == 1
     assert "is missing" in capsys.readouterr().err
     assert main(["release", "--solutions", str(solutions), "--assignments", str(assignments)]) == 0
-    for ex in EXERCISES.values():
+    for ex in BUILT_IN:
         assert (assignments / ex.file).read_bytes() == (ROOT / "assignments" / ex.file).read_bytes()
     assert (assignments / NOTEBOOK).read_bytes() == (ROOT / "assignments" / NOTEBOOK).read_bytes()
     assert main(["release", "--check", "--solutions", str(solutions), "--assignments", str(assignments)]) == 0
@@ -83,7 +83,7 @@ def test_notebooks_are_deterministic_and_clean():
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None
         tagged = {c.metadata["tags"][0]: c for c in nb.cells if c.metadata.get("tags")}
-        assert list(tagged) == list(EXERCISES)
+        assert list(tagged) == [ex.id for ex in BUILT_IN]
         for ex_id, cell in tagged.items():
             assert f"def {EXERCISES[ex_id].function}(" in cell.source
             assert cell.id == ex_id
@@ -94,7 +94,7 @@ def test_notebooks_are_deterministic_and_clean():
 def test_student_notebook_holds_the_stubs_and_solved_one_the_solutions():
     files = {}
     from grader.release.build import SourceFile
-    for ex in EXERCISES.values():
+    for ex in BUILT_IN:
         solution = (ROOT / "solutions" / ex.file).read_text()
         files[ex.file] = SourceFile(ex.file, solution, strip_solutions(solution))
     student = build_notebook(files, solved=False)
@@ -134,7 +134,7 @@ def solved_run():
 
 
 def test_check_cells_show_the_grader_view_when_it_is_installed(solved_run):
-    for ex in EXERCISES.values():
+    for ex in BUILT_IN:
         html = _html(solved_run[f"{ex.id}-check"])
         assert 'class="bpn"' in html, ex.id
         for check in ex.gradient_checks:
@@ -153,19 +153,19 @@ def test_the_student_notebook_shows_what_is_still_to_do():
 
 def test_without_the_grader_the_check_cells_print_cmp_lines():
     outputs = _execute(ROOT / "solutions" / NOTEBOOK, 'import sys\nsys.modules["grader.outputs.jupyter"] = None')
-    for ex in EXERCISES.values():
+    for ex in BUILT_IN:
         assert _html(outputs[f"{ex.id}-check"]) == "", ex.id
         text = _stdout(outputs[f"{ex.id}-check"])
         assert "--- case lecture" in text and "approximate: True" in text, ex.id
 
 
 def test_check_cells_keep_the_plain_check_as_fallback():
-    from grader.release.build import CHECK_CODE, CMP_LINES
+    from grader.release.build import check_code, cmp_lines
 
-    for ex in EXERCISES.values():
-        first, *rest = CHECK_CODE[ex.id].splitlines()
+    for ex in BUILT_IN:
+        first, *rest = check_code(ex).splitlines()
         assert first == f'if not show_graded("{ex.id}", {ex.function}):'
-        assert "\n".join(line.removeprefix("    ") for line in rest) == CMP_LINES[ex.id]
+        assert "\n".join(line.removeprefix("    ") for line in rest) == cmp_lines(ex)
 
 
 # --- check() for any notebook, the lecture's own included ----------------------------------------

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from grader.course.mlp import ATOMIC
-from grader.submission.lecture import build_plan, find_headers, has_lecture_case, lecture_cases, skip_reason
+from grader.scoring.lecture import has_lecture_case, lecture_cases
+from grader.submission.lecture.headers import find_headers
+from grader.submission.lecture.plan import build_plan
+from grader.submission.lecture.policy import skip_reason
 from grader.submission.notebook import parse_cells
 from conftest import TESTS
 
@@ -89,7 +92,7 @@ def test_sections_run_only_what_computes_gradients():
                        (6, [[1, 0], [14, 0]]),                # block_size = 3, import random
                        (8, [[1, 0], [2, 0]]), (9, [[1, 0]])]  # n_embd = 10, n_hidden = 64, batch_size = 32
     # ... and of those, each exercise gets what its statements use.
-    from grader.submission.lecture import section_prelude
+    from grader.submission.lecture.plan import section_prelude
     assert [(e["cell"], e["run"]) for e in section_prelude(plan, plan.sections["cross_entropy"])] == [(2, [[2, 0]])]
     ex1 = plan.sections["atomic"]
     assert len(ex1.skipped) == 26 and all(s.reason.startswith("a cmp") for s in ex1.skipped)
@@ -98,7 +101,7 @@ def test_sections_run_only_what_computes_gradients():
 
 
 def test_an_unused_import_or_a_plotting_helper_of_another_cell_is_not_carried():
-    from grader.submission.lecture import scan_plan, section_prelude
+    from grader.submission.lecture.plan import scan_plan, section_prelude
     cells = nbb.PREAMBLE + [("code", "import os\ndef show(t):\n    plt.imshow(t)\nK = 27")] + nbb.section_cells()
     plan = plan_of(nbb.lecture_notebook(cells=cells))
     assert all(e["cell"] != 11 for e in section_prelude(plan, plan.sections["atomic"]))
@@ -129,13 +132,38 @@ def test_skip_reasons(source, reason):
     assert skip_reason(ast.parse(source).body[0]) == reason
 
 
+@pytest.mark.parametrize("source, exercises_1_to_3, exercise_4_in_loop, exercise_4_before_loop", [
+    # Exercise 4 trains on the grader's Xtr, Ytr: reading them is its work; assigning them is data loading.
+    ("Xb, Yb = Xtr[ix], Ytr[ix]", "data loading", None, None),
+    ("Xtr, Ytr = X[:n1], Y[:n1]", "data loading", None, "data loading (the grader provides Xtr and Ytr)"),
+    # Other roads to autograd: exercises 1-3 run them (the static check reports them), exercise 4 leaves them out.
+    ("J = torch.autograd.functional.jacobian(f, W1)", None, *["autograd (.backward, .grad, requires_grad)"] * 2),
+    ("loss.backward()", "autograd (.backward, .retain_grad, requires_grad)",
+     *["autograd (.backward, .grad, requires_grad)"] * 2),
+    # Shared: plotting, tooling, data files, .grad reads.
+    ("plt.show()", "plotting", "plotting", "plotting"),
+    ("import tqdm", *["plotting or notebook tooling"] * 3),
+    ("words = open('names.txt').read().splitlines()", *["data loading"] * 3),
+    ("dW1 = W1.grad", *["reads autograd's gradient (.grad)"] * 3),
+])
+def test_one_policy_whose_difference_for_exercise_4_is_data(source, exercises_1_to_3, exercise_4_in_loop,
+                                                            exercise_4_before_loop):
+    import ast
+
+    from grader.submission.lecture.train import _skip_reason
+    node = ast.parse(source).body[0]
+    assert skip_reason(node) == exercises_1_to_3
+    assert _skip_reason(node, inside_loop=True) == exercise_4_in_loop
+    assert _skip_reason(node, inside_loop=False) == exercise_4_before_loop
+
+
 def test_a_cell_that_does_not_parse_costs_only_its_own_answers():
     ex1 = [("code", nbb.EX1_HEADER + "dlogprobs = torch.zeros_like(logprobs)"),
            ("code", "dprobs = (1.0 / probs) * dlogprobs)\n")]
     sec = plan_of(nbb.lecture_notebook(ex1=ex1)).sections["atomic"]
     assert sec.cell_numbers == [11, 12]
     assert sec.broken and sec.broken[0][0] == 12 and "does not parse" in sec.broken[0][1]
-    from grader.submission.lecture import missing_message
+    from grader.scoring.lecture import missing_message
     assert "cell 12 does not parse" in missing_message("dprobs", sec, {})
 
 
@@ -153,6 +181,43 @@ def test_lecture_cases_and_config(config, public_cases, all_cases):
     assert [c.spec.name for c in lecture_cases(all_cases)] == ["lecture", "hidden-1"]
     assert has_lecture_case(config)
     assert not has_lecture_case(config.model_copy(update={"cases": config.cases[1:]}))
+
+
+@pytest.fixture
+def extra_exercises(monkeypatch, config):
+    """Two more exercises registered: one with no lecture section, one in a section (7) the lecture lacks."""
+    from dataclasses import replace
+
+    from grader.config import ExerciseConfig
+    from grader.course.registry import EXERCISES
+    from grader.course.spec import LectureSection, NotInLecture
+
+    base = EXERCISES["cross_entropy"]
+    plain = replace(base, id="extra_plain", file="extra_plain.py", title="An extra exercise", lecture=NotInLecture())
+    sectioned = replace(base, id="extra_seven", file="extra_seven.py", title="Exercise 7",
+                        lecture=LectureSection(7))
+    for ex in (plain, sectioned):
+        monkeypatch.setitem(EXERCISES, ex.id, ex)
+    extra = {ex.id: ExerciseConfig(points=5) for ex in (plain, sectioned)}
+    return config.model_copy(update={"exercises": {**config.exercises, **extra}})
+
+
+def test_an_exercise_without_a_lecture_section_is_not_in_this_format(extra_exercises, public_cases):
+    """Registered exercises the lecture's notebook does not hold: a clear report line each, never a KeyError."""
+    from grader.sandbox.runner import RunOutcome
+    from grader.scoring.lecture import score
+
+    plan = plan_of(nbb.lecture_notebook())
+    assert "extra_seven" not in plan.sections
+    assert any("exercise 7 (no '# Exercise 7' header, and no cell defines its answers)" in n for n in plan.notes)
+    results, _ = score(plan, ["extra_plain", "extra_seven"], extra_exercises, lecture_cases(public_cases),
+                       RunOutcome(exercises={}), "lecture.ipynb")
+    plain, seven = results
+    assert plain.status == "not_submitted" and plain.max_score == 0
+    assert plain.message == ("not in this format: this exercise is not part of the lecture's notebook, "
+                             "so it is not graded in this format")
+    assert seven.score == 0 and seven.max_score == 5
+    assert seven.message == "exercise 7 is not in the notebook (no '# Exercise 7' header, and no cell defines its answers)"
 
 
 # ---------------------------------------------------------------------------
@@ -451,7 +516,7 @@ def test_student_names_are_read_with_notes(pattern_reports):
 
 
 def test_an_ambiguous_near_miss_is_not_guessed():
-    from grader.submission.lecture_find import answer_candidates
+    from grader.sandbox.inside.statements import answer_candidates
     assert answer_candidates("dlogits", ["dlogits_fast", "dlogits_v2"], {"dlogits"}) == ["dlogits_fast", "dlogits_v2"]
     assert answer_candidates("dbnvar", ["dbnvar_inv"], {"dbnvar", "dbnvar_inv"}) == []   # another answer
 
@@ -491,7 +556,7 @@ def test_messages_name_the_real_cause(pattern_reports):
 
 
 def test_another_exercises_value_is_said_only_when_true():
-    from grader.submission.lecture import missing_message
+    from grader.scoring.lecture import missing_message
     ex3 = [("code", nbb.EX3_FORWARD), ("code", "cmp('hprebn', dhprebn, hprebn)")]
     plan = plan_of(nbb.lecture_notebook(ex3=ex3))
     assert "another exercise's cells" in missing_message("dhprebn", plan.sections["batchnorm"], {})
@@ -514,7 +579,7 @@ def test_aten_backward_kernel_in_a_cell_costs_that_exercise(pattern_reports):
 
 
 def test_the_scan_sees_only_what_runs_and_maps_lines_back():
-    from grader.submission.lecture import scan_plan
+    from grader.submission.lecture.plan import scan_plan
     assert scan_plan(plan_of(nbb.lecture_notebook())) == []   # loss.backward() and cmp never run
     ex2 = [("code", nbb.EX2_FORWARD),
            ("code", "with torch.no_grad():\n    x = 1\n    dlogits = torch.autograd.functional.jacobian(\n"
@@ -532,7 +597,7 @@ def test_gradients_under_exercise_4s_header_stay_there():
 
 
 def test_an_unheaded_cell_that_does_not_parse_is_still_found_and_its_error_named():
-    from grader.submission.lecture import missing_message
+    from grader.scoring.lecture import missing_message
     cells = nbb.PREAMBLE + [("code", "dlogprobs = torch.zeros_like(logprobs)\ndprobs = (1.0 / probs) * dlogprobs)")]
     plan = plan_of(nbb.lecture_notebook(cells=cells))
     sec = plan.sections["atomic"]

@@ -84,7 +84,7 @@ def test_a_mistake_costs_only_what_it_breaks(reports):
 
 
 def test_a_fix_after_exercise_3_is_exercise_1s_last_value():
-    from grader.submission.lecture import build_plan
+    from grader.submission.lecture.plan import build_plan
 
     plan = build_plan(parse_cells(students.students()["fixed_at_the_end.ipynb"]))
     assert plan.exercise_cells()["atomic"] == [11, 17]       # the fix, under exercise 3's header
@@ -123,7 +123,7 @@ def test_torch_float32_reads_as_the_grading_dtype():
 @pytest.mark.parametrize("source", ["C = torch.randn((vocab_size, n_embd), generator=g)",
                                     "W1 = torch.randn((30, 64), generator=g) * 0.2", "Xb, Yb = Xtr[ix], Ytr[ix]"])
 def test_an_exercise_cell_that_initialises_the_network_keeps_the_graders(source):
-    from grader.submission.lecture import skip_reason
+    from grader.submission.lecture.policy import skip_reason
 
     assert skip_reason(ast.parse(source).body[0]) in (
         "re-initialises the parameters or the batch (the grader's are used)", "data loading")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from grader.course.mlp import PARAMS
-from grader.submission.lecture_train import find_train
+from grader.submission.lecture.train import find_train
 from grader.submission.notebook import parse_cells
 from conftest import TESTS
 
@@ -91,7 +91,7 @@ def test_while_loops_and_other_spellings_of_the_update():
 
 
 def test_no_training_loop_means_not_in_the_notebook(config, public_cases):
-    from grader.submission import lecture_train
+    from grader.scoring import lecture_train
 
     assert plan_of(False) is None  # the calibration and sampling loops update no parameters
     result = lecture_train.score(None, config, public_cases, None, "lecture.ipynb")

@@ -29,7 +29,10 @@ EXERCISE = Exercise(
     int_args=("n",),
     checks=(*(GradientCheck(name) for name in PARAMS), TrajectoryCheck("trajectory", params=PARAMS)),
     build=build,
-    lecture=LectureSection(4),
+    lesson="lessons/train.md",
+    check_cell="lessons/train_check.py",
+    lecture=LectureSection(4, found_by="trains the network",
+                           not_found="no training loop that updates the parameters with p.data += -lr * grad"),
     path=ATOMIC,  # a backward pass in one go still goes through every step of the lecture's
     misconceptions=mistakes.along(ATOMIC, one_go=True, leave_out=("dcounts_missing_branch",)),  # (no dcounts of its own)
     worked=steps.TRAIN,

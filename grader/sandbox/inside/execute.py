@@ -29,8 +29,7 @@ import traceback
 from pathlib import Path
 
 from grader.course.mlp import FORWARD_ARGS, PARAMS
-from grader.submission.lecture import assigned_names, near_matches, units
-from grader.submission.lecture_find import answer_candidates
+from grader.sandbox.inside.statements import answer_candidates, assigned_names, near_matches, units
 
 LECTURE_CHARS = ".abcdefghijklmnopqrstuvwxyz"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -7,7 +7,7 @@ the earlier cells' imports, functions and constants, then the cell's own set-up 
 student's re-initialisation), then the loop. The loop's iterable is wrapped so that it
 yields at most `train.steps` items, and each time it is asked for the next one the
 parameters, the gradients the student computed, the batch and the learning rate are
-recorded. Statements the planner (grader.submission.lecture_train) marked (`loss.backward()`,
+recorded. Statements the planner (grader.submission.lecture.train) marked (`loss.backward()`,
 `p.grad = None`, plotting) become `pass`. Everything goes back as tensors, so that hidden
 cases (whose free-text messages are dropped) still carry what grading needs.
 """
@@ -262,7 +262,7 @@ def _send_steps(answers, capture: Capture, failed: bool) -> dict:
 
 
 def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> None:
-    """Exercise 4's loop on each case; one result frame per case (grader.submission.lecture_train grades it)."""
+    """Exercise 4's loop on each case; one result frame per case (grader.scoring.lecture_train grades it)."""
     from grader.sandbox.inside.execute import float_is_grading_dtype
 
     steps = int(harness.plan["train"]["steps"])

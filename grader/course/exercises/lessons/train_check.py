@@ -1,0 +1,5 @@
+for case, shape in CASES.items():
+    tensors, grads = make_case(**shape)
+    print(f"--- case {case}")
+    mine = backward_fast(**inputs(tensors), n=tensors["Xb"].shape[0])
+    cmp_all(PARAMS, mine, grads)
