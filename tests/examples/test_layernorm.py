@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import nbformat
 import pytest
 import yaml
 
@@ -161,3 +162,25 @@ def test_the_policy_is_the_courses_own():
     assert data["definitions"] == ["layernorm_exercise.py"] and list(data["exercises"]) == ["layernorm"]
     assert (COURSE / data["definitions"][0]).is_file()
     assert not (ROOT / "grader" / "course" / "exercises" / "layernorm.py").exists()
+
+
+def test_a_course_with_the_lectures_exercises_gets_the_lesson_and_check_cell_in_its_notebook(tmp_path):
+    """The lesson and check cell are data of the definition: release puts them in the notebook."""
+    course = tmp_path / "course"
+    (course / "solutions").mkdir(parents=True)
+    for path in [*(ROOT / "solutions").glob("*.py"), COURSE / "solutions" / "layernorm.py"]:
+        shutil.copy(path, course / "solutions")
+    policy = yaml.safe_load((ROOT / "grading.yaml").read_text())
+    policy["definitions"] = [str(COURSE / "layernorm_exercise.py")]
+    policy["exercises"]["layernorm"] = {"points": 30}
+    (course / "grading.yaml").write_text(yaml.safe_dump(policy))
+    done = run("release", "--config", str(course / "grading.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    cells = {c.id: c for c in nbformat.read(course / "assignments" / "backprop_ninja.ipynb", as_version=4).cells}
+    assert cells["layernorm-md"].source.strip() == (COURSE / "lessons" / "layernorm.md").read_text().strip()
+    assert cells["layernorm"].metadata["tags"] == ["layernorm"]
+    assert "    dx = None  # TODO" in cells["layernorm"].source and "rstd * (" not in cells["layernorm"].source
+    check = cells["layernorm-check"].source
+    for line in (COURSE / "lessons" / "layernorm_check.py").read_text().splitlines():
+        assert line.strip() in check
+    assert (course / "assignments" / "layernorm.py").read_text() == (COURSE / "assignments" / "layernorm.py").read_text()
