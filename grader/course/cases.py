@@ -11,12 +11,13 @@ A case's `inputs` are what the worker may see (plain tensors, no autograd histor
 """
 
 import hashlib
+import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 
-from grader.config import CaseSpec, TrainConfig
+from grader.config import CaseSpec, ConfigError, TrainConfig
 from grader.course import mlp
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -120,18 +121,32 @@ def build_case(spec: CaseSpec, dtype: str, train: TrainConfig, exercises) -> Cas
     owner: dict[str, str] = {}
     references, private = {}, set()
     for ex in exercises:
+        where = f"exercise {ex.id}" + (f" ({ex.origin})" if ex.origin else "")
         g = torch.Generator().manual_seed(exercise_seed(spec.seed, ex.id))
-        ex_inputs, refs = ex.builder()(context, g)
+        try:
+            made = ex.builder()(context, g)
+        except Exception as err:  # noqa: BLE001 - the course's own code: say where, as a config error
+            line = next((f.lineno for f in reversed(traceback.extract_tb(err.__traceback__))
+                         if ex.origin and f.filename == ex.origin), None)
+            at = f" line {line}" if line else ""
+            raise ConfigError(f"{where}{at}: its build failed on case {spec.name}: {type(err).__name__}: {err}") \
+                from None
+        if not (isinstance(made, tuple) and len(made) == 2 and all(isinstance(d, dict) for d in made)):
+            raise ConfigError(f"{where}: build must return (inputs, references), two dicts")
+        ex_inputs, refs = made
         missing = sorted(set(ex.tensor_args) - set(ex_inputs))
         if missing:
-            raise ValueError(f"exercise {ex.id}: build made no input {', '.join(missing)}")
+            raise ConfigError(f"{where}: build made no input {', '.join(missing)}")
         absent = sorted(set(ex.check_names) - set(refs))
         if absent:
-            raise ValueError(f"exercise {ex.id}: build made no reference for {', '.join(absent)}")
+            raise ConfigError(f"{where}: build made no reference for {', '.join(absent)}")
+        bad = sorted(k for k, v in ex_inputs.items() if not isinstance(v, torch.Tensor))
+        if bad:
+            raise ConfigError(f"{where}: build's inputs must be tensors ({', '.join(bad)} are not)")
         for name, tensor in ex_inputs.items():
             if name in inputs and inputs[name] is not tensor and not torch.equal(inputs[name], tensor):
-                raise ValueError(f"exercise {ex.id}: its input {name!r} differs from exercise {owner[name]}'s "
-                                 "(a case holds one tensor per name: rename one)")
+                raise ConfigError(f"{where}: its input {name!r} differs from exercise {owner[name]}'s "
+                                  "(a case holds one tensor per name: rename one)")
             inputs.setdefault(name, tensor)
             owner.setdefault(name, ex.id)
         references[ex.id] = refs

@@ -67,6 +67,9 @@ def load_definition(path: Path) -> Exercise:
     if not isinstance(exercise, Exercise):
         raise DefinitionError(f"{path}: EXERCISE is a {type(exercise).__name__}, not an Exercise(...) "
                               "from grader.course.spec")
+    if exercise.build is None:
+        raise DefinitionError(f"{path}: exercise {exercise.id!r} has no build=...: a function (case, generator) -> "
+                              "(inputs, references) that makes its cases")
     builtin = next((ex for ex in BUILT_IN if ex.id == exercise.id), None)
     if builtin is not None:
         raise DefinitionError(f"{path}: exercise id {exercise.id!r} is already the lecture's (built in): "

@@ -93,11 +93,12 @@ class Exercise:
     title: str
     file: str                            # the file the student submits (stub in assignments/, key in solutions/)
     function: str                        # the function in it that the grader calls
+    checks: tuple[Check, ...]            # GradientCheck / TrajectoryCheck in the backward pass's order (a plain
+    #                                      name is a GradientCheck)
     tensor_args: tuple[str, ...]         # tensors passed by keyword, from the case's inputs
-    checks: tuple[Check, ...]            # GradientCheck / TrajectoryCheck, in the backward pass's order
-    build: Callable | str                # (case, generator) -> (inputs, references); or "module:function"
     int_args: tuple[str, ...] = ()       # ints passed by keyword, from the case (`n`, `vocab_size`)
     returns_dict: bool = True            # a dict of gradients keyed by check name, or one tensor
+    build: Callable | str | None = None  # (case, generator) -> (inputs, references); or "module:function"
     lecture: LectureSection | NotInLecture = NotInLecture()
     lesson: str | None = None            # data files for release (paths); None: a generic one
     check_cell: str | None = None
@@ -125,6 +126,9 @@ class Exercise:
             fail(f"file {self.file!r} must be a module name ending in .py, without a folder")
         if not self.function.isidentifier() or keyword.iskeyword(self.function):
             fail(f"function {self.function!r} is not a Python identifier")
+        if isinstance(self.checks, tuple):  # a plain name is a gradient check
+            object.__setattr__(self, "checks", tuple(c if isinstance(c, Check) else GradientCheck(c)
+                                                     if isinstance(c, str) else c for c in self.checks))
         for name in ("tensor_args", "int_args", "checks", "path", "private_inputs", "misconceptions"):
             value = getattr(self, name)
             if isinstance(value, (list, str)) or not isinstance(value, tuple):
@@ -138,7 +142,7 @@ class Exercise:
             fail("two checks have the same name")
         if not self.returns_dict and len(self.gradient_checks) != 1:
             fail("a function that returns one tensor has exactly one GradientCheck")
-        if not (callable(self.build) or (isinstance(self.build, str) and ":" in self.build)):
+        if not (self.build is None or callable(self.build) or (isinstance(self.build, str) and ":" in self.build)):
             fail("build must be a function (case, generator) -> (inputs, references), or 'module:function'")
         if not isinstance(self.lecture, (LectureSection, NotInLecture)):
             fail("lecture must be LectureSection(number) or NotInLecture(reason)")
@@ -173,6 +177,8 @@ class Exercise:
         return (Path(self.origin).parent if self.origin else Path(__file__).parent / "exercises") / name
 
     def builder(self) -> Callable[[Any, Any], tuple[dict, dict]]:
+        if self.build is None:
+            raise TypeError(f"exercise {self.id!r} has no build: its cases cannot be made")
         if callable(self.build):
             return self.build
         module, _, name = self.build.partition(":")

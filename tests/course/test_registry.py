@@ -107,6 +107,8 @@ def test_the_fingerprint_follows_the_definitions_content(tmp_path):
      r"tanh_exercise\.py: exercise id 'atomic' is already the lecture's"),
     (TANH, ("tanh_exercise.py", "tanh_exercise.py"), r"exercise id 'tanh' is also defined in"),
     ("", ("notes.txt",), r"notes\.txt: an exercise definition is a Python file"),
+    (TANH.replace("returns_dict=False, build=build", "returns_dict=False"), ("tanh_exercise.py",),
+     r"tanh_exercise\.py: exercise 'tanh' has no build="),
 ])
 def test_a_bad_definition_is_a_config_error_naming_the_file(tmp_path, definition, definitions, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -126,6 +128,7 @@ def test_grading_yaml_may_name_only_registered_exercises(tmp_path):
     ({"function": "class"}, "is not a Python identifier"),
     ({"tensor_args": ("a", "a")}, "distinct identifiers"),
     ({"checks": ()}, "at least one"),
+    ({"checks": (3,)}, "checks must be GradientCheck"),
     ({"checks": (GradientCheck("x"), GradientCheck("x"))}, "two checks have the same name"),
     ({"checks": (GradientCheck("x"), GradientCheck("y"))}, "returns one tensor has exactly one GradientCheck"),
     ({"build": 42}, "build must be a function"),
@@ -155,3 +158,36 @@ def test_a_config_unpickled_elsewhere_registers_its_exercises_again(tmp_path):
     del EXERCISES["tanh"]
     again = pickle.loads(blob)
     assert again.fingerprint() == config.fingerprint() and EXERCISES["tanh"].origin.endswith("tanh_exercise.py")
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("y = torch.tanh(x)", "y = torch.tanh(x) / 0 + undefined_name"),
+     r"exercise tanh \(.*tanh_exercise\.py\) line 10: its build failed on case lecture: NameError"),
+    (('return {"dout": dout, "y": y.detach()}, {"x": x.grad}', 'return {"dout": dout}'),
+     r"tanh_exercise\.py\): build must return \(inputs, references\), two dicts"),
+    (('return {"dout": dout, "y": y.detach()}, {"x": x.grad}', 'return {"dout": dout}, {"x": x.grad}'),
+     r"tanh_exercise\.py\): build made no input y"),
+    (('return {"dout": dout, "y": y.detach()}, {"x": x.grad}', 'return {"dout": dout, "y": y.detach()}, {}'),
+     r"build made no reference for x"),
+    (('return {"dout": dout, "y": y.detach()}, {"x": x.grad}', 'return {"dout": dout, "y": [1.0]}, {"x": x.grad}'),
+     r"build's inputs must be tensors \(y are not\)"),
+])
+def test_a_broken_build_is_a_config_error_naming_the_file(tmp_path, change, expected):
+    from grader.pipeline import build_cases
+
+    config = load_config(course(tmp_path / "c", TANH.replace(*change)))
+    with pytest.raises(ConfigError, match=expected):
+        build_cases(config, None)
+
+
+def test_two_exercises_may_not_give_one_input_name_two_values(tmp_path):
+    from grader.pipeline import build_cases
+
+    other = TANH.replace('id="tanh"', 'id="tanh2"').replace('file="tanh.py"', 'file="tanh2.py"').replace(
+        "torch.tanh(x)", "torch.tanh(2 * x)")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "second.py").write_text(other)
+    config = load_config(course(tmp_path / "c", TANH, ("tanh_exercise.py", "second.py"),
+                                {"tanh": {"points": 1}, "tanh2": {"points": 1}}))
+    with pytest.raises(ConfigError, match=r"exercise tanh2 .*its input 'dout' differs from exercise tanh's"):
+        build_cases(config, None)

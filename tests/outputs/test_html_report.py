@@ -59,7 +59,7 @@ def test_one_go_exercises_get_their_subgraph():
 
 def test_a_course_exercise_gets_a_graph_too():
     mine = Exercise("var", "Variance in one go", "var.py", "var_backward", ("bnvar", "extra"),
-                    ("dbnvar_inv", "bnvar"), (), False)
+                    ("dbnvar_inv", "bnvar"), (), True)  # two checks: a dict of gradients
     g = exercise_graph(mine)
     assert {(n.name, n.kind) for n in g.nodes} == {("bnvar", "check"), ("bnvar_inv", "given"), ("extra", "check")}
     assert g.edges == (("bnvar", "bnvar_inv"),)

@@ -43,8 +43,9 @@ _exit, _kill, _getpid = os._exit, os.kill, os.getpid
 def receive_inputs(go_fd: int) -> list[tuple[str, bytes]] | None:
     """Case tensors sent down the go pipe after its `g` (never through a file), added to what was preloaded.
 
-    Hidden cases' inputs come this way, and the public cases' `dhpreact` and `demb` (autograd's gradients
-    of atomic's tensors: an input file would let atomic's child read them). None if the grader did not send.
+    Hidden cases' inputs come this way, and the public cases' private inputs (autograd's answers that one
+    exercise gets as an input: an input file would let another exercise's child read them). None if the
+    grader did not send.
     """
     from grader.sandbox.inside import harness
 
