@@ -56,7 +56,6 @@ def is_lecture_shape(spec: ShapeSpec) -> bool:
 class CaseDiagnosis(Catalogue, Cascades, Slips):
     """One case of one exercise: every strategy, tried in the engine's order."""
 
-    # -- one check --------------------------------------------------------------------------
     def diagnose(self, check: str) -> Diagnosis | None:
         r = self.results[check]
         if r.passed:
@@ -69,8 +68,8 @@ class CaseDiagnosis(Catalogue, Cascades, Slips):
                                  LABELS["trajectory"], root=first)
             if r.status in ("wrong_values", "not_finite"):
                 return Diagnosis("trajectory_state", "Your gradients are right on the grading batch, but the "
-                                 "SGD steps with them left the autograd path: does "
-                                 f"{self.ex.function} modify its inputs in place or keep state between calls?", LABELS["trajectory_state"])
+                                 f"SGD steps with them left the autograd path: does {self.ex.function} modify "
+                                 "its inputs in place or keep state between calls?", LABELS["trajectory_state"])
             return None
         s = self.answers.get(check)
         if r.status == "not_finite":
@@ -97,7 +96,6 @@ class CaseDiagnosis(Catalogue, Cascades, Slips):
         if found is not None and not found.weak:
             return found
         return self.nearmiss(check, s) or found
-
 
 
 class Diagnoser:
