@@ -22,9 +22,14 @@ COURSES = [ROOT / "grading.yaml", *sorted(ROOT.glob("examples/*/grading.yaml"))]
 
 def _course_exercises():
     out = []
-    for path in COURSES:
-        config = load_config(path)
-        out += [(path, EXERCISES[ex_id]) for ex_id in config.exercises]
+    saved = dict(EXERCISES)
+    try:
+        for path in COURSES:
+            config = load_config(path)
+            out += [(path, EXERCISES[ex_id]) for ex_id in config.exercises]
+    finally:  # loading a course registers its exercises process-wide: at collection, that would reach every test
+        EXERCISES.clear()
+        EXERCISES.update(saved)
     return out
 
 
