@@ -94,7 +94,7 @@ def grade_function(ex_id: str, function, config=None):
             return by_name[case["name"]].inputs
 
     harness = InKernel({"submission": os.getcwd(), "memory_mb": config.limits.memory_mb,
-                        "file_size_mb": config.limits.file_size_mb, "train": config.train.model_dump()}, -1)
+                        "file_size_mb": config.limits.file_size_mb, "sgd": config.train.model_dump()}, -1)
     harness.frames = {}
     plan = ex.plan(config)
     described = [{"name": c.spec.name, "file": "", "ints": c.ints, "hidden": False,

@@ -158,7 +158,7 @@ class SubmissionRunner:
         path = self.mounts.inputs / f"plan-{self._plans}.json"
         plan = {"dtype": self.config.dtype, "submission": str(self.mounts.submission),
                 "inputs": str(self.mounts.inputs), "cwd": str(self.mounts.cwd), "cases": cases,
-                "exercises": [self._entry(ex_id) for ex_id in exercise_ids], "train": self.config.train.model_dump(),
+                "exercises": [self._entry(ex_id) for ex_id in exercise_ids], "sgd": self.config.train.model_dump(),
                 "timeout": self.timeout, "memory_mb": self.config.limits.memory_mb,
                 "file_size_mb": self.config.limits.file_size_mb}
         tmp = path.with_suffix(".tmp")

@@ -39,6 +39,6 @@ def write_warm_up(folder: Path, config) -> Path:
     save_file(inputs, str(folder / INPUTS))
     plan = {"file": INPUTS, "ints": ints, "exercises": entries, "inputs": str(folder),
             "memory_mb": config.limits.memory_mb, "file_size_mb": config.limits.file_size_mb,
-            "train": config.train.model_dump()}
+            "sgd": config.train.model_dump()}
     (folder / PLAN).write_text(json.dumps(plan))
     return folder / PLAN

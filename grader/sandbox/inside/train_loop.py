@@ -265,7 +265,7 @@ def run_train_loop(harness, exercise: dict, cases: list[dict], answers_cls) -> N
     """Exercise 4's loop on each case; one result frame per case (grader.scoring.lecture_train grades it)."""
     from grader.sandbox.inside.lecture_cells import float_is_grading_dtype
 
-    steps = int(harness.plan["train"]["steps"])
+    steps = int(harness.plan["sgd"]["steps"])
     cell, source = int(exercise["cell"]), exercise["source"]
     filename = f"<cell {cell}>"
     for case in cases:
