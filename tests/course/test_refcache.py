@@ -48,7 +48,7 @@ def quick_build(monkeypatch, all_cases):
     """Building a case hands out the session's (built once): a rebuild costs nothing but is counted."""
     by_name, built = {c.spec.name: c for c in all_cases}, []
 
-    def build_case(spec, dtype, train):
+    def build_case(spec, dtype, train, exercises):
         built.append(spec.name)
         return by_name[spec.name]
 

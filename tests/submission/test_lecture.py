@@ -204,14 +204,15 @@ def extra_exercises(monkeypatch, config):
 
 def test_an_exercise_without_a_lecture_section_is_not_in_this_format(extra_exercises, public_cases):
     """Registered exercises the lecture's notebook does not hold: a clear report line each, never a KeyError."""
-    from grader.sandbox.runner import RunOutcome
+    from grader.feedback.engine import Diagnoser
+    from grader.sandbox.outcome import RunOutcome
     from grader.scoring.lecture import score
 
     plan = plan_of(nbb.lecture_notebook())
     assert "extra_seven" not in plan.sections
     assert any("exercise 7 (no '# Exercise 7' header, and no cell defines its answers)" in n for n in plan.notes)
     results, _ = score(plan, ["extra_plain", "extra_seven"], extra_exercises, lecture_cases(public_cases),
-                       RunOutcome(exercises={}), "lecture.ipynb")
+                       RunOutcome(exercises={}), "lecture.ipynb", Diagnoser)
     plain, seven = results
     assert plain.status == "not_submitted" and plain.max_score == 0
     assert plain.message == ("not in this format: this exercise is not part of the lecture's notebook, "
