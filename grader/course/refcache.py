@@ -117,6 +117,8 @@ def _flatten(cases) -> tuple[dict, list]:
 
         for key, tensor in case.inputs.items():
             put(["inputs", key], tensor)
+        for key, tensor in case.gradients.items():
+            put(["gradients", key], tensor)
         for ex_id, checks in case.references.items():
             for check, value in checks.items():
                 if isinstance(value, dict):
@@ -125,7 +127,7 @@ def _flatten(cases) -> tuple[dict, list]:
                 else:
                     put(["references", ex_id, check], value)
         layout.append({"name": case.spec.name, "spec": case.spec.model_dump(mode="json"), "ints": case.ints,
-                       "grad_scale": case.grad_scale, "slots": slots})
+                       "grad_scale": case.grad_scale, "private": sorted(case.private), "slots": slots})
     return tensors, layout
 
 
@@ -138,11 +140,13 @@ def _unflatten(specs, tensors: dict, layout: list):
     for spec, entry in zip(specs, layout):
         if entry["spec"] != spec.model_dump(mode="json"):
             return None
-        inputs, references = {}, {}
+        inputs, references, gradients = {}, {}, {}
         for path, name in entry["slots"]:
             tensor = tensors[name]  # KeyError: incomplete file
             if path[0] == "inputs" and len(path) == 2:
                 inputs[path[1]] = tensor
+            elif path[0] == "gradients" and len(path) == 2:
+                gradients[path[1]] = tensor
             elif path[0] == "references" and len(path) in (3, 4):
                 checks = references.setdefault(path[1], {})
                 if len(path) == 3:
@@ -152,7 +156,8 @@ def _unflatten(specs, tensors: dict, layout: list):
             else:
                 return None
         cases.append(Case(spec=spec, inputs=inputs, ints={k: int(v) for k, v in entry["ints"].items()},
-                          references=references, grad_scale=float(entry["grad_scale"])))
+                          references=references, grad_scale=float(entry["grad_scale"]), gradients=gradients,
+                          private=frozenset(entry.get("private", ()))))
     return cases
 
 

@@ -72,8 +72,8 @@ def _mistake(scale: float, at: str = "logprobs"):
 
 def test_the_diagnosis_cache_gives_the_hints_found_without_it(config, all_cases, monkeypatch):
     calls = []
-    real = scoring.Diagnoser.case
-    monkeypatch.setattr(scoring.Diagnoser, "case", lambda self, *a: calls.append(1) or real(self, *a))
+    real = Diagnoser.case
+    monkeypatch.setattr(Diagnoser, "case", lambda self, *a: calls.append(1) or real(self, *a))
     scoring._DIAGNOSED.clear()
     run = _run(all_cases, _mistake(32.0))
     fresh = score_exercise("atomic", config, all_cases, run, Diagnoser)
@@ -119,7 +119,7 @@ def test_answers_with_the_same_verdicts_are_still_told_apart(config, all_cases):
 
 
 def test_a_correct_case_needs_no_diagnosis(config, all_cases, monkeypatch):
-    monkeypatch.setattr(scoring.Diagnoser, "case", lambda *a: (_ for _ in ()).throw(AssertionError("searched")))
+    monkeypatch.setattr(Diagnoser, "case", lambda *a: (_ for _ in ()).throw(AssertionError("searched")))
     result = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
     assert result.status == "passed" and all(c.hint is None for c in result.checks)
 
