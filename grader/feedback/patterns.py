@@ -71,18 +71,6 @@ def lenient(t: torch.Tensor, shape) -> torch.Tensor | None:
     return None
 
 
-# Kinds whose cause is confirmed by reproducing the student's answer: they win a check's summary.
-CONFIRMED = ("misconception", "nearmiss", "raised", "alias")
-
-
-def lenient(t: torch.Tensor, shape) -> torch.Tensor | None:
-    if t.shape == shape:
-        return t
-    if same_up_to_ones(t.shape, shape):
-        return t.reshape(shape)
-    return None
-
-
 def uses_lecture_model(ex: Exercise) -> bool:
     """The exercise computes steps of the lecture's backward pass (its `path`): the lecture's gradients are its truth too."""
     return any(name in STEPS for name in ex.path)
