@@ -31,6 +31,15 @@ def tensors_of(cases):
     return out
 
 
+def assert_close_cases(got, want):
+    """A fresh build against one made earlier in the session: equal up to the order of float sums (a batch that
+    ran in between sets torch to one thread, which reorders them), never bit for bit."""
+    a, b = tensors_of(got), tensors_of(want)
+    assert a.keys() == b.keys() and [c.spec for c in got] == [c.spec for c in want]
+    for name in a:
+        assert a[name].dtype == b[name].dtype and torch.allclose(a[name], b[name], rtol=1e-12, atol=1e-15), name
+
+
 def assert_same_cases(got, want):
     assert [c.spec for c in got] == [c.spec for c in want]
     assert [(c.ints, c.grad_scale, c.private) for c in got] == [(c.ints, c.grad_scale, c.private) for c in want]
@@ -73,11 +82,11 @@ def cache_files(folder):
 
 def test_a_second_build_reads_the_cache_and_gets_the_same_tensors(config, all_cases, folder, monkeypatch):
     first = build_cases(config, SECRET, cache=folder)  # really built, then cached
-    assert_same_cases(first, all_cases)
+    assert_close_cases(first, all_cases)
     [path] = cache_files(folder)
     monkeypatch.setattr(cases_module, "build_case", lambda *a, **k: pytest.fail("rebuilt despite the cache"))
     again = build_cases(config, SECRET, cache=folder)
-    assert_same_cases(again, all_cases)
+    assert_same_cases(again, first)  # what was cached, bit for bit
     assert any(c.spec.hidden for c in again)
     # The gradient that is both an input (batchnorm's dhpreact) and a reference is one tensor again.
     assert again[0].inputs["dhpreact"] is again[0].references["atomic"]["hpreact"]
@@ -103,7 +112,7 @@ def test_the_file_reveals_nothing_without_the_secret(config, all_cases, folder, 
 
 
 def test_no_secret_no_cache(config, public_cases, folder):
-    assert_same_cases(build_cases(config, None, cache=folder), public_cases)
+    assert_close_cases(build_cases(config, None, cache=folder), public_cases)
     assert cache_files(folder) == []
 
 
