@@ -92,7 +92,6 @@ class Run:
     level: str
     timeout: float
     student_id: str | None
-    execute: bool | None
     enabled: list[str]
     lecture: object
     static: list
@@ -175,7 +174,7 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
 
         execution = execute_notebook(submission.notebook.data, config, level, config.notebook.cell_timeout)
     return Run(path=path, config=config, submission=submission, level=level, timeout=timeout,
-               student_id=student_id, execute=execute, enabled=enabled, lecture=lecture, static=static,
+               student_id=student_id, enabled=enabled, lecture=lecture, static=static,
                cases=cases, outcome=outcome, started_at=started_at, seconds=time.perf_counter() - t0,
                tasks=slot.tasks if slot is not None else None, execution=execution)
 
