@@ -13,6 +13,7 @@ import time
 import traceback
 
 import torch
+from safetensors.numpy import save as save_arrays
 from safetensors.torch import load_file, save
 
 from grader.course import mlp
@@ -113,7 +114,15 @@ class Answers:
         return plain
 
     def blob(self) -> bytes:
-        return save(self.tensors) if self.tensors else b""
+        """The answers as safetensors. Through numpy when every dtype has one: the same bytes, 3x faster than
+        safetensors.torch (a per-tensor ctypes path), and a correct exercise sends up to 26 tensors a case."""
+        if not self.tensors:
+            return b""
+        try:
+            arrays = {key: tensor.numpy() for key, tensor in self.tensors.items()}
+        except (TypeError, RuntimeError):  # bfloat16 and friends: numpy has no such dtype
+            return save(self.tensors)
+        return save_arrays(arrays)
 
 
 def out_of_memory(err: BaseException) -> bool:
