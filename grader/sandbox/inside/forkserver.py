@@ -90,6 +90,7 @@ def serve(control_fd: int, wipe_tmp: bool, warm_up: str | None = None) -> None:
     # costs a quarter of a session otherwise); the server itself runs no submission code.
     kernels = guard.install()  # noqa: F841 - kept alive by this frame, which never returns
     gc.freeze()  # forked children then do not copy the heap just to scan it
+    collapse_huge_pages()
     sock = socket.socket(fileno=control_fd)
     writable = [os.getcwd()] + (["/tmp"] if wipe_tmp else [])
     skeleton = _skeleton(writable)  # under bwrap, /tmp holds the folders its mounts need: those stay
@@ -119,6 +120,35 @@ def serve(control_fd: int, wipe_tmp: bool, warm_up: str | None = None) -> None:
         now = health()
         tampered = sorted(key for key in baseline if now.get(key) != baseline[key])
         send(sock, {"type": "ended", "id": sid, "status": status, "clean": clean, "tampered": tampered})
+
+
+def collapse_huge_pages() -> int:
+    """Map this process's anonymous memory with 2 MiB pages (MADV_COLLAPSE, Linux 6.1+); bytes collapsed.
+
+    A fork copies one page-table entry per resident 4 KiB page and the child's exit drops them: with torch
+    imported (~150 MB of heap) that is a third of an exercise child's cost, paid ten times per session.
+    Collapsed, the same memory takes 512 times fewer entries, and a child's write still copies only the
+    4 KiB it touches. Once per server (~0.3 s); where the kernel cannot, nothing changes but the speed.
+    """
+    import ctypes
+
+    madv_collapse, huge = 25, 2 << 20
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as fh:
+            maps = [line.split() for line in fh]
+    except (OSError, AttributeError):
+        return 0
+    done = 0
+    for fields in maps:
+        if fields[1] != "rw-p" or (len(fields) > 5 and fields[5] != "[heap]"):
+            continue  # private anonymous memory and the heap; fork does not copy untouched file pages
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        start, end = (low + huge - 1) & ~(huge - 1), high & ~(huge - 1)
+        if end > start and madvise(start, end - start, madv_collapse) == 0:
+            done += end - start
+    return done
 
 
 def health() -> dict[str, object]:
