@@ -103,7 +103,7 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
     try:
         # Servers first: their torch imports overlap with building the cases below.
         with phases.phase("start servers"):
-            slots = [Slot(work / f"slot-{i}", level, config) for i in range(max(1, min(jobs, len(todo))))]
+            slots = Slot.open_all([work / f"slot-{i}" for i in range(max(1, min(jobs, len(todo))))], level, config)
         with phases.phase("build cases"):
             cases = build_cases(config, secret)
         import torch

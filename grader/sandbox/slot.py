@@ -22,12 +22,13 @@ import shutil
 import time
 from pathlib import Path
 
+from grader.phases import phase
 from grader.sandbox import cgroups
 from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside.forkserver import receive, send, socketpair
 from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerChannel, describe_exit
 from grader.sandbox.levels import Mounts, drops_root, kill_group, make_readable, prepare, stage_package, start_worker
-from grader.sandbox.warm import write_warm_up
+from grader.sandbox.warm import PLAN as WARM_UP_PLAN, write_warm_up
 
 REPLY_WAIT = 10.0  # seconds for the server to answer a request
 SLOT_UIDS = 1_900_000_000  # without a cgroup, root runs each slot as a user of its own from here on
@@ -36,7 +37,22 @@ log = logging.getLogger(__name__)
 
 
 class Slot:
-    def __init__(self, root: Path, level: str, config):
+    @classmethod
+    def open_all(cls, roots: list[Path], level: str, config) -> list["Slot"]:
+        """Several slots, every server started before any warm-up plan is written (each waits for its own)."""
+        slots = []
+        try:
+            for root in roots:
+                slots.append(cls(root, level, config, warm_up=False))
+            for slot in slots:
+                slot.write_warm_up()
+        except BaseException:
+            for slot in slots:
+                slot.close()
+            raise
+        return slots
+
+    def __init__(self, root: Path, level: str, config, warm_up: bool = True):
         self.root = Path(root)
         self.level = level
         self.config = config
@@ -55,9 +71,19 @@ class Slot:
             self.uid = SLOT_UIDS + (os.getpid() % 1_000_000) * 100 + next(_slot_numbers) % 100
         self.tasks = "not capped: no pids cgroup available to this user"  # for the report, once started
         self.closed = False
-        self.warm_up = write_warm_up(self.mounts.inputs, config)  # the course's exercises, for the server
-        make_readable(self.mounts.inputs)
+        # The server starts first: the warm-up plan (the course's exercises) takes this process's torch
+        # import to write, and the server reads it only once it has imported torch itself, when told.
+        self.warm_up = self.mounts.inputs / WARM_UP_PLAN
+        self.warm_up_written = False
         self.start()
+        if warm_up:
+            self.write_warm_up()
+
+    def write_warm_up(self) -> None:
+        write_warm_up(self.mounts.inputs, self.config)
+        make_readable(self.mounts.inputs)
+        self.warm_up_written = True
+        self._say_warm_up_written()
 
     def start(self) -> None:
         """Start the server (it imports torch while the caller does other work)."""
@@ -78,6 +104,8 @@ class Slot:
         self.sock = ours
         self.ready = False
         self.starts += 1
+        if self.warm_up_written:  # a restart: the plan is there
+            self._say_warm_up_written()
         if self.group is not None and self.group.holds(self.proc.pid):
             self.tasks = self.group.describe()
         elif self.uid is not None:
@@ -85,6 +113,12 @@ class Slot:
                           f"which runs as a user of its own (uid {self.uid}); no cgroup, so no fair share of the CPU")
         # The server's own output (never a submission's: sessions print into pipes of their own).
         self.log = [CappedStream(self.proc.stdout, 8192), CappedStream(self.proc.stderr, 8192)]
+
+    def _say_warm_up_written(self) -> None:
+        try:
+            send(self.sock, {"type": "warm_up"})
+        except OSError:
+            pass  # the server is gone: the next session restarts it
 
     def _receive(self, deadline: float) -> dict | None:
         """The next control message; None if the server is gone or silent past `deadline`."""
@@ -114,7 +148,9 @@ class Slot:
         for attempt in range(2):
             if attempt:
                 self.restart()
-            if not self.wait_ready():
+            with phase("wait for server"):  # its start (a torch import), or a restart: the batch's fixed cost
+                ready = self.wait_ready()
+            if not ready:
                 continue
             self.sessions += 1
             pipes = [os.pipe() for _ in range(4)]  # answer channel, go, stdout, stderr

@@ -29,3 +29,31 @@ def test_no_plan_no_warm_up_and_a_broken_one_says_so(tmp_path, capfd):
     (tmp_path / "warm-up.json").write_text("{")
     assert _warm_up(str(tmp_path / "warm-up.json")) == ["*"]
     assert "no warm-up" in capfd.readouterr().err
+
+
+def test_servers_start_before_their_warm_up_plan_is_written_and_wait_for_it(tmp_path, config):
+    from grader.sandbox.levels import choose_level
+    from grader.sandbox.slot import Slot
+
+    slot = Slot(tmp_path / "slot", choose_level(config.isolation), config, warm_up=False)
+    try:
+        assert slot.proc.poll() is None  # started (importing torch) with no plan yet
+        assert not slot.warm_up.exists()
+        assert not slot.wait_ready(timeout=8)  # it waits for the plan: never ready, never serving, cold
+        assert slot.proc.poll() is None
+        slot.write_warm_up()
+        assert slot.wait_ready(timeout=120)
+    finally:
+        slot.close()
+
+
+def test_open_all_starts_every_server_and_warms_each(tmp_path, config):
+    from grader.sandbox.levels import choose_level
+    from grader.sandbox.slot import Slot
+
+    slots = Slot.open_all([tmp_path / "a", tmp_path / "b"], choose_level(config.isolation), config)
+    try:
+        assert all(s.warm_up.exists() and s.wait_ready(timeout=120) for s in slots)
+    finally:
+        for s in slots:
+            s.close()

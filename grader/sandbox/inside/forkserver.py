@@ -85,13 +85,15 @@ def serve(control_fd: int, wipe_tmp: bool, warm_up: str | None = None) -> None:
     confine.set_dumpable(False)  # no session child can read or write this process through /proc
     confine.set_child_subreaper()  # a session's orphans come back here, so the server can see them end
     confine.die_with_parent(os.getppid())
+    sock = socket.socket(fileno=control_fd)
+    if warm_up is not None and not _warm_up_written(sock):
+        os._exit(0)  # the grading process is gone
     cold = _warm_up(warm_up)
     # Autograd locked here, once: every session is a fork of this process and starts locked (the lock
     # costs a quarter of a session otherwise); the server itself runs no submission code.
     kernels = guard.install()  # noqa: F841 - kept alive by this frame, which never returns
     gc.freeze()  # forked children then do not copy the heap just to scan it
     collapse_huge_pages()
-    sock = socket.socket(fileno=control_fd)
     writable = [os.getcwd()] + (["/tmp"] if wipe_tmp else [])
     skeleton = _skeleton(writable)  # under bwrap, /tmp holds the folders its mounts need: those stay
     baseline = health()
@@ -149,6 +151,25 @@ def collapse_huge_pages() -> int:
         if end > start and madvise(start, end - start, madv_collapse) == 0:
             done += end - start
     return done
+
+
+def _warm_up_written(sock: socket.socket) -> bool:
+    """Wait for the grading process to say the warm-up plan is written (False: it is gone).
+
+    The server starts before the plan exists: writing it takes the grading process's own torch import,
+    which then overlaps with the server's instead of delaying it.
+    """
+    while True:
+        try:
+            message, fds = receive(sock)
+        except OSError:
+            return False
+        for fd in fds:
+            os.close(fd)
+        if message is None:
+            return False
+        if message.get("type") == "warm_up":
+            return True
 
 
 def health() -> dict[str, object]:
