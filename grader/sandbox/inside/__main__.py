@@ -67,6 +67,9 @@ def main() -> None:
     from grader.sandbox.inside import guard, harness  # noqa: F401 - imported once here, inherited by every child
     from grader.sandbox.inside.session import run_session
 
+    # Autograd locked before the hello (about 30 ms): while the grading process still reads the submission
+    # and its cases, not after the go. Kept alive by this frame: run_session never returns.
+    kernels = guard.install()  # noqa: F841
     run_session(args.plan, args.channel, args.go)
 
 
