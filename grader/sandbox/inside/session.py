@@ -17,7 +17,7 @@ next one.
 
 Hidden cases run after every public case, in children that cannot print
 (see Zygote): the child that ran an exercise's public cases when the Zygote
-could verify it from outside (grader.sandbox.inside.paused), a fresh quiet
+could verify it from outside (grader.sandbox.inside.confine.Paused), a fresh quiet
 one otherwise. Nothing is written to stdout: whatever the student prints
 there is only captured output.
 """
@@ -30,8 +30,8 @@ import signal
 import sys
 import time
 
-from grader.sandbox.inside import channel, confine, paused
-from grader.sandbox.inside.quiet import _quiet_result, hidden_attempt, hidden_frames
+from grader.sandbox.inside import channel, confine
+from grader.sandbox.inside.verdicts import _quiet_result, hidden_attempt, hidden_frames
 
 MAX_META = 64 << 10     # one frame's JSON from a child: notes and a traceback
 MAX_FINDINGS = 20       # runtime integrity reports relayed per exercise
@@ -96,7 +96,7 @@ class Zygote:
 
     Phase two reuses the phase-one child when, after its public cases, it
     gave up its output and paused, and the Zygote verified that from outside
-    and stopped it (paused.Paused: its fds, tasks and context switches, read
+    and stopped it (confine.Paused: its fds, tasks and context switches, read
     in /proc; nothing the child says is trusted). From its `ready_hidden` on,
     every frame of that child is relayed as a quiet one, by the Zygote's own
     switch. If a check fails, the child is killed and a fresh quiet child
@@ -111,7 +111,7 @@ class Zygote:
         self.cwd = plan["cwd"]
         self.spent: dict[str, float] = {}
         self.failed: set[str] = set()  # exercises whose child reported an exercise-level error (an import error)
-        self.paused: dict[str, paused.Paused] = {}  # exercise id -> its child, stopped, waiting for hidden inputs
+        self.paused: dict[str, confine.Paused] = {}  # exercise id -> its child, stopped, waiting for hidden inputs
 
     def send(self, meta: dict, blob: bytes = b"") -> None:
         channel.send(self.fd, meta, blob)
@@ -183,13 +183,13 @@ class Zygote:
         return keys * 8 * max(c["max_numel"] for c in cases) + (1 << 16)
 
     def run_child(self, exercise: dict, cases: list[dict], quiet: bool, deadline: float, keep=(),
-                  child: "paused.Paused | None" = None) -> bool:
+                  child: "confine.Paused | None" = None) -> bool:
         """Run `cases` of `exercise` in a fresh child (or the paused `child`); False if it did not finish them."""
         ex_id = exercise["id"]
+        resumed = True
         if child is not None:
             pid, read_fd = child.pid, child.chan
-            if not child.resume(hidden_frames(exercise, cases), deadline):
-                os.kill(pid, signal.SIGKILL)
+            resumed = child.resume(hidden_frames(exercise, cases), deadline)  # False: it did not read them in time
         else:
             read_fd, write_fd = os.pipe()
             hidden_read, hidden_write = os.pipe() if keep else (None, None)
@@ -202,11 +202,11 @@ class Zygote:
             os.close(write_fd)
             if keep:
                 os.close(hidden_read)
-                child = paused.Paused(pid, read_fd, hidden_write)
+                child = confine.Paused(pid, read_fd, hidden_write)
         reader = channel.FrameReader(read_fd, max_meta=MAX_META, max_blob=self.max_blob(exercise, cases),
                                      max_total=(len(cases) + 2) * (self.max_blob(exercise, cases) + MAX_META))
         outcome = self.relay(reader, ex_id, {c["name"] for c in cases}, deadline, quiet, expected_keys(exercise),
-                             pause=bool(keep))
+                             pause=bool(keep)) if resumed else "timeout"
         if outcome in ("paused", "unpaused"):
             if outcome == "paused" and ex_id not in self.failed and child.seal(reader, deadline):
                 self.paused[ex_id] = child
@@ -309,7 +309,7 @@ def expected_keys(exercise: dict) -> set[str]:
 def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bool, inherited, parent: int,
                keep=(), hidden_fd: int | None = None) -> None:
     """In the forked child: confine, then run the student's function (then, with `hidden_fd`, pause for the
-    hidden cases `keep`: grader.sandbox.inside.paused). Never returns."""
+    hidden cases `keep`: grader.sandbox.inside.confine.Paused). Never returns."""
     code = 0
     try:
         for inherited_fd in inherited:  # only the child's own pipe stays reachable
@@ -331,7 +331,7 @@ def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bo
         sys.path.insert(0, plan["submission"])
         harness.Harness(plan, fd).run_exercise(exercise, cases)
         channel.send(fd, {"type": "child_done"})
-        if hidden_fd is not None and paused.pause(fd, hidden_fd):
+        if hidden_fd is not None and harness.pause(fd, hidden_fd):
             harness.Harness(plan, fd).run_exercise(exercise, keep)
             channel.send(fd, {"type": "child_done"})
     except BaseException:  # noqa: BLE001 - a broken pipe, or the grader's own bug: say so, then go
