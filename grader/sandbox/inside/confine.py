@@ -284,6 +284,10 @@ def _can_ptrace_any() -> bool:
     return bool(int(caps, 16) >> 19 & 1)  # CAP_SYS_PTRACE
 
 
+def _switches(info: dict[str, str]) -> tuple[str | None, str | None]:
+    return info.get("voluntary_ctxt_switches"), info.get("nonvoluntary_ctxt_switches")
+
+
 class Paused:
     """A child waiting, stopped, for its exercise's hidden inputs; held by the Zygote, which decides from
     outside, through /proc, whether it may have them (the child's side, harness.pause, runs where student code
@@ -336,18 +340,21 @@ class Paused:
         if not wait_state(self.pid, "S") or pending(self.chan):
             return False
         os.kill(self.pid, signal.SIGSTOP)
-        info = wait_state(self.pid, "Tt")
-        if not info or not undumpable(self.pid):
+        if not wait_state(self.pid, "Tt") or not undumpable(self.pid):
             return False
-        self.switches = (info.get("voluntary_ctxt_switches"), info.get("nonvoluntary_ctxt_switches"))
-        return True
+        # Its state reads T a moment before its last switch is counted: note the counts once they hold still.
+        self.switches, end = None, time.monotonic() + SETTLE
+        while (switches := _switches(proc_status(self.pid))) != self.switches and time.monotonic() < end:
+            self.switches = switches
+            time.sleep(0.0005)
+        return self.switches == switches and self.still_sealed()
 
     def still_sealed(self) -> bool:
         """Step 4: stopped all along, never switched in since it was sealed."""
         info = proc_status(self.pid)
         return (self.switches is not None and info.get("State", "?")[:1] in "Tt"
                 and info.get("Threads", "").strip() == "1" and undumpable(self.pid)
-                and (info.get("voluntary_ctxt_switches"), info.get("nonvoluntary_ctxt_switches")) == self.switches
+                and _switches(info) == self.switches
                 and not pending(self.chan) and not pending(self.hidden))
 
     def resume(self, frames: list[tuple[dict, bytes]], deadline: float) -> bool:
