@@ -16,7 +16,9 @@ on the pipe costs only that exercise, and monkeypatching never reaches the
 next one.
 
 Hidden cases run after every public case, in children that cannot print
-(see Zygote). Nothing is written to stdout: whatever the student prints
+(see Zygote): the child that ran an exercise's public cases when the Zygote
+could verify it from outside (grader.sandbox.inside.confine.Paused), a fresh quiet
+one otherwise. Nothing is written to stdout: whatever the student prints
 there is only captured output.
 """
 
@@ -29,7 +31,7 @@ import sys
 import time
 
 from grader.sandbox.inside import channel, confine
-from grader.sandbox.inside.verdicts import HIDDEN_ATTEMPT, NOTE_STATUSES, TRAJECTORY_STATUSES, _known
+from grader.sandbox.inside.verdicts import _quiet_result, hidden_attempt, hidden_frames
 
 MAX_META = 64 << 10     # one frame's JSON from a child: notes and a traceback
 MAX_FINDINGS = 20       # runtime integrity reports relayed per exercise
@@ -83,7 +85,7 @@ def describe_end(status: int, memory_mb: int) -> str:
 
 
 class Zygote:
-    """Forks one child per exercise and phase, and relays what the children send.
+    """Forks a child per exercise (and one more for a hidden phase it cannot verify); relays what they send.
 
     Phase one runs every exercise on the public cases. Only then does the
     grader send the hidden cases' inputs (asked for with `need_hidden`, down
@@ -91,6 +93,15 @@ class Zygote:
     that got through phase one on them, in children whose output goes nowhere and
     whose messages are reduced to what the report may show. So no process
     that can print ever holds hidden inputs.
+
+    Phase two reuses the phase-one child when, after its public cases, it
+    gave up its output and paused, and the Zygote verified that from outside
+    and stopped it (confine.Paused: its fds, tasks and context switches, read
+    in /proc; nothing the child says is trusted). From its `ready_hidden` on,
+    every frame of that child is relayed as a quiet one, by the Zygote's own
+    switch. If a check fails, the child is killed and a fresh quiet child
+    forked from this process runs the hidden cases as before. The Zygote holds
+    no hidden data while any child that can print is alive.
     """
 
     def __init__(self, plan: dict, channel_fd: int, go_fd: int | None):
@@ -100,6 +111,7 @@ class Zygote:
         self.cwd = plan["cwd"]
         self.spent: dict[str, float] = {}
         self.failed: set[str] = set()  # exercises whose child reported an exercise-level error (an import error)
+        self.paused: dict[str, confine.Paused] = {}  # exercise id -> its child, stopped, waiting for hidden inputs
 
     def send(self, meta: dict, blob: bytes = b"") -> None:
         channel.send(self.fd, meta, blob)
@@ -107,10 +119,18 @@ class Zygote:
     def run(self) -> None:
         public = [c for c in self.plan["cases"] if not c.get("hidden")]
         hidden = [c for c in self.plan["cases"] if c.get("hidden")]
-        passed = [ex for ex in self.plan["exercises"] if not public or self.run_phase(ex, public, quiet=False)]
-        if hidden and passed and self.hidden_inputs_ready():
-            for exercise in passed:
-                self.run_phase(exercise, hidden, quiet=True)
+        keep = hidden if self.go_fd is not None else []  # which cases a public child may pause for
+        passed = [ex for ex in self.plan["exercises"]
+                  if not public or self.run_phase(ex, public, quiet=False, keep=keep)]
+        try:
+            if hidden and passed and self.hidden_inputs_ready():
+                for exercise in passed:
+                    child = self.paused.pop(exercise["id"], None)
+                    if child is None or not self.run_phase(exercise, hidden, quiet=True, child=child):
+                        self.run_phase(exercise, hidden, quiet=True)
+        finally:
+            for child in self.paused.values():
+                child.kill()
         self.send({"type": "done"})
 
     def hidden_inputs_ready(self) -> bool:
@@ -123,13 +143,20 @@ class Zygote:
         self.send({"type": "need_hidden"})
         return receive_inputs(self.go_fd) is not None
 
-    def run_phase(self, exercise: dict, cases: list[dict], quiet: bool) -> bool:
-        """One exercise on `cases`, bracketed by start and end frames; False if the child failed."""
+    def run_phase(self, exercise: dict, cases: list[dict], quiet: bool, keep=(), child=None) -> bool | None:
+        """One exercise on `cases`, bracketed by start and end frames; False if the child failed.
+
+        With `keep` (the hidden cases), a child that finishes may pause for them; with `child` (a paused
+        one), the phase runs in it, or returns None at once (no frame sent) if it can no longer be trusted.
+        """
         ex_id = exercise["id"]
+        if child is not None and not child.still_sealed():
+            child.kill()
+            return None
         self.send({"type": "exercise_start", "exercise": ex_id})
         started = time.monotonic()
         budget = max(1.0, self.plan["timeout"] - self.spent.get(ex_id, 0.0))
-        ok = self.run_child(exercise, cases, quiet, started + budget)
+        ok = self.run_child(exercise, cases, quiet, started + budget, keep, child)
         self.spent[ex_id] = self.spent.get(ex_id, 0.0) + time.monotonic() - started
         self.clean()
         self.send({"type": "exercise_end", "exercise": ex_id})
@@ -155,18 +182,41 @@ class Zygote:
         keys = len(expected_keys(exercise))
         return keys * 8 * max(c["max_numel"] for c in cases) + (1 << 16)
 
-    def run_child(self, exercise: dict, cases: list[dict], quiet: bool, deadline: float) -> bool:
-        """Run `cases` of `exercise` in a fresh child; False if it did not finish them."""
-        read_fd, write_fd = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            child_main(self.plan, exercise, cases, write_fd, quiet, (self.fd, self.go_fd), parent)
-        os.close(write_fd)
+    def run_child(self, exercise: dict, cases: list[dict], quiet: bool, deadline: float, keep=(),
+                  child: "confine.Paused | None" = None) -> bool:
+        """Run `cases` of `exercise` in a fresh child (or the paused `child`); False if it did not finish them."""
         ex_id = exercise["id"]
-        outcome = self.relay(read_fd, ex_id, {c["name"] for c in cases}, self.max_blob(exercise, cases), deadline,
-                             quiet, expected_keys(exercise))
+        resumed = True
+        if child is not None:
+            pid, read_fd = child.pid, child.chan
+            resumed = child.resume(hidden_frames(exercise, cases), deadline)  # False: it did not read them in time
+        else:
+            read_fd, write_fd = os.pipe()
+            hidden_read, hidden_write = os.pipe() if keep else (None, None)
+            inherited = (self.fd, self.go_fd, read_fd, hidden_write,
+                         *(fd for other in self.paused.values() for fd in other.fds()))
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                child_main(self.plan, exercise, cases, write_fd, quiet, inherited, parent, keep, hidden_read)
+            os.close(write_fd)
+            if keep:
+                os.close(hidden_read)
+                child = confine.Paused(pid, read_fd, hidden_write)
+        reader = channel.FrameReader(read_fd, max_meta=MAX_META, max_blob=self.max_blob(exercise, cases),
+                                     max_total=(len(cases) + 2) * (self.max_blob(exercise, cases) + MAX_META))
+        outcome = self.relay(reader, ex_id, {c["name"] for c in cases}, deadline, quiet, expected_keys(exercise),
+                             pause=bool(keep)) if resumed else "timeout"
+        if outcome in ("paused", "unpaused"):
+            if outcome == "paused" and ex_id not in self.failed and child.seal(reader, deadline):
+                self.paused[ex_id] = child
+            else:
+                child.kill()
+            return ex_id not in self.failed
+        if child is not None:
+            child.close()
+        else:
+            os.close(read_fd)
         status = self.reap(pid, killed=outcome != "eof")
         if outcome == "done":
             # Failed as a whole (e.g. on import): the hidden cases would fail the same way, and their
@@ -197,54 +247,51 @@ class Zygote:
             pass
         return os.waitpid(pid, 0)[1]
 
-    def relay(self, fd: int, ex_id: str, names: set[str], max_blob: int, deadline: float, quiet: bool,
-              expected: set[str]) -> str:
-        """Pass the child's frames on; 'done', 'eof', 'timeout' or what was garbled.
+    def relay(self, reader: channel.FrameReader, ex_id: str, names: set[str], deadline: float, quiet: bool,
+              expected: set[str], pause: bool = False) -> str:
+        """Pass the child's frames on; 'done', 'eof', 'timeout' or what was garbled; with `pause`, 'paused'
+        when `ready_hidden` follows its `child_done` ('unpaused' if anything else does).
 
         From a quiet (hidden-case) child only verdict-bearing fields pass: its messages could carry
         hidden inputs, and the report shows hidden cases by status only.
         """
-        reader = channel.FrameReader(fd, max_meta=MAX_META, max_blob=max_blob,
-                                     max_total=(len(names) + 2) * (max_blob + MAX_META))
         seen: set[str] = set()
         findings = errors = 0
         done = False
-        try:
-            while True:
-                try:
-                    frame = reader.read(deadline)
-                except channel.Timeout:
-                    return "timeout"
-                except channel.ProtocolError as err:
-                    return str(err)
-                if frame is None:
-                    return "done" if done else "eof"
-                meta, blob = frame
-                kind, case = meta.get("type"), meta.get("case")
-                if done or not isinstance(kind, str):
-                    continue
-                if kind == "result" and isinstance(case, str) and case in names and case not in seen:
-                    seen.add(meta["case"])
-                    self.send({**(_quiet_result(meta, expected) if quiet else meta), "exercise": ex_id}, blob)
-                elif kind == "exercise_error" and not errors:
-                    errors += 1
-                    self.failed.add(ex_id)
-                    if quiet:
-                        meta = {"status": "error", "message": "failed on the hidden cases (details stay hidden)"}
-                    self.send({**meta, "type": "exercise_error", "exercise": ex_id})
-                elif kind == "integrity" and quiet:
-                    if not findings:
-                        findings += 1
-                        self.send(hidden_attempt(ex_id))
-                elif kind == "integrity" and findings < MAX_FINDINGS:
+        while True:
+            try:
+                frame = reader.read(deadline)
+            except channel.Timeout:
+                return "timeout"
+            except channel.ProtocolError as err:
+                return str(err)
+            if frame is None:
+                return "done" if done else "eof"
+            meta, blob = frame
+            kind, case = meta.get("type"), meta.get("case")
+            if done and pause:
+                return "paused" if meta == {"type": "ready_hidden"} and not blob else "unpaused"
+            if done or not isinstance(kind, str):
+                continue
+            if kind == "result" and isinstance(case, str) and case in names and case not in seen:
+                seen.add(meta["case"])
+                self.send({**(_quiet_result(meta, expected) if quiet else meta), "exercise": ex_id}, blob)
+            elif kind == "exercise_error" and not errors:
+                errors += 1
+                self.failed.add(ex_id)
+                if quiet:
+                    meta = {"status": "error", "message": "failed on the hidden cases (details stay hidden)"}
+                self.send({**meta, "type": "exercise_error", "exercise": ex_id})
+            elif kind == "integrity" and quiet:
+                if not findings:
                     findings += 1
-                    self.send({"type": "integrity", "exercise": ex_id,
-                               **{k: meta.get(k) for k in ("pattern", "file", "line", "message")}})
-                elif kind == "child_done":
-                    done = True
-        finally:
-            os.close(fd)
-
+                    self.send(hidden_attempt(ex_id))
+            elif kind == "integrity" and findings < MAX_FINDINGS:
+                findings += 1
+                self.send({"type": "integrity", "exercise": ex_id,
+                           **{k: meta.get(k) for k in ("pattern", "file", "line", "message")}})
+            elif kind == "child_done":
+                done = True
 
 
 
@@ -259,33 +306,10 @@ def expected_keys(exercise: dict) -> set[str]:
     return keys
 
 
-def _quiet_result(meta: dict, expected: set[str]) -> dict:
-    """A hidden case's result with only what scoring reads for a verdict: known keys, statuses from a fixed set.
-
-    Nothing free-form (messages, shapes, timings, lecture facts) crosses: it could carry the hidden inputs.
-    """
-    notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
-    keep = {"type": "result", "case": meta.get("case"),
-            "notes": {k: {"status": _known(v.get("status"), NOTE_STATUSES, "wrong_type")}
-                      for k, v in notes.items() if k in expected and isinstance(v, dict)}}
-    if "error" in meta:
-        keep["error"] = {"message": "raised an exception on a hidden case", "traceback": ""}
-    if "trajectory" in meta:
-        status = meta["trajectory"].get("status") if isinstance(meta["trajectory"], dict) else None
-        keep["trajectory"] = {"status": _known(status, TRAJECTORY_STATUSES, "failed"), "message": ""}
-    return keep
-
-
-def hidden_attempt(ex_id: str) -> dict:
-    """A runtime integrity report from a hidden-case child, reduced to a flag: no file, line or text of its own."""
-    from grader.sandbox.inside import guard
-
-    return {"type": "integrity", "exercise": ex_id, "pattern": HIDDEN_ATTEMPT, "file": None, "line": None,
-            "message": guard.message(HIDDEN_ATTEMPT)}
-
-
-def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bool, inherited, parent: int) -> None:
-    """In the forked child: confine, then run the student's function. Never returns."""
+def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bool, inherited, parent: int,
+               keep=(), hidden_fd: int | None = None) -> None:
+    """In the forked child: confine, then run the student's function (then, with `hidden_fd`, pause for the
+    hidden cases `keep`: grader.sandbox.inside.confine.Paused). Never returns."""
     code = 0
     try:
         for inherited_fd in inherited:  # only the child's own pipe stays reachable
@@ -307,6 +331,9 @@ def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bo
         sys.path.insert(0, plan["submission"])
         harness.Harness(plan, fd).run_exercise(exercise, cases)
         channel.send(fd, {"type": "child_done"})
+        if hidden_fd is not None and harness.pause(fd, hidden_fd):
+            harness.Harness(plan, fd).run_exercise(exercise, keep)
+            channel.send(fd, {"type": "child_done"})
     except BaseException:  # noqa: BLE001 - a broken pipe, or the grader's own bug: say so, then go
         code = 70
         try:
