@@ -171,7 +171,7 @@ def main() -> None:
         print(f"  {label:48s} {value(phases) / n * 1000:7.1f} ms")
     # The fixed start (servers importing torch beside the grading process's own import) weighs on a
     # batch of 100; what each further submission costs is the rest, spread over the slots.
-    start = phases.get("wait for server", 0) / args.jobs
+    start = phases.get("start servers", 0) + phases.get("build cases", 0) + phases.get("wait for server", 0) / args.jobs
     steady = (split["seconds"] - start) / n
     print(f"steady state (that run less its {start:.2f} s start): {steady * 1000:.0f} ms per submission "
           f"= {steady / bare_s:.3f}x; {1000 * steady + start:.0f} s for 1,000 submissions")
