@@ -94,6 +94,13 @@ def free_names(node: ast.AST) -> set[str]:
 
 
 def statements(cell: Cell) -> list[Stmt]:
+    """The cell's top-level statements, analysed once per cell (each exercise's file asks again)."""
+    if cell.statements is None:
+        cell.statements = _analyse(cell)
+    return cell.statements
+
+
+def _analyse(cell: Cell) -> list[Stmt]:
     if cell.tree is None:
         return []
     out = []
@@ -148,7 +155,10 @@ def _tagged(cells: list[Cell], ex) -> list[Cell]:
 
 
 def _defines(cell: Cell, function: str) -> bool:
-    return any(s.kind == "def" and function in s.binds for s in statements(cell))
+    """Whether the cell defines `function` at top level (a def statement of `statements`, without analysing the
+    rest: a lecture-format notebook defines none, and needs no other analysis from here)."""
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return cell.tree is not None and any(isinstance(n, defs) and n.name == function for n in cell.tree.body)
 
 
 def _ranges(lines: list[int]) -> str:
