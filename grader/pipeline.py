@@ -23,9 +23,10 @@ from grader.sandbox.runner import SubmissionRunner
 # Imported where used, once the worker has started: the report's models, the scan, the reader.
 
 
-def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None = None):
+def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None = None, arrays: bool = False):
     """Every case with its references. `cache`: a folder of grader.course.refcache to read them from (or fill);
-    used with a secret only (its files are sealed with it) and never inside the sandbox's view."""
+    used with a secret only (its files are sealed with it) and never inside the sandbox's view.
+    `arrays`: cases read from the cache may hold numpy arrays (torch not imported yet: refcache.as_torch)."""
     specs = [*config.cases, *config.hidden_specs(secret)]
     if cache is not None and secret:
         from grader.course import refcache
@@ -36,7 +37,7 @@ def build_cases(config: GradingConfig, secret: str | None, *, cache: Path | None
         cache = None
     if cache is not None:
         key = refcache.cache_key(config, secret)
-        cases = refcache.load(cache, key, specs, secret)
+        cases = refcache.load(cache, key, specs, secret, arrays=arrays)
         if cases is not None:
             mark("cases read from the cache")
             return cases
@@ -143,8 +144,8 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
             staged = slot.stage(submission) if slot is not None else _stage(submission, runner.mounts.submission)
             if slot is not None:
                 runner = SubmissionRunner(config, level, timeout, tmp, staged, server=slot)
-            if cases is None:
-                cases = build_cases(config, secret, cache=cache)
+            if cases is None:  # a single grade: torch is imported while the worker runs (_import_scoring)
+                cases = build_cases(config, secret, cache=cache, arrays=slot is None)
             extra = None
             if lecture is not None:
                 from grader.scoring import lecture as lecture_format
@@ -156,6 +157,9 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
             outcome = runner.run(submitted, cases, extra=extra)
             if warm is not None:
                 warm.join()
+            from grader.course.refcache import as_torch
+
+            cases = as_torch(cases)
             if unverified and not outcome.workers_ready:
                 # No worker said hello under bubblewrap (or none ran): the probe decides the level the
                 # report states, and a grade whose worker could not start runs again at that level.
@@ -182,6 +186,9 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
 def _import_scoring() -> threading.Thread:
     """Import the scoring side while the worker runs: this process only waits for answers meanwhile."""
     def load():
+        import torch  # noqa: F401 - first: the reference cache's cases arrive as numpy arrays
+
+        mark("grading process imported torch")
         import grader.feedback.engine  # noqa: F401
         import grader.scoring.score  # noqa: F401
 

@@ -21,38 +21,57 @@ needs_bwrap = pytest.mark.skipif(sys.platform != "linux" or not sandbox.level_wo
                                  reason="bubblewrap does not work here")
 
 
+def feedback(report: dict) -> list:
+    """Every message and hint of the report, per exercise, check and case."""
+    said = ("message", "hint", "hint_levels", "note", "cascade_of")
+    return [(e["id"], e["message"], [([c.get(k) for k in said], [[r[k] for k in said if k in r] for r in c["cases"]])
+                                     for c in e["checks"]]) for e in report["exercises"]]
+
+
 def verdicts(report: dict) -> dict:
     return {e["id"]: (e["score"], [(c["name"], c["status"]) for c in e["checks"]]) for e in report["exercises"]}
 
 
+SUBMISSIONS = {"solutions": "solutions", "mistakes": "examples/mistakes",  # .py: every check right; some wrong
+               "lecture": "tests/fixtures/notebooks/lecture_mistakes.ipynb"}     # the lecture's own notebook
+
+
 @pytest.fixture(scope="module")
 def cli_grades(tmp_path_factory, config, all_cases):
-    """Two `grader grade` runs of the solutions, hidden cases on: with the default cache folder already
-    filled (and GRADER_PHASES set), and with --no-cache (phases off)."""
+    """`grader grade` runs, hidden cases on, of each of SUBMISSIONS: with the default cache folder already filled
+    (the solutions' grade also with GRADER_PHASES set), and with --no-cache (phases off)."""
     tmp = tmp_path_factory.mktemp("fast")
     env = {k: v for k, v in os.environ.items() if k not in ("GRADER_PHASES", "XDG_CACHE_HOME")}
     env["GRADER_SECRET"] = SECRET
-    warm_env = {**env, "XDG_CACHE_HOME": str(tmp / "xdg"), "GRADER_PHASES": str(tmp / "phases.log")}
+    warm_env = {**env, "XDG_CACHE_HOME": str(tmp / "xdg")}
     folder = Path(warm_env["XDG_CACHE_HOME"]) / "backprop-ninja-grader"
     refcache.store(folder, refcache.cache_key(config, SECRET), all_cases, SECRET)
     cold_env = {**env, "XDG_CACHE_HOME": str(tmp / "xdg-unused")}
     out = {}
-    for name, extra, run_env in (("warm", [], warm_env), ("no-cache", ["--no-cache"], cold_env)):
-        proc = subprocess.run([sys.executable, "-m", "grader", "grade", "solutions", "--quiet", "--out",
-                               str(tmp / f"{name}.json"), *extra], cwd=ROOT, env=run_env, capture_output=True,
-                              text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        out[name] = json.loads((tmp / f"{name}.json").read_text())
+    for sub, path in SUBMISSIONS.items():
+        phased = {**warm_env, "GRADER_PHASES": str(tmp / "phases.log")} if sub == "solutions" else warm_env
+        for name, extra, run_env in (("warm", [], phased), ("no-cache", ["--no-cache"], cold_env)):
+            proc = subprocess.run([sys.executable, "-m", "grader", "grade", path, "--quiet", "--out",
+                                   str(tmp / f"{sub}-{name}.json"), *extra], cwd=ROOT, env=run_env,
+                                  capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+            out[sub, name] = json.loads((tmp / f"{sub}-{name}.json").read_text())
     return tmp, folder, out
 
 
-def test_a_grade_from_the_cache_is_the_same_grade(cli_grades):
+@pytest.mark.parametrize("sub", SUBMISSIONS)
+def test_a_grade_from_the_cache_is_the_same_grade(cli_grades, sub):
+    """From the cache, a single grade writes the worker's inputs from numpy arrays and scores with torch tensors
+    made from them (refcache.as_torch): the same verdicts, feedback and score as a grade that built its cases."""
     tmp, folder, reports = cli_grades
-    warm, cold = reports["warm"], reports["no-cache"]
+    warm, cold = reports[sub, "warm"], reports[sub, "no-cache"]
     assert warm["hidden_cases"] == cold["hidden_cases"] == "included"
-    assert warm["score"] == cold["score"] == warm["max_score"]
+    assert warm["score"] == cold["score"]
+    assert (warm["score"] == warm["max_score"]) == (sub == "solutions")
     assert verdicts(warm) == verdicts(cold)
     assert [c["name"] for c in warm["cases"]] == [c["name"] for c in cold["cases"]]
+    # What the student reads (messages, hints, the diagnosis of a wrong check) is the same.
+    assert feedback(warm) == feedback(cold)
 
 
 def test_the_phases_say_where_the_time_went(cli_grades):
@@ -64,14 +83,18 @@ def test_the_phases_say_where_the_time_went(cli_grades):
         assert label in labels
     assert "cases built" not in labels  # read, not built
     assert labels.index("worker started") < labels.index("submission read")  # the worker first
+    # The grading process imports torch only once the worker's inputs are written, while the worker runs:
+    # nothing before it (reading, scanning, the cache, the inputs) waits for a torch import of its own.
+    assert labels.index("inputs written") < labels.index("grading process imported torch")
 
 
 def test_no_cache_writes_no_cache_and_no_phases(cli_grades):
     tmp, folder, _ = cli_grades
     assert not (tmp / "xdg-unused").exists()
-    # The warm grade found its file (nothing rewritten beside it) and remembered the worker's modules.
+    # The warm grades found their file (nothing rewritten beside it) and remembered the worker's modules.
     assert sorted(p.suffix for p in folder.iterdir()) == [".cache", ".json"]
-    assert sorted(p.name for p in tmp.iterdir()) == ["no-cache.json", "phases.log", "warm.json", "xdg"]
+    reports = sorted(f"{sub}-{name}.json" for sub in SUBMISSIONS for name in ("warm", "no-cache"))
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([*reports, "phases.log", "xdg"])
 
 
 def test_phase_marks_are_off_by_default(tmp_path, monkeypatch):

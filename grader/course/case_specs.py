@@ -1,8 +1,11 @@
-"""What a case is: the shapes of the lecture's model and a seed (pydantic, torch-free).
+"""What a case is: the shapes of the lecture's model and a seed (pydantic, torch-free), and, once built, its tensors.
 
 The policy (grader.config) lists these in grading.yaml; the course (grader.course.cases) builds their tensors.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,3 +42,18 @@ class CaseSpec(ShapeSpec):
 class TrainConfig(Strict):
     steps: int = Field(3, ge=1, le=50, description="SGD steps of the trajectory check")
     lr: float = Field(0.1, gt=0)
+
+
+@dataclass
+class Case:
+    """A built case (grader.course.cases.build_case). Its tensors are torch tensors, or numpy arrays while a grade
+    that read them from the reference cache has not imported torch yet (grader.course.refcache.as_torch)."""
+
+    spec: CaseSpec
+    inputs: dict[str, torch.Tensor]            # every exercise's inputs, by argument name
+    ints: dict[str, int]                       # `n`, `vocab_size`
+    references: dict[str, dict]                # exercise id -> check -> expected
+    grad_scale: float                          # the scale of this case's gradients (max |dlogits| on the lecture's model)
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # autograd's gradient of every tensor of
+    #                                            the lecture's forward pass ({} when no exercise uses it)
+    private: frozenset[str] = frozenset()      # inputs never written to a file (autograd answers, see Exercise)

@@ -12,28 +12,16 @@ A case's `inputs` are what the worker may see (plain tensors, no autograd histor
 
 import hashlib
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 
-from grader.course.case_specs import CaseSpec, TrainConfig
+from grader.course.case_specs import Case, CaseSpec, TrainConfig
 from grader.errors import ConfigError
 from grader.course import mlp
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-@dataclass
-class Case:
-    spec: CaseSpec
-    inputs: dict[str, torch.Tensor]            # every exercise's inputs, by argument name
-    ints: dict[str, int]                       # `n`, `vocab_size`
-    references: dict[str, dict]                # exercise id -> check -> expected
-    grad_scale: float                          # the scale of this case's gradients (max |dlogits| on the lecture's model)
-    gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # autograd's gradient of every tensor of
-    #                                            the lecture's forward pass ({} when no exercise uses it)
-    private: frozenset[str] = frozenset()      # inputs never written to a file (autograd answers, see Exercise)
 
 
 def exercise_seed(seed: int, ex_id: str) -> int:

@@ -132,7 +132,7 @@ def _flatten(cases) -> tuple[dict, list]:
 
 
 def _unflatten(specs, tensors: dict, layout: list):
-    from grader.course.cases import Case
+    from grader.course.case_specs import Case
 
     if [entry["name"] for entry in layout] != [s.name for s in specs]:
         return None
@@ -161,8 +161,12 @@ def _unflatten(specs, tensors: dict, layout: list):
     return cases
 
 
-def load(folder: Path, key: str, specs, secret: str):
-    """The cached cases for `key`, or None (missing, not private, not matching, unreadable)."""
+def load(folder: Path, key: str, specs, secret: str, *, arrays: bool = False):
+    """The cached cases for `key`, or None (missing, not private, not matching, unreadable).
+
+    `arrays`: their tensors as numpy arrays (same bytes), without importing torch: a single grade writes the
+    worker's inputs from them while the worker imports torch, and converts them afterwards (`as_torch`).
+    """
     path = folder / f"{key}.cache"
     if not private_folder(folder, create=False):
         return None
@@ -183,14 +187,52 @@ def load(folder: Path, key: str, specs, secret: str):
         meta = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
         if meta.get("key") != key or meta.get("format") != str(FORMAT):
             return None
-        from safetensors.torch import load as load_bytes
-
-        return _unflatten(specs, load_bytes(data), json.loads(meta["cases"]))
+        return _unflatten(specs, _read_tensors(data, arrays), json.loads(meta["cases"]))
     except Exception:  # noqa: BLE001 - a corrupt file of any kind is only a cache miss
         return None
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def _read_tensors(data: bytes, arrays: bool) -> dict:
+    if arrays:
+        from safetensors.numpy import load as load_arrays
+
+        try:
+            return load_arrays(data)
+        except (TypeError, ValueError):  # a dtype numpy lacks (bfloat16): torch's reader below
+            pass
+    from safetensors.torch import load as load_bytes
+
+    return load_bytes(data)
+
+
+def as_torch(cases):
+    """The cases with torch tensors (numpy arrays from `load(..., arrays=True)` become tensors that share their
+    memory; a tensor that several places hold stays one tensor). Cases already of torch are returned as they are."""
+    import numpy as np
+
+    if not any(isinstance(t, np.ndarray) for case in cases for t in case.inputs.values()):
+        return cases
+    import dataclasses
+
+    import torch
+
+    made: dict[int, object] = {}
+
+    def tensor(value):
+        if not isinstance(value, np.ndarray):
+            return value
+        if id(value) not in made:
+            made[id(value)] = torch.from_numpy(value)
+        return made[id(value)]
+
+    def convert(tree: dict) -> dict:
+        return {k: convert(v) if isinstance(v, dict) else tensor(v) for k, v in tree.items()}
+
+    return [dataclasses.replace(case, inputs=convert(case.inputs), references=convert(case.references),
+                                gradients=convert(case.gradients)) for case in cases]
 
 
 def store(folder: Path, key: str, cases, secret: str) -> None:

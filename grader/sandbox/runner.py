@@ -16,6 +16,7 @@ the exercise in progress are kept.
 """
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -35,14 +36,34 @@ _SERIALIZED: dict[int, tuple[dict, bytes]] = {}
 
 def serialized(tensors: dict) -> bytes:
     """A case's inputs as safetensors bytes, made once per run (batch grading sends them for every submission)."""
-    from safetensors.torch import save
-
     entry = _SERIALIZED.get(id(tensors))
     if entry is None or entry[0] is not tensors:
         if len(_SERIALIZED) > 256:
             _SERIALIZED.clear()
-        entry = _SERIALIZED[id(tensors)] = (tensors, save(tensors))
+        entry = _SERIALIZED[id(tensors)] = (tensors, _to_bytes(tensors))
     return entry[1]
+
+
+def _of_numpy(tensors: dict) -> bool:
+    """Whether these are numpy arrays (a single grade's cases read from the reference cache, before torch is
+    imported: grader.course.refcache) rather than torch tensors. safetensors writes the same bytes for both."""
+    return any(type(t).__module__ == "numpy" for t in tensors.values())
+
+
+def _to_bytes(tensors: dict) -> bytes:
+    if _of_numpy(tensors):
+        from safetensors.numpy import save
+    else:
+        from safetensors.torch import save
+    return save(tensors)
+
+
+def _to_file(tensors: dict, path: Path) -> None:
+    if _of_numpy(tensors):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
+    save_file(tensors, str(path))
 
 
 _SPLIT: dict[int, tuple[dict, dict, dict]] = {}
@@ -118,8 +139,6 @@ class SubmissionRunner:
         Hidden cases' inputs are never written to disk: they go down the go pipe once the worker has
         finished every public case (see `_drive`).
         """
-        from safetensors.torch import save_file  # imports torch: only once the early worker runs
-
         written = self.server.written if self.server is not None else {}
         described = []
         for case in cases:
@@ -132,9 +151,9 @@ class SubmissionRunner:
                 if private:
                     self._private.append((file, private))
                 if written.get(file) is not case.inputs:  # a fork server's folder keeps the batch's public inputs
-                    save_file(public, str(self.mounts.inputs / file))
+                    _to_file(public, self.mounts.inputs / file)
                     written[file] = case.inputs
-            largest = max(t.numel() for t in case.inputs.values())
+            largest = max(math.prod(t.shape) for t in case.inputs.values())
             described.append({"name": case.spec.name, "file": file, "ints": case.ints, "hidden": case.spec.hidden,
                               "max_numel": 16 * largest + 4096})
         make_readable(self.mounts.inputs)

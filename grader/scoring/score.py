@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from grader.course.cases import Case
+from grader.course.case_specs import Case
 from grader.scoring.compare import compare_many
 from grader.config import GradingConfig
 from grader import phases

@@ -295,3 +295,29 @@ def test_old_files_are_pruned(config, all_cases, folder, monkeypatch):
         os.utime(folder / f"{key}.cache", (1000 + i, 1000 + i))
     refcache.store(folder, keys[-1], all_cases[:1], SECRET)
     assert [p.name for p in cache_files(folder)] == [f"{k}.cache" for k in keys[2:]]
+
+
+def test_a_single_grade_reads_the_cache_as_numpy_without_importing_torch(config, all_cases, folder):
+    """`arrays=True` (a single grade, before its worker runs): numpy arrays, torch not imported; `as_torch` then gives
+    the very cases the torch reader gives, bit for bit, with a tensor held in two places still one tensor."""
+    refcache.store(folder, refcache.cache_key(config, SECRET), all_cases, SECRET)
+    code = ("import sys; from pathlib import Path; from grader.config import load_config; "
+            "from grader.pipeline import build_cases; "
+            f"c = build_cases(load_config({str(ROOT / 'grading.yaml')!r}), {SECRET!r}, cache=Path(sys.argv[1]), "
+            "arrays=True); "
+            "print(len(c), 'torch' in sys.modules, sorted({type(t).__module__ for x in c for t in x.inputs.values()}))")
+    proc = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(len(all_cases)), "False", "['numpy']"]
+
+    arrays = build_cases(config, SECRET, cache=folder, arrays=True)
+    converted = refcache.as_torch(arrays)
+    assert_same_cases(converted, build_cases(config, SECRET, cache=folder))
+    assert converted[0].inputs["dhpreact"] is converted[0].references["atomic"]["hpreact"]
+    assert refcache.as_torch(converted) is converted  # torch cases pass through
+
+
+def test_without_the_cache_arrays_asks_for_nothing_new(config, all_cases, folder, quick_build):
+    """`arrays=True` is only a permission: a grade that builds its cases (a miss) gets torch tensors."""
+    built = build_cases(config, SECRET, cache=folder, arrays=True)
+    assert all(isinstance(t, torch.Tensor) for c in built for t in c.inputs.values())

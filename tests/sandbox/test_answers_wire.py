@@ -44,3 +44,16 @@ def test_no_answers_no_bytes():
     answers = Answers(max_numel=10)
     answers.add("dx", None)
     assert answers.blob() == b"" and answers.notes["dx"]["status"] == "not_implemented"
+
+
+def test_case_inputs_from_numpy_arrays_are_the_bytes_of_torch_tensors(tmp_path):
+    """A single grade writes its worker's inputs from the reference cache's numpy arrays (before it imports torch):
+    the worker reads exactly what torch tensors would have written, as a file and down the go pipe."""
+    from grader.sandbox import runner
+
+    tensors = {k: v.contiguous() for k, v in ANSWERS.items() if k not in ("float16",)}
+    arrays = {k: v.numpy() for k, v in tensors.items()}
+    assert runner.serialized(arrays) == runner.serialized(tensors) == save(tensors)
+    runner._to_file(arrays, tmp_path / "a.safetensors")
+    runner._to_file(tensors, tmp_path / "t.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "t.safetensors").read_bytes()
