@@ -302,6 +302,9 @@ def run() -> None:
     argv = sys.argv[1:]
     code = main(argv)
     if argv[:1] == ["grade"]:
+        from grader.sandbox import prestart
+
+        prestart.discard()  # a prestarted worker the grade did not adopt (it stopped before running one)
         try:
             sys.stdout.flush()
             sys.stderr.flush()

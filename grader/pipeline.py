@@ -17,6 +17,7 @@ from grader import __version__
 from grader.config import PACKAGED_SOURCE, GradingConfig
 from grader.course.registry import EXERCISES
 from grader.phases import mark
+from grader.sandbox import prestart
 from grader.sandbox.levels import choose_level, describe, make_readable
 from grader.sandbox.runner import SubmissionRunner
 
@@ -67,8 +68,15 @@ def _integrity_findings(static, outcome) -> list[IntegrityFinding]:
 
 
 @contextlib.contextmanager
-def _workspace(slot):
-    """A private temporary folder, or the slot's (emptied again afterwards: it holds one submission at a time)."""
+def _workspace(slot, prestarted=None):
+    """A private temporary folder (the prestarted worker's, if any), or the slot's (emptied again afterwards: it
+    holds one submission at a time)."""
+    if prestarted is not None:
+        try:
+            yield prestarted.workdir
+        finally:
+            shutil.rmtree(prestarted.workdir, ignore_errors=True)
+        return
     if slot is None:
         with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
             yield Path(tmp)
@@ -130,15 +138,20 @@ def run_submission(path: Path, config: GradingConfig, *, secret: str | None = No
     started_at, t0 = _now(), time.perf_counter()
     timeout = timeout or config.timeout
     requested = isolation or config.isolation
-    with _workspace(slot) as tmp:
-        runner, unverified = None, False
-        if slot is not None:
-            level = slot.level
-        else:
-            level, unverified = _first_level(requested)
-            runner = SubmissionRunner(config, level, timeout, tmp, tmp / "submission")
+    prestarted, unverified = None, False
+    if slot is not None:
+        level = slot.level
+    else:
+        level, unverified = _first_level(requested)
+        limits = config.limits.model_dump()
+        prestarted = prestart.take(level, limits)  # `grader grade`'s worker, if it started as this one would
+        prestart.remember(level, limits)
+    with _workspace(slot, prestarted) as tmp:
+        runner = None
+        if slot is None:
+            runner = SubmissionRunner(config, level, timeout, tmp, tmp / "submission", prestarted=prestarted)
             runner.start_early()
-            mark("worker started")
+            mark("worker started" if prestarted is None else "prestarted worker adopted")
         try:
             submission, lecture, static, enabled, submitted = _read(path, config, submission)
             staged = slot.stage(submission) if slot is not None else _stage(submission, runner.mounts.submission)

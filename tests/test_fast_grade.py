@@ -83,6 +83,7 @@ def test_the_phases_say_where_the_time_went(cli_grades):
         assert label in labels
     assert "cases built" not in labels  # read, not built
     assert labels.index("worker started") < labels.index("submission read")  # the worker first
+    assert "worker prestarted" not in labels  # the first grade with this cache folder: no memo to start from yet
     # The grading process imports torch only once the worker's inputs are written, while the worker runs:
     # nothing before it (reading, scanning, the cache, the inputs) waits for a torch import of its own.
     assert labels.index("inputs written") < labels.index("grading process imported torch")
@@ -91,8 +92,10 @@ def test_the_phases_say_where_the_time_went(cli_grades):
 def test_no_cache_writes_no_cache_and_no_phases(cli_grades):
     tmp, folder, _ = cli_grades
     assert not (tmp / "xdg-unused").exists()
-    # The warm grades found their file (nothing rewritten beside it) and remembered the worker's modules.
-    assert sorted(p.suffix for p in folder.iterdir()) == [".cache", ".json"]
+    # The warm grades found their file (nothing rewritten beside it) and remembered the worker's modules and how
+    # they started their worker (grader.sandbox.prestart).
+    assert sorted(p.suffix for p in folder.iterdir()) == [".cache", ".json", ".json"]
+    assert sorted(p.name.split(".")[0] for p in folder.glob("*.json")) == ["worker-launch", "worker-modules"]
     reports = sorted(f"{sub}-{name}.json" for sub in SUBMISSIONS for name in ("warm", "no-cache"))
     assert sorted(p.name for p in tmp.iterdir()) == sorted([*reports, "phases.log", "xdg"])
 

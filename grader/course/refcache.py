@@ -17,7 +17,6 @@ format that cannot carry code).
 
 import hashlib
 import hmac
-import importlib.metadata
 import json
 import os
 import stat
@@ -51,6 +50,8 @@ def cache_key(config, secret: str) -> str:
 
 
 def _torch_version() -> str:
+    import importlib.metadata
+
     return importlib.metadata.version("torch")  # without importing torch
 
 

@@ -14,11 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-from grader.config import GradingConfig
 from grader.safe_text import clean_tree
 from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside.channel import FrameReader, ProtocolError, frame_bytes
-from grader.sandbox.levels import Mounts, kill_group, start_worker
+from grader.sandbox.levels import Mounts, stage_package, start_worker
 
 STARTUP_TIMEOUT = 120.0  # importing torch on a loaded machine
 GRACE = 5.0              # between two exercises, or after the last one
@@ -97,16 +96,37 @@ def describe_exit(code: int | None, memory_mb: int) -> str:
     return f"exited with code {code}"
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a started worker's whole process group (under bwrap, the sandbox dies with it)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass  # a process that will not die must still not stop the grader
+
+
+def workspace(workdir: Path, submission: Path) -> Mounts:
+    """One worker's folders in `workdir` (made here; the submission is staged once the worker runs), with the
+    grader package staged."""
+    for folder in (workdir / "inputs", workdir / "cwd", submission):
+        folder.mkdir(parents=True, exist_ok=True)
+    return Mounts(inputs=workdir / "inputs", submission=submission, cwd=workdir / "cwd",
+                  lib=stage_package(workdir / "lib"))
+
+
 class WorkerProcess(WorkerChannel):
     """One worker process of its own: started early, released with `go()`, read frame by frame with deadlines."""
 
-    def __init__(self, level: str, config: GradingConfig, mounts: Mounts, plan_path: Path,
-                 max_total: int = 1 << 30):
+    def __init__(self, level: str, limits, mounts: Mounts, plan_path: Path, max_total: int = 1 << 30):
+        """`limits`: grader.config.Limits (or what grader.sandbox.prestart read: the same fields)."""
         channel_r, channel_w = os.pipe()
         go_r, go_w = os.pipe()
         args = [str(plan_path), "--channel", str(channel_w), "--go", str(go_r)]
         try:
-            self.proc = start_worker(level, config.limits, mounts, args, (channel_w, go_r))
+            self.proc = start_worker(level, limits, mounts, args, (channel_w, go_r))
         except BaseException:
             os.close(channel_r)
             os.close(go_w)
@@ -115,8 +135,8 @@ class WorkerProcess(WorkerChannel):
             os.close(channel_w)
             os.close(go_r)
         os.set_blocking(go_w, False)
-        self.memory_mb = config.limits.memory_mb
-        super().__init__(channel_r, go_w, self.proc.stdout, self.proc.stderr, config.limits.output_bytes, max_total)
+        self.memory_mb = limits.memory_mb
+        super().__init__(channel_r, go_w, self.proc.stdout, self.proc.stderr, limits.output_bytes, max_total)
 
     def kill(self) -> None:
         """Kill the whole process group (under bwrap, the sandbox dies with it)."""

@@ -20,18 +20,23 @@ worker's syscall filter (grader.sandbox.inside.confine: no new processes, no sig
 others, no sockets).
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from grader.config import ConfigError, Limits
+from grader.errors import ConfigError
+
+if TYPE_CHECKING:  # not at run time: grader.sandbox.prestart starts workers before the config models load
+    from grader.config import Limits
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the `grader` package; only the worker's modules reach a worker
 UNPRIVILEGED_UID = 65534                   # `nobody`: who the worker becomes when the grader is root
@@ -290,6 +295,8 @@ def level_works(level: str) -> bool:
     """Whether this machine can start a worker at `level` (checked once per run)."""
     import tempfile
 
+    from grader.config import Limits
+
     with tempfile.TemporaryDirectory(prefix="grader-probe-") as tmp:
         folders = [Path(tmp) / name for name in ("inputs", "submission", "cwd")]
         for folder in folders:
@@ -382,15 +389,3 @@ def start_worker(level: str, limits: Limits, mounts: Mounts, worker_args: list[s
         cwd=mounts.cwd, env=worker_env(mounts), pass_fds=pass_fds,
         start_new_session=True, preexec_fn=functools.partial(_set_limits, limits, join, nproc),
     )
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """Kill a started worker's whole process group (under bwrap, the sandbox dies with it)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass  # a process that will not die must still not stop the grader

@@ -35,7 +35,7 @@ def execute_notebook(data: bytes, config, level: str, cell_timeout: float):
             "mode": "execute", "dtype": config.dtype, "submission": str(mounts.submission),
             "inputs": str(mounts.inputs), "cwd": str(mounts.cwd), "notebook": str(notebook),
             "cell_timeout": cell_timeout, "startup_timeout": KERNEL_STARTUP}))
-        worker = WorkerProcess(level, config, mounts, plan_path)
+        worker = WorkerProcess(level, config.limits, mounts, plan_path)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         current = None
         try:

@@ -23,8 +23,8 @@ from pathlib import Path
 from grader.config import GradingConfig
 from grader.course.registry import EXERCISES
 from grader.phases import mark
-from grader.sandbox.handle import GRACE, STARTUP_TIMEOUT, WorkerProcess
-from grader.sandbox.levels import Mounts, make_readable, stage_package
+from grader.sandbox.handle import GRACE, STARTUP_TIMEOUT, WorkerProcess, workspace
+from grader.sandbox.levels import make_readable
 from grader.sandbox.outcome import ExerciseRun, RunOutcome, clean_finding, clean_result, line_counts
 
 MARGIN = 5.0             # past an exercise's timeout before the worker itself counts as hung
@@ -92,7 +92,8 @@ class SubmissionRunner:
     """
 
     def __init__(self, config: GradingConfig, level: str, timeout: float, workdir: Path, submission: Path,
-                 server=None):
+                 server=None, prestarted=None):
+        """`prestarted`: a worker already started in `workdir` (grader.sandbox.prestart), used as the early one."""
         self.config = config
         self.level = level
         self.timeout = timeout
@@ -101,12 +102,12 @@ class SubmissionRunner:
         if server is not None:
             self.mounts = server.mounts
             assert submission == self.mounts.submission, "stage the submission into the server's workspace"
+        elif prestarted is not None:
+            self.mounts = prestarted.mounts
+            assert submission == self.mounts.submission, "stage the submission into the prestarted workspace"
         else:
-            for folder in (workdir / "inputs", workdir / "cwd", submission):
-                folder.mkdir(parents=True, exist_ok=True)  # the submission may be staged once a worker runs
-            self.mounts = Mounts(inputs=workdir / "inputs", submission=submission, cwd=workdir / "cwd",
-                                 lib=stage_package(workdir / "lib"))
-        self._early = None
+            self.mounts = workspace(workdir, submission)
+        self._early = prestarted.worker if prestarted is not None else None
         self._plans = 0
         self._hidden: list[tuple[str, dict]] = []  # sent down the go pipe once the public cases are done
         self._hidden_names: set[str] = set()
@@ -116,7 +117,7 @@ class SubmissionRunner:
     def _worker(self, plan_path: Path, max_total: int = 1 << 30):
         if self.server is not None:
             return self.server.session(plan_path, max_total)
-        return WorkerProcess(self.level, self.config, self.mounts, plan_path, max_total=max_total)
+        return WorkerProcess(self.level, self.config.limits, self.mounts, plan_path, max_total=max_total)
 
     def start_early(self) -> None:
         """Start the first worker now, so its torch import overlaps the grader's own work.
@@ -124,7 +125,7 @@ class SubmissionRunner:
         Not with a fork server: a session starts in milliseconds, and the server reads the plan
         (to share the public inputs with every session) once it is written.
         """
-        if self.server is None:
+        if self.server is None and self._early is None:
             self._early = self._worker(self.mounts.inputs / "plan-1.json")
 
     def release(self) -> None:

@@ -26,8 +26,8 @@ from grader.phases import phase
 from grader.sandbox import cgroups
 from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside.forkserver import receive, send, socketpair
-from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerChannel, describe_exit
-from grader.sandbox.levels import Mounts, drops_root, kill_group, make_readable, prepare, stage_package, start_worker
+from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerChannel, describe_exit, kill_group
+from grader.sandbox.levels import Mounts, drops_root, make_readable, prepare, stage_package, start_worker
 from grader.sandbox.warm import PLAN as WARM_UP_PLAN, write_warm_up
 
 REPLY_WAIT = 10.0  # seconds for the server to answer a request
