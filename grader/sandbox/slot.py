@@ -28,7 +28,7 @@ from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside.forkserver import receive, send, socketpair
 from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerChannel, describe_exit, kill_group
 from grader.sandbox.levels import Mounts, drops_root, make_readable, prepare, stage_package, start_worker
-from grader.sandbox.warm import PLAN as WARM_UP_PLAN, write_warm_up
+from grader.sandbox.warm import PLAN as WARM_UP_PLAN, build_warm_up, write_warm_up
 
 REPLY_WAIT = 10.0  # seconds for the server to answer a request
 SLOT_UIDS = 1_900_000_000  # without a cgroup, root runs each slot as a user of its own from here on
@@ -44,8 +44,9 @@ class Slot:
         try:
             for root in roots:
                 slots.append(cls(root, level, config, warm_up=False))
+            built = build_warm_up(config)  # once: the same plan and inputs for every slot
             for slot in slots:
-                slot.write_warm_up()
+                slot.write_warm_up(built)
         except BaseException:
             for slot in slots:
                 slot.close()
@@ -79,8 +80,8 @@ class Slot:
         if warm_up:
             self.write_warm_up()
 
-    def write_warm_up(self) -> None:
-        write_warm_up(self.mounts.inputs, self.config)
+    def write_warm_up(self, built: tuple[bytes, dict] | None = None) -> None:
+        write_warm_up(self.mounts.inputs, self.config, built)
         make_readable(self.mounts.inputs)
         self.warm_up_written = True
         self._say_warm_up_written()

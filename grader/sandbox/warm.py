@@ -16,9 +16,18 @@ PLAN = "warm-up.json"
 INPUTS = "warm-up.safetensors"
 
 
-def write_warm_up(folder: Path, config) -> Path:
-    """Write the warm-up plan and inputs into `folder` (the server's inputs); the plan's path."""
-    from safetensors.torch import save_file
+def write_warm_up(folder: Path, config, built: tuple[bytes, dict] | None = None) -> Path:
+    """Write the warm-up plan and inputs into `folder` (the server's inputs); the plan's path. `built`: what
+    `build_warm_up` made (once for every slot of a batch)."""
+    data, plan = built or build_warm_up(config)
+    (folder / INPUTS).write_bytes(data)
+    (folder / PLAN).write_text(json.dumps({**plan, "inputs": str(folder)}))
+    return folder / PLAN
+
+
+def build_warm_up(config) -> tuple[bytes, dict]:
+    """(the stand-in inputs as safetensors, the plan but for its folder) of the course's exercises."""
+    from safetensors.torch import save
 
     from grader.config import CaseSpec
     from grader.course.cases import build_case
@@ -36,9 +45,6 @@ def write_warm_up(folder: Path, config) -> Path:
         ints = case.ints
         refs = case.references[ex.id]
         entries.append({**ex.plan(config), "answers": {k: list(refs[k].shape) for k in ex.gradient_checks}})
-    save_file(inputs, str(folder / INPUTS))
-    plan = {"file": INPUTS, "ints": ints, "exercises": entries, "inputs": str(folder),
-            "memory_mb": config.limits.memory_mb, "file_size_mb": config.limits.file_size_mb,
-            "sgd": config.train.model_dump()}
-    (folder / PLAN).write_text(json.dumps(plan))
-    return folder / PLAN
+    plan = {"file": INPUTS, "ints": ints, "exercises": entries, "memory_mb": config.limits.memory_mb,
+            "file_size_mb": config.limits.file_size_mb, "sgd": config.train.model_dump()}
+    return save(inputs), plan

@@ -57,3 +57,15 @@ def test_case_inputs_from_numpy_arrays_are_the_bytes_of_torch_tensors(tmp_path):
     runner._to_file(arrays, tmp_path / "a.safetensors")
     runner._to_file(tensors, tmp_path / "t.safetensors")
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "t.safetensors").read_bytes()
+
+
+def test_a_paused_childs_hidden_inputs_are_the_bytes_safetensors_torch_writes():
+    """grader.sandbox.inside.verdicts.hidden_frames sends a paused child its hidden tensors through the same numpy
+    path (bfloat16 through torch's); no tensors at all is still a valid file."""
+    from grader.sandbox.inside.harness import tensor_bytes
+
+    tensors = {k: v.contiguous() for k, v in ANSWERS.items()}
+    assert tensor_bytes(tensors) == save(tensors)
+    bf16 = {"b": torch.randn(3).bfloat16()}
+    assert tensor_bytes(bf16) == save(bf16)
+    assert tensor_bytes({}) == save({}) and load(tensor_bytes({})) == {}

@@ -54,6 +54,12 @@ def test_open_all_starts_every_server_and_warms_each(tmp_path, config):
     slots = Slot.open_all([tmp_path / "a", tmp_path / "b"], choose_level(config.isolation), config)
     try:
         assert all(s.warm_up.exists() and s.wait_ready(timeout=120) for s in slots)
+        # One plan, built once, in each slot's own folder: it names that folder, and the stand-in inputs match.
+        plans = [json.loads(s.warm_up.read_text()) for s in slots]
+        assert [p.pop("inputs") for p in plans] == [str(s.mounts.inputs) for s in slots]
+        assert plans[0] == plans[1]
+        a, b = (s.mounts.inputs / plans[0]["file"] for s in slots)
+        assert a.read_bytes() == b.read_bytes()
     finally:
         for s in slots:
             s.close()

@@ -53,22 +53,15 @@ def receive_inputs(go_fd: int) -> list[tuple[str, bytes]] | None:
     from grader.sandbox.inside import harness
 
     reader = channel.FrameReader(go_fd, max_meta=4096, max_total=MAX_HIDDEN)
-    deadline = time.monotonic() + HIDDEN_WAIT
-    received = []
     try:
         if os.read(go_fd, 1) != b"g":
             return None
-        while (frame := reader.read(deadline)) is not None:
-            meta, blob = frame
-            if meta.get("type") == "end":
-                for file, data in received:
-                    harness.add_inputs(file, data)
-                return received
-            if meta.get("type") == "inputs" and isinstance(meta.get("file"), str):
-                received.append((meta["file"], blob))
+        received = harness.read_inputs(reader, time.monotonic() + HIDDEN_WAIT)
     except (OSError, channel.ProtocolError, channel.Timeout):
-        pass
-    return None
+        return None
+    for file, data in received or ():
+        harness.add_inputs(file, data)
+    return received
 
 
 def describe_end(status: int, memory_mb: int) -> str:

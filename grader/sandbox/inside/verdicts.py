@@ -42,12 +42,10 @@ def hidden_attempt(ex_id: str) -> dict:
 
 def hidden_frames(exercise: dict, cases: list[dict]) -> list[tuple[dict, bytes]]:
     """What a paused child of `exercise` gets for its hidden `cases`: its own visible tensors of their files."""
-    from safetensors.torch import save
-
     from grader.sandbox.inside import harness
 
     keep = harness.visible(exercise)
     frames = [({"type": "inputs", "file": file},
-               save({k: v for k, v in harness.PRELOADED.get(file, {}).items() if keep(k)}))
+               harness.tensor_bytes({k: v for k, v in harness.PRELOADED.get(file, {}).items() if keep(k)}))
               for file in dict.fromkeys(c["file"] for c in cases)]
     return frames + [({"type": "end"}, b"")]
