@@ -141,8 +141,12 @@ class World:
 
 @pytest.fixture(scope="module", autouse=True)
 def subreaper():
-    """Orphaned grandchildren are re-parented to this process, so none can hide from the stray check."""
+    """Orphaned grandchildren are re-parented to this process, so none can hide from the stray check; for this
+    module only (later tests count this process's children: none of ours may be left among them)."""
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    yield
+    ctypes.CDLL(None).prctl(36, 0, 0, 0, 0)
+    _reap_orphans()
 
 
 @pytest.fixture
