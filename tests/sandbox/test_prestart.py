@@ -38,7 +38,7 @@ def course(tmp_path_factory):
     return tmp / "grading.yaml", make_submission(tmp / "probe", replace={"cross_entropy.py": PROBE})
 
 
-def grade(tmp_path, config, submission, memo=None, extra=(), phases=True):
+def grade(tmp_path, config, submission, memo=None, extra=(), phases=True, env_extra=None):
     """One `grader grade` (the console script's entry point) in its own TMPDIR; `memo`: the launch memo to leave
     in its cache folder first. (returncode, report or None, phase labels, TMPDIR)."""
     tmpdir, cache = tmp_path / "tmpdir", tmp_path / "cache"
@@ -50,7 +50,7 @@ def grade(tmp_path, config, submission, memo=None, extra=(), phases=True):
     log.unlink(missing_ok=True)
     out.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("GRADER_SECRET", "GRADER_PHASES", "GRADER_NO_PRESTART")}
-    env.update(TMPDIR=str(tmpdir), **({"GRADER_PHASES": str(log)} if phases else {}))
+    env.update(TMPDIR=str(tmpdir), **({"GRADER_PHASES": str(log)} if phases else {}), **(env_extra or {}))
     code = "import sys; from grader.__main__ import main; sys.argv[0] = 'grader'; main()"
     proc = subprocess.run([sys.executable, "-c", code, "grade", str(submission), "--config", str(config),
                            "--quiet", "--out", str(out), "--cache-dir", str(cache), *extra],
@@ -135,6 +135,15 @@ def test_a_damaged_memo_only_means_no_prestart(tmp_path, course, memo):
     proc, report, labels, tmpdir = grade(tmp_path, config, submission)
     assert proc.returncode == 0, proc.stderr
     assert not prestarted(labels) and worker_limit(report) == 3000
+    nothing_left(tmpdir)
+
+
+def test_grader_no_prestart_turns_it_off(tmp_path, course):
+    config, submission = course
+    grade(tmp_path, config, submission, phases=False)  # the memo
+    proc, report, labels, tmpdir = grade(tmp_path, config, submission, env_extra={"GRADER_NO_PRESTART": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "worker prestarted" not in labels and not prestarted(labels) and worker_limit(report) == 3000
     nothing_left(tmpdir)
 
 
