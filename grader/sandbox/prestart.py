@@ -8,7 +8,8 @@ and limits are exactly those it would start now (`take`, from grader.pipeline); 
 workspace removed before anything is written into it, and the grade starts its own. A memo can therefore only make
 a grade faster, never start its worker differently. The worker itself waits for its go, as any early worker does.
 
-Stdlib, grader.sandbox.levels and grader.course.refcache only: nothing here may import the config models.
+Stdlib, grader.sandbox.handle (and levels) and grader.course.refcache only: nothing here may import the config
+models.
 """
 
 import atexit

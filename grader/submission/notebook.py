@@ -93,6 +93,9 @@ def free_names(node: ast.AST) -> set[str]:
     return names - BUILTINS
 
 
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)  # statements of kind "def"
+
+
 def statements(cell: Cell) -> list[Stmt]:
     """The cell's top-level statements, analysed once per cell (each exercise's file asks again)."""
     if cell.statements is None:
@@ -115,7 +118,7 @@ def _analyse(cell: Cell) -> list[Stmt]:
             for alias in node.names:
                 if alias.name != "*":
                     binds.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        elif isinstance(node, DEFINITIONS):
             kind, binds = "def", {node.name}
         elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -157,8 +160,7 @@ def _tagged(cells: list[Cell], ex) -> list[Cell]:
 def _defines(cell: Cell, function: str) -> bool:
     """Whether the cell defines `function` at top level (a def statement of `statements`, without analysing the
     rest: a lecture-format notebook defines none, and needs no other analysis from here)."""
-    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    return cell.tree is not None and any(isinstance(n, defs) and n.name == function for n in cell.tree.body)
+    return cell.tree is not None and any(isinstance(n, DEFINITIONS) and n.name == function for n in cell.tree.body)
 
 
 def _ranges(lines: list[int]) -> str:

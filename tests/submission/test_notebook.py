@@ -37,6 +37,20 @@ def files_of(nb, name="work.ipynb"):
 # ---------------------------------------------------------------------------
 # Reading, without running anything
 
+def test_an_old_v3_notebook_is_converted_by_nbformat_and_graded_the_same():
+    """v4 notebooks are read as plain JSON; a v3 one (cells inside `worksheets`, code in `input`) still goes
+    through nbformat's conversion, imported only for it."""
+    source = (ROOT / "solutions" / "cross_entropy.py").read_text()
+    old = {"nbformat": 3, "nbformat_minor": 0, "metadata": {"name": "old"}, "worksheets": [{"metadata": {}, "cells": [
+        {"cell_type": "markdown", "source": "# my old notebook", "metadata": {}},
+        {"cell_type": "code", "input": source, "language": "python", "outputs": [], "metadata": {},
+         "collapsed": False}]}]}
+    data = json.dumps(old).encode()
+    files, info = extract(parse_notebook_bytes(data, "old.ipynb"), "old.ipynb", data)
+    assert list(files) == ["cross_entropy.py"] and info.format == "functions"
+    assert "def cross_entropy_backward" in files["cross_entropy.py"]
+
+
 def test_sanitize_turns_ipython_syntax_into_pass():
     text, changed = sanitize("%matplotlib inline\n!wget http://x/names.txt\nfiles = !ls\nimport torch\ntorch.zeros?\n"
                              "for i in range(2):\n    %time x = 1\nx = (1\n  != 2)\n")
