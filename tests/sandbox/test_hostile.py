@@ -556,20 +556,27 @@ def test_notebook_kinds_get_the_same_check(world, grade_it, config, all_cases, t
     assert_full_marks(report, "atomic", "batchnorm")
 
 
-def test_an_exercise_child_keeps_only_its_own_inputs_and_zeroes_the_rest():
-    """harness.restrict (in the exercise's forked child): other exercises' tensors leave no value behind."""
+def test_an_exercise_child_keeps_only_its_own_inputs_and_zeroes_the_piped_rest():
+    """harness.restrict (in the exercise's forked child): other exercises' tensors are out of reach, and those that
+    came down a pipe (autograd's answers, hidden inputs: never in a file) leave no value behind."""
     import torch
+    from safetensors.torch import save
 
     from grader.sandbox.inside import harness
 
-    saved = dict(harness.PRELOADED)
+    saved, piped = dict(harness.PRELOADED), set(harness.PIPED)
     try:
-        dhpreact, bnraw = torch.ones(4, 3), torch.ones(4, 3)
         harness.PRELOADED.clear()
-        harness.PRELOADED["case-x.safetensors"] = {"dhpreact": dhpreact, "bnraw": bnraw}
+        harness.PRELOADED["case-x.safetensors"] = {"bnraw": torch.ones(4, 3), "probs": torch.ones(4, 3)}  # a file's
+        harness.add_inputs("case-x.safetensors", save({"dhpreact": torch.ones(4, 3)}))  # down the go pipe
+        dhpreact = harness.PRELOADED["case-x.safetensors"]["dhpreact"]
+        bnraw, probs = (harness.PRELOADED["case-x.safetensors"][k] for k in ("bnraw", "probs"))
         harness.restrict({"id": "atomic", "tensor_args": ["bnraw"], "int_args": ["n"]})
         assert harness.PRELOADED["case-x.safetensors"] == {"bnraw": bnraw}
-        assert bnraw.sum() == 12 and dhpreact.abs().sum() == 0  # autograd's dhpreact: gone and zeroed
+        assert dhpreact.abs().sum() == 0  # autograd's dhpreact: gone and zeroed
+        assert bnraw.sum() == 12 and probs.sum() == 12  # read from a file any child may read: dropped, not copied
     finally:
         harness.PRELOADED.clear()
         harness.PRELOADED.update(saved)
+        harness.PIPED.clear()
+        harness.PIPED.update(piped)

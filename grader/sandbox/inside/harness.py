@@ -28,6 +28,9 @@ _closerange, _dup2, _open, _close, _read = os.closerange, os.dup2, os.open, os.c
 # children, which inherit them. Hidden ones arrive (as safetensors bytes) only after every public case has run.
 PRELOADED: dict[str, dict[str, torch.Tensor]] = {}
 _STAMPS: dict[str, tuple] = {}  # file -> what it was read from, so a rewritten file is read again
+# (file, name) of every tensor that came down a pipe (add_inputs): hidden inputs and autograd's answers.
+# Never in a file the sandbox can read, so only these need wiping from a child's memory (restrict).
+PIPED: set[tuple[str, str]] = set()
 
 
 def preload(file: str, blob: bytes | None = None, path: str | None = None) -> None:
@@ -66,13 +69,18 @@ def visible(exercise: dict):
 
 
 def restrict(exercise: dict) -> None:
-    """In an exercise's child, before any student code: drop every preloaded tensor that is not its own."""
+    """In an exercise's child, before any student code: drop every preloaded tensor that is not its own.
+
+    Those that came down a pipe are wiped too (this child's copy only: fork), so that freed memory keeps no
+    value to read back. The rest were read from the public input files, which every child can read anyway:
+    wiping them would only copy their pages (a third of a millisecond per child, for nothing).
+    """
     keep = visible(exercise)
     for file, tensors in list(PRELOADED.items()):
         PRELOADED[file] = {name: tensor for name, tensor in tensors.items() if keep(name)}
         for name, tensor in tensors.items():
-            if not keep(name):
-                tensor.zero_()  # this child's copy only (fork): freed memory keeps no value to read back
+            if not keep(name) and (file, name) in PIPED:
+                tensor.zero_()
 
 
 def add_inputs(file: str, blob: bytes) -> None:
@@ -80,6 +88,7 @@ def add_inputs(file: str, blob: bytes) -> None:
     from safetensors.torch import load
 
     tensors = load(blob)
+    PIPED.update((file, name) for name in tensors)
     PRELOADED[file] = {**PRELOADED.get(file, {}), **tensors}
 
 
