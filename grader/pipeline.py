@@ -260,7 +260,7 @@ def score_run(run: Run) -> Report:
     """The second half of `grade`: score what the worker answered and build the report."""
     from grader.report import (CaseInfo, CapturedOutput, Environment, IsolationInfo, Report,
                                SubmissionInfo)
-    from grader.sandbox.inside.confine import filter_status
+    from grader.sandbox.handle import filter_status
     from grader.feedback.engine import Diagnoser  # the feedback pass over what scoring found
     from grader.scoring.score import score_exercise, score_not_allowed
 

@@ -196,5 +196,5 @@ class Exercise:
         return {"id": self.id, "module": self.module, "function": self.function,
                 "tensor_args": list(self.tensor_args), "int_args": list(self.int_args),
                 "returns_dict": self.returns_dict, "gradient_checks": list(self.gradient_checks),
-                "checks": [c.plan(config) for c in self.checks]}
+                "private_inputs": list(self.private_inputs), "checks": [c.plan(config) for c in self.checks]}
 

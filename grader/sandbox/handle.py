@@ -5,11 +5,13 @@ that never touch the disk; `WorkerProcess` is one worker process of its own (a f
 session, grader.sandbox.slot.Session, is the other kind of handle).
 """
 
+import ctypes
 import os
 import queue
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -148,3 +150,26 @@ class WorkerProcess(WorkerChannel):
             return describe_exit(self.proc.wait(timeout=2), self.memory_mb)
         except subprocess.TimeoutExpired:
             return describe_exit(None, self.memory_mb)
+
+
+def filter_status() -> str:
+    """What the exercise children's syscall filter is here, for the report: 'seccomp' or why there is none.
+
+    For the grading process, which shares the workers' Python and libraries: it checks that both
+    pieces are there without importing pyseccomp (whose import runs ldconfig).
+    """
+    import importlib.util
+
+    if sys.platform != "linux":
+        return "none: seccomp is a Linux feature, the exercises run without a syscall filter"
+    missing = None
+    if importlib.util.find_spec("pyseccomp") is None:
+        missing = "the Python package pyseccomp is not installed"
+    else:
+        try:
+            ctypes.CDLL("libseccomp.so.2")
+        except OSError:
+            missing = "libseccomp is not installed (Debian package libseccomp2)"
+    if missing:
+        return f"none: {missing}, so the exercises run without a syscall filter"
+    return "seccomp (libseccomp): no processes, exec, sockets, signals or limits for other processes"

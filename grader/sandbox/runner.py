@@ -23,6 +23,7 @@ from pathlib import Path
 from grader.config import GradingConfig
 from grader.course.registry import EXERCISES
 from grader.phases import mark
+from grader.sandbox import sharing
 from grader.sandbox.handle import GRACE, STARTUP_TIMEOUT, WorkerProcess, workspace
 from grader.sandbox.levels import make_readable
 from grader.sandbox.outcome import ExerciseRun, RunOutcome, clean_finding, clean_result, line_counts
@@ -158,7 +159,7 @@ class SubmissionRunner:
 
     def _expected(self, ex_id: str) -> set[str]:
         """The answer keys exercise `ex_id` can send back (a hidden case's result keeps no other)."""
-        from grader.sandbox.inside.session import expected_keys
+        from grader.sandbox.inside.verdicts import expected_keys
 
         return expected_keys(self._entry(ex_id))
 
@@ -172,9 +173,11 @@ class SubmissionRunner:
     def _plan(self, exercise_ids: list[str], cases: list[dict]) -> Path:
         self._plans += 1
         path = self.mounts.inputs / f"plan-{self._plans}.json"
+        entries = [self._entry(ex_id) for ex_id in exercise_ids]
         plan = {"dtype": self.config.dtype, "submission": str(self.mounts.submission),
                 "inputs": str(self.mounts.inputs), "cwd": str(self.mounts.cwd), "cases": cases,
-                "exercises": [self._entry(ex_id) for ex_id in exercise_ids], "sgd": self.config.train.model_dump(),
+                "exercises": entries, "groups": sharing.groups(entries, self.mounts.submission),
+                "sgd": self.config.train.model_dump(),
                 "timeout": self.timeout, "memory_mb": self.config.limits.memory_mb,
                 "file_size_mb": self.config.limits.file_size_mb}
         tmp = path.with_suffix(".tmp")

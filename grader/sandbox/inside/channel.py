@@ -93,3 +93,18 @@ class FrameReader:
         if not isinstance(meta, dict):
             raise ProtocolError("an answer frame's header is not an object")
         return meta, blob
+
+
+def read_inputs(reader, deadline: float | None = None, end: dict | None = None) -> list[tuple[str, bytes]] | None:
+    """The (file, safetensors bytes) of the `inputs` frames up to an `end` frame (copied into `end`); None if the
+    channel ends first (then nothing of it may be used). Frames of other types are skipped."""
+    received = []
+    while (frame := reader.read(deadline)) is not None:
+        meta, blob = frame
+        if meta.get("type") == "end":
+            if end is not None:
+                end.update(meta)
+            return received
+        if meta.get("type") == "inputs" and isinstance(meta.get("file"), str):
+            received.append((meta["file"], blob))
+    return None

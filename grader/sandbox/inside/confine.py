@@ -91,29 +91,6 @@ def _pyseccomp():
     return _SECCOMP
 
 
-def filter_status() -> str:
-    """What the exercise children's syscall filter is here, for the report: 'seccomp' or why there is none.
-
-    For the grading process, which shares the workers' Python and libraries: it checks that both
-    pieces are there without importing pyseccomp (whose import runs ldconfig).
-    """
-    import importlib.util
-
-    if sys.platform != "linux":
-        return "none: seccomp is a Linux feature, the exercises run without a syscall filter"
-    missing = None
-    if importlib.util.find_spec("pyseccomp") is None:
-        missing = "the Python package pyseccomp is not installed"
-    else:
-        try:
-            ctypes.CDLL("libseccomp.so.2")
-        except OSError:
-            missing = "libseccomp is not installed (Debian package libseccomp2)"
-    if missing:
-        return f"none: {missing}, so the exercises run without a syscall filter"
-    return "seccomp (libseccomp): no processes, exec, sockets, signals or limits for other processes"
-
-
 def drop_privileges(uid: int) -> None:
     """Become `uid` (no groups); called first thing when the grader runs as root."""
     os.setgroups([])
@@ -310,17 +287,22 @@ class Paused:
     4. at its hidden phase the Zygote checks it is still stopped, still one task,
        and has not been switched in since (the counts): it ran no code at all,
        so step 2's verdict still holds. Only then SIGCONT and the hidden inputs.
+    5. a group's child (grader.sandbox.sharing) then gets its other members'
+       hidden inputs in turn, each after it answered the one before: it has been
+       quiet since step 2, as a fresh child with its output discarded would be.
 
     Children can signal only themselves (the syscall filter), so none can wake
     or kill a stopped one; if it is gone or any check fails, the Zygote kills it
     and grades that exercise's hidden cases in a fresh quiet child instead.
     """
 
-    def __init__(self, pid: int, chan: int, hidden: int):
+    def __init__(self, pid: int, chan: int, hidden: int, members: list[str] | None = None):
         self.pid, self.chan, self.hidden = pid, chan, hidden  # the Zygote's ends: its channel, its input pipe
+        self.members = members or []  # the exercises it runs (a group's, grader.sandbox.sharing)
         self.switches: tuple[str, str] | None = None
+        self.running = False  # resumed: running its hidden cases (quiet since its seal)
 
-    def fds(self) -> tuple[int, int]:
+    def fds(self) -> tuple[int | None, int | None]:
         return self.chan, self.hidden
 
     def seal(self, reader: channel.FrameReader, deadline: float) -> bool:
@@ -360,6 +342,11 @@ class Paused:
     def resume(self, frames: list[tuple[dict, bytes]], deadline: float) -> bool:
         """SIGCONT, then its hidden inputs down its pipe (never blocking past `deadline`)."""
         os.kill(self.pid, signal.SIGCONT)
+        self.running = True
+        return self.send(frames, deadline)
+
+    def send(self, frames: list[tuple[dict, bytes]], deadline: float) -> bool:
+        """Frames down its input pipe (never blocking past `deadline`): inputs, and the `end` naming the exercise."""
         data = memoryview(b"".join(channel.frame_bytes(meta, blob) for meta, blob in frames))
         os.set_blocking(self.hidden, False)
         try:
@@ -377,15 +364,25 @@ class Paused:
             data = None  # noqa: F841 - no frame of the Zygote keeps hidden bytes once they are sent
         return True
 
+    def close_input(self) -> None:
+        """Nothing more to send: it ends after the exercise it has."""
+        if self.hidden is not None:
+            os.close(self.hidden)
+            self.hidden = None
+
     def close(self) -> None:
         for fd in (self.chan, self.hidden):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.chan = self.hidden = None
 
     def kill(self) -> None:
-        """Gone for good: SIGKILL (works on a stopped process too), reap, close its pipes."""
+        """Gone for good: SIGKILL (works on a stopped process too), reap, close its pipes. Once only."""
+        if self.chan is None and self.hidden is None:
+            return
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:

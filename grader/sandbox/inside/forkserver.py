@@ -5,7 +5,7 @@ a tenth of that. So batch grading starts, per job slot, one worker process
 inside the usual isolation (`python -m grader.sandbox.inside --serve`), which
 imports torch once and then, per submission, forks a *session*: a child that
 runs exactly what a fresh worker would (grader.sandbox.inside.session.run_session: hello,
-go, the Zygote with one child per exercise and phase).
+go, the Zygote with its children per exercise or group).
 
 The slot's folders are the only part of the host the sandbox sees, and they
 hold one submission at a time: the grading process stages a submission

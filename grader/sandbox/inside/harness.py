@@ -1,4 +1,5 @@
-"""Inside one per-exercise child process: import the student's module, call it on each case.
+"""Inside an exercise child process (one exercise, or a group's in turn): import the student's module, call
+it on each case.
 
 This is the only code that runs next to student code. It sends what the
 function returned as frames on the child's own pipe (the worker relays them);
@@ -9,6 +10,8 @@ copied, and whatever happens is described for a learner.
 import errno
 import importlib
 import os
+import signal
+import sys
 import time
 import traceback
 
@@ -23,6 +26,7 @@ from grader.sandbox.inside import channel, confine
 PLAIN_TENSOR = torch.Tensor  # taken before any student code could rebind torch.Tensor
 # Taken before student code runs (which may rebind them); the Zygote does not rely on them anyway.
 _closerange, _dup2, _open, _close, _read = os.closerange, os.dup2, os.open, os.close, os.read
+_exit, _kill, _getpid = os._exit, os.kill, os.getpid
 
 # Case inputs by file name, read once by the worker (or the fork server) before it forks the exercise
 # children, which inherit them. Hidden ones arrive (as safetensors bytes) only after every public case has run.
@@ -64,18 +68,23 @@ def visible(exercise: dict):
     return lambda name: name in names or (trajectory is not None and name.startswith("traj."))
 
 
-def restrict(exercise: dict) -> None:
+def restrict(exercises: dict | list[dict]) -> None:
     """In an exercise's child, before any student code: drop every preloaded tensor that is not its own.
 
     Those that came down a pipe are wiped too (this child's copy only: fork), so that freed memory keeps no
     value to read back. The rest were read from the public input files, which every child can read anyway:
-    wiping them would only copy their pages (0.4 to 0.8 ms per child, for nothing).
+    wiping them would only copy their pages (0.4 to 0.8 ms per child, for nothing). A child that runs a group
+    of exercises (grader.sandbox.sharing) keeps its members' file inputs and drops every piped one: the
+    Zygote sends those again when their exercise's turn comes, after every other member has answered.
     """
-    keep = visible(exercise)
+    group = exercises if isinstance(exercises, list) else [exercises]
+    keeps = [visible(exercise) for exercise in group]
+    alone = len(group) == 1
     for file, tensors in list(PRELOADED.items()):
-        PRELOADED[file] = {name: tensor for name, tensor in tensors.items() if keep(name)}
+        PRELOADED[file] = kept = {name: tensor for name, tensor in tensors.items()
+                                  if any(keep(name) for keep in keeps) and (alone or (file, name) not in PIPED)}
         for name, tensor in tensors.items():
-            if not keep(name) and (file, name) in PIPED:
+            if name not in kept and (file, name) in PIPED:
                 tensor.zero_()
 
 
@@ -288,11 +297,10 @@ class Harness:
         return {"status": "ok"}
 
 
-def pause(fd: int, hidden_fd: int) -> bool:
+def pause(fd: int, hidden_fd: int, end: dict | None = None) -> bool:
     """In the child, public cases done: give up everything that can print, wait to be sealed, then for the
-    hidden inputs. True once they are added to harness.PRELOADED; False if the Zygote sent none."""
-    import sys
-
+    hidden inputs. True once they are added to harness.PRELOADED (their `end` frame copied into `end`, which
+    names the exercise they are for); False if the Zygote sent none."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()  # what the public cases printed still reaches the captured output
@@ -312,20 +320,70 @@ def pause(fd: int, hidden_fd: int) -> bool:
         return False
     confine.set_dumpable(False)
     channel.send(fd, {"type": "sealed"})
-    received = read_inputs(channel.FrameReader(hidden_fd, max_meta=4096, max_total=1 << 30))
+    return next_inputs(hidden_fd, end)
+
+
+def next_inputs(fd: int, end: dict | None = None) -> bool:
+    """Block for the next `inputs` frames up to an `end` frame on `fd` and add them to PRELOADED (the end frame
+    copied into `end`); False if the pipe closes first."""
+    received = channel.read_inputs(channel.FrameReader(fd, max_meta=4096, max_total=1 << 30), end=end)
     for file, data in received or ():
         add_inputs(file, data)
     return received is not None
 
 
-def read_inputs(reader, deadline: float | None = None) -> list[tuple[str, bytes]] | None:
-    """The (file, safetensors bytes) of the `inputs` frames up to an `end` frame; None if the channel ends first
-    (then nothing of it may be used). Frames of other types are skipped."""
-    received = []
-    while (frame := reader.read(deadline)) is not None:
-        meta, blob = frame
-        if meta.get("type") == "end":
-            return received
-        if meta.get("type") == "inputs" and isinstance(meta.get("file"), str):
-            received.append((meta["file"], blob))
-    return None
+def child_main(plan: dict, exercises: list[dict], cases: list[dict], fd: int, quiet: bool, inherited, parent: int,
+               keep=(), hidden_fd: int | None = None) -> None:
+    """In the forked child: confine, then run the student's functions, one exercise after another (a group's
+    next one when the Zygote says, on `hidden_fd`); then, with `keep`, pause for the hidden cases
+    (grader.sandbox.inside.confine.Paused) and run them for each exercise the Zygote names. Never returns."""
+    code = 0
+    try:
+        for inherited_fd in inherited:  # only the child's own pipe stays reachable
+            if inherited_fd is not None:
+                os.close(inherited_fd)
+        if quiet:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        confine.die_with_parent(parent)
+        confine.set_dumpable(True)  # its own /proc entries; the worker above stays undumpable
+        confine.install_filter()
+        from grader.sandbox.inside import guard
+
+        restrict(exercises)  # only these exercises' own inputs stay in this process
+        guard.submission = plan["submission"]
+        guard.report = lambda finding: channel.send(fd, {"type": "integrity", **finding})
+        sys.path.insert(0, plan["submission"])
+        by_id = {exercise["id"]: exercise for exercise in exercises}
+        for i, exercise in enumerate(exercises):
+            end: dict = {}
+            if i and not (next_inputs(hidden_fd, end) and end.get("exercise") == exercise["id"]):
+                return
+            Harness(plan, fd).run_exercise(exercise, cases)
+            channel.send(fd, {"type": "child_done"})
+        end = {}
+        if keep and hidden_fd is not None and pause(fd, hidden_fd, end):
+            while (exercise := by_id.get(end.get("exercise", exercises[0]["id"]))) is not None:
+                Harness(plan, fd).run_exercise(exercise, keep)
+                channel.send(fd, {"type": "child_done"})
+                end = {}
+                if not next_inputs(hidden_fd, end):
+                    break
+    except BaseException:  # noqa: BLE001 - a broken pipe, or the grader's own bug: say so, then go
+        code = 70
+        try:
+            import traceback
+
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        _exit(code)  # skip atexit hooks a submission may have registered
+        _kill(_getpid(), signal.SIGKILL)  # never fall back into the worker's own code

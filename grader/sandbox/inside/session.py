@@ -1,4 +1,4 @@
-"""A worker's session: the sandboxed process that runs student code, one child process per exercise.
+"""A worker's session: the sandboxed process that runs student code, in child processes it forks.
 
 Started by the grading process (inside whatever isolation it chose) as
 `python -m grader.sandbox.inside PLAN --channel FD [--go FD] [--drop-to UID]` (see __main__.py; for
@@ -6,14 +6,17 @@ batch grading, as a fork server with `--serve FD`: see grader.sandbox.inside.for
 whose sessions run `run_session` below). It
 drops root first if asked, imports torch, says hello, waits for the go
 signal (so that its start overlaps with the grader's own), locks autograd
-out, then for each exercise forks a child that confines itself (syscall
-filter), imports the student's module and answers each case on a pipe of
-its own. The worker never runs student code itself: it relays only
-well-formed answers for that exercise to the grader's channel, enforces the
-exercise's wall-clock timeout, and says how a child ended if it did not
-finish. So a crash, a hang, an `os._exit`, a monkeypatched torch or garbage
-on the pipe costs only that exercise, and monkeypatching never reaches the
-next one.
+out, then forks children that confine themselves (syscall filter), import
+the student's modules and answer each case on a pipe of their own: one per
+exercise, or one for a group of exercises that the grader found may share
+one (grader.sandbox.sharing: no monkeypatching possible, and autograd's
+answers given as inputs reach a group's last member only, after the others
+answered). The worker never runs student code itself: it relays only
+well-formed answers for the exercise in progress to the grader's channel,
+enforces each exercise's wall-clock timeout, and says how a child ended if
+it did not finish. So a crash, a hang, an `os._exit` or garbage on the pipe
+costs only that exercise (the rest of its group runs in a fresh child), and
+a submission that could monkeypatch runs every exercise alone.
 
 Hidden cases run after every public case, in children that cannot print
 (see Zygote): the child that ran an exercise's public cases when the Zygote
@@ -31,16 +34,13 @@ import sys
 import time
 
 from grader.sandbox.inside import channel, confine
-from grader.sandbox.inside.verdicts import _quiet_result, hidden_attempt, hidden_frames
+from grader.sandbox.inside.verdicts import _quiet_result, expected_keys, hidden_attempt, hidden_frames
 
 MAX_META = 64 << 10     # one frame's JSON from a child: notes and a traceback
 MAX_FINDINGS = 20       # runtime integrity reports relayed per exercise
 EXIT_GRACE = 1.0        # seconds for a child to be reaped after its pipe closed
 MAX_HIDDEN = 1 << 30    # bytes of hidden inputs the grader may send
 HIDDEN_WAIT = 60.0      # seconds for the grader to send them
-
-# Taken before any student code runs, which may rebind os._exit and friends.
-_exit, _kill, _getpid = os._exit, os.kill, os.getpid
 
 
 def receive_inputs(go_fd: int) -> list[tuple[str, bytes]] | None:
@@ -56,7 +56,7 @@ def receive_inputs(go_fd: int) -> list[tuple[str, bytes]] | None:
     try:
         if os.read(go_fd, 1) != b"g":
             return None
-        received = harness.read_inputs(reader, time.monotonic() + HIDDEN_WAIT)
+        received = channel.read_inputs(reader, time.monotonic() + HIDDEN_WAIT)
     except (OSError, channel.ProtocolError, channel.Timeout):
         return None
     for file, data in received or ():
@@ -78,7 +78,12 @@ def describe_end(status: int, memory_mb: int) -> str:
 
 
 class Zygote:
-    """Forks a child per exercise (and one more for a hidden phase it cannot verify); relays what they send.
+    """Forks a child per exercise or group (and one more per exercise for a hidden phase it cannot verify);
+    relays what they send.
+
+    A group's child runs its members one after another, each when the Zygote
+    says (after it relayed the last one and emptied the working directory),
+    with that member's piped inputs sent only then.
 
     Phase one runs every exercise on the public cases. Only then does the
     grader send the hidden cases' inputs (asked for with `need_hidden`, down
@@ -105,6 +110,7 @@ class Zygote:
         self.spent: dict[str, float] = {}
         self.failed: set[str] = set()  # exercises whose child reported an exercise-level error (an import error)
         self.paused: dict[str, confine.Paused] = {}  # exercise id -> its child, stopped, waiting for hidden inputs
+        self.shared: confine.Paused | None = None  # a group's child, waiting for its next exercise's public cases
 
     def send(self, meta: dict, blob: bytes = b"") -> None:
         channel.send(self.fd, meta, blob)
@@ -113,18 +119,53 @@ class Zygote:
         public = [c for c in self.plan["cases"] if not c.get("hidden")]
         hidden = [c for c in self.plan["cases"] if c.get("hidden")]
         keep = hidden if self.go_fd is not None else []  # which cases a public child may pause for
-        passed = [ex for ex in self.plan["exercises"]
-                  if not public or self.run_phase(ex, public, quiet=False, keep=keep)]
+        groups = self.groups()
+        passed = [ex for group in groups for ex in (self.run_group(group, public, keep) if public else group)]
         try:
             if hidden and passed and self.hidden_inputs_ready():
-                for exercise in passed:
-                    child = self.paused.pop(exercise["id"], None)
-                    if child is None or not self.run_phase(exercise, hidden, quiet=True, child=child):
-                        self.run_phase(exercise, hidden, quiet=True)
+                for group in groups:
+                    self.run_hidden([ex for ex in group if ex in passed], hidden)
         finally:
-            for child in self.paused.values():
+            for child in {id(c): c for c in self.paused.values()}.values():
                 child.kill()
         self.send({"type": "done"})
+
+    def groups(self) -> list[list[dict]]:
+        """The exercises in running order, in the groups the grader chose to share a child
+        (grader.sandbox.sharing), checked again here: plain module exercises, each once, and private inputs
+        only on a group's last member. Any other exercise runs alone."""
+        by_id = {ex["id"]: ex for ex in self.plan["exercises"]}
+        order: list[list[dict]] = []
+        for ids in self.plan.get("groups") or ():
+            members = [by_id.pop(i) for i in dict.fromkeys(ids) if i in by_id]
+            if len(members) > 1 and any(ex.get("mode") or ex.get("private_inputs") for ex in members[:-1]) \
+                    or members and members[-1].get("mode"):
+                order += [[ex] for ex in members]
+            elif members:
+                order.append(members)
+        return order + [[ex] for ex in by_id.values()]
+
+    def run_group(self, group: list[dict], cases: list[dict], keep) -> list[dict]:
+        """A group's public cases, one exercise after another in one child while it lasts (a fresh one for the
+        rest if it dies or hangs); the exercises that got through."""
+        passed = [ex for i, ex in enumerate(group)
+                  if self.run_phase(ex, cases, quiet=False, keep=keep, group=group[i:])]
+        if self.shared is not None:  # it stopped short of its last member: never left waiting
+            self.shared.kill()
+            self.shared = None
+        return passed
+
+    def run_hidden(self, members: list[dict], cases: list[dict]) -> None:
+        """The hidden cases of a group's exercises that got through: in the child that ran them, once sealed,
+        one after another; in a fresh quiet child each where that cannot be."""
+        for i, exercise in enumerate(members):
+            child = self.paused.pop(exercise["id"], None)
+            more = child is not None and any(self.paused.get(m["id"]) is child for m in members[i + 1:])
+            if child is None or not self.run_phase(exercise, cases, quiet=True, child=child, more=more):
+                if child is not None:
+                    child.kill()
+                    self.paused = {k: c for k, c in self.paused.items() if c is not child}
+                self.run_phase(exercise, cases, quiet=True)
 
     def hidden_inputs_ready(self) -> bool:
         """Ask the grader for the hidden cases' inputs; they come down the go pipe, never through a file.
@@ -136,20 +177,23 @@ class Zygote:
         self.send({"type": "need_hidden"})
         return receive_inputs(self.go_fd) is not None
 
-    def run_phase(self, exercise: dict, cases: list[dict], quiet: bool, keep=(), child=None) -> bool | None:
+    def run_phase(self, exercise: dict, cases: list[dict], quiet: bool, keep=(), child=None, group=(),
+                  more: bool = False) -> bool | None:
         """One exercise on `cases`, bracketed by start and end frames; False if the child failed.
 
         With `keep` (the hidden cases), a child that finishes may pause for them; with `child` (a paused
-        one), the phase runs in it, or returns None at once (no frame sent) if it can no longer be trusted.
+        one), the phase runs in it, or returns None at once (no frame sent) if it can no longer be trusted;
+        `more`: that child runs more exercises after this one. `group`: this exercise and the rest of its
+        group, which a child forked now runs one after another.
         """
         ex_id = exercise["id"]
-        if child is not None and not child.still_sealed():
+        if child is not None and not child.running and not child.still_sealed():
             child.kill()
             return None
         self.send({"type": "exercise_start", "exercise": ex_id})
         started = time.monotonic()
         budget = max(1.0, self.plan["timeout"] - self.spent.get(ex_id, 0.0))
-        ok = self.run_child(exercise, cases, quiet, started + budget, keep, child)
+        ok = self.run_child(exercise, cases, quiet, started + budget, keep, child, group, more)
         self.spent[ex_id] = self.spent.get(ex_id, 0.0) + time.monotonic() - started
         self.clean()
         self.send({"type": "exercise_end", "exercise": ex_id})
@@ -176,38 +220,57 @@ class Zygote:
         return keys * 8 * max(c["max_numel"] for c in cases) + (1 << 16)
 
     def run_child(self, exercise: dict, cases: list[dict], quiet: bool, deadline: float, keep=(),
-                  child: "confine.Paused | None" = None) -> bool:
-        """Run `cases` of `exercise` in a fresh child (or the paused `child`); False if it did not finish them."""
+                  child: "confine.Paused | None" = None, group=(), more: bool = False) -> bool:
+        """Run `cases` of `exercise` in a fresh child (for `group`), the group's waiting child or the paused
+        `child`; False if it did not finish them."""
         ex_id = exercise["id"]
         resumed = True
-        if child is not None:
+        members = list(group) or [exercise]
+        if child is not None:  # paused for the hidden cases (and still running them, after its first)
             pid, read_fd = child.pid, child.chan
-            resumed = child.resume(hidden_frames(exercise, cases), deadline)  # False: it did not read them in time
+            frames = hidden_frames(exercise, cases)
+            resumed = child.send(frames, deadline) if child.running else child.resume(frames, deadline)
+            if not more:
+                child.close_input()  # nothing more for it: it ends after this exercise
+        elif self.shared is not None:  # a group's child, waiting: this exercise's piped inputs, then its turn
+            child, self.shared = self.shared, None
+            pid, read_fd = child.pid, child.chan
+            resumed = child.send(hidden_frames(exercise, cases, piped_only=True), deadline)
         else:
             read_fd, write_fd = os.pipe()
-            hidden_read, hidden_write = os.pipe() if keep else (None, None)
-            inherited = (self.fd, self.go_fd, read_fd, hidden_write,
-                         *(fd for other in self.paused.values() for fd in other.fds()))
+            hidden_read, hidden_write = os.pipe() if keep or len(members) > 1 else (None, None)
+            inherited = {self.fd, self.go_fd, read_fd, hidden_write,
+                         *(fd for other in self.paused.values() for fd in other.fds())}
+            from grader.sandbox.inside import harness
+
             parent = os.getpid()
             pid = os.fork()
             if pid == 0:
-                child_main(self.plan, exercise, cases, write_fd, quiet, inherited, parent, keep, hidden_read)
+                harness.child_main(self.plan, members, cases, write_fd, quiet, inherited, parent, keep, hidden_read)
             os.close(write_fd)
-            if keep:
+            if hidden_read is not None:
                 os.close(hidden_read)
-                child = confine.Paused(pid, read_fd, hidden_write)
+                child = confine.Paused(pid, read_fd, hidden_write, [m["id"] for m in members])
+        # Its last exercise: a hidden one with nothing `more`, else the last member it was forked for.
+        last = not more if quiet and child is not None else child is None or child.members[-1] == ex_id
         reader = channel.FrameReader(read_fd, max_meta=MAX_META, max_blob=self.max_blob(exercise, cases),
                                      max_total=(len(cases) + 2) * (self.max_blob(exercise, cases) + MAX_META))
         outcome = self.relay(reader, ex_id, {c["name"] for c in cases}, deadline, quiet, expected_keys(exercise),
-                             pause=bool(keep)) if resumed else "timeout"
+                             pause=bool(keep) and last, until_done=not last) if resumed else "timeout"
+        if outcome == "next":  # done with this one, waiting for its next exercise
+            if not quiet:
+                self.shared = child
+            return ex_id not in self.failed
         if outcome in ("paused", "unpaused"):
-            if outcome == "paused" and ex_id not in self.failed and child.seal(reader, deadline):
-                self.paused[ex_id] = child
+            waiting = [m for m in child.members if m not in self.failed]
+            if outcome == "paused" and waiting and child.seal(reader, deadline):
+                self.paused.update((m, child) for m in waiting)
             else:
                 child.kill()
             return ex_id not in self.failed
         if child is not None:
             child.close()
+            self.paused = {k: c for k, c in self.paused.items() if c is not child}
         else:
             os.close(read_fd)
         status = self.reap(pid, killed=outcome != "eof")
@@ -241,9 +304,10 @@ class Zygote:
         return os.waitpid(pid, 0)[1]
 
     def relay(self, reader: channel.FrameReader, ex_id: str, names: set[str], deadline: float, quiet: bool,
-              expected: set[str], pause: bool = False) -> str:
+              expected: set[str], pause: bool = False, until_done: bool = False) -> str:
         """Pass the child's frames on; 'done', 'eof', 'timeout' or what was garbled; with `pause`, 'paused'
-        when `ready_hidden` follows its `child_done` ('unpaused' if anything else does).
+        when `ready_hidden` follows its `child_done` ('unpaused' if anything else does); with `until_done`,
+        'next' at its `child_done` (a group's child, which then waits for its next exercise).
 
         From a quiet (hidden-case) child only verdict-bearing fields pass: its messages could carry
         hidden inputs, and the report shows hidden cases by status only.
@@ -284,65 +348,10 @@ class Zygote:
                 self.send({"type": "integrity", "exercise": ex_id,
                            **{k: meta.get(k) for k in ("pattern", "file", "line", "message")}})
             elif kind == "child_done":
+                if until_done:
+                    return "next"
                 done = True
 
-
-
-def expected_keys(exercise: dict) -> set[str]:
-    """The answer keys an exercise's child can send back: its gradients, and a trajectory check's parameters
-    after each step (and, for the lecture notebook's loop, grader.sandbox.inside.train_loop, its gradients)."""
-    keys = set(exercise.get("gradient_checks", ()))
-    for check in exercise.get("checks", ()):
-        if isinstance(check, dict) and check.get("kind") == "trajectory":
-            steps, params = range(int(check.get("steps", 0))), [str(p) for p in check.get("params", ())]
-            keys |= {f"{kind}{i}.{k}" for kind in ("step", "grad") for i in steps for k in params}
-    return keys
-
-
-def child_main(plan: dict, exercise: dict, cases: list[dict], fd: int, quiet: bool, inherited, parent: int,
-               keep=(), hidden_fd: int | None = None) -> None:
-    """In the forked child: confine, then run the student's function (then, with `hidden_fd`, pause for the
-    hidden cases `keep`: grader.sandbox.inside.confine.Paused). Never returns."""
-    code = 0
-    try:
-        for inherited_fd in inherited:  # only the child's own pipe stays reachable
-            if inherited_fd is not None:
-                os.close(inherited_fd)
-        if quiet:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-        confine.die_with_parent(parent)
-        confine.set_dumpable(True)  # its own /proc entries; the worker above stays undumpable
-        confine.install_filter()
-        from grader.sandbox.inside import guard, harness
-
-        harness.restrict(exercise)  # only this exercise's own inputs stay in this process
-        guard.submission = plan["submission"]
-        guard.report = lambda finding: channel.send(fd, {"type": "integrity", **finding})
-        sys.path.insert(0, plan["submission"])
-        harness.Harness(plan, fd).run_exercise(exercise, cases)
-        channel.send(fd, {"type": "child_done"})
-        if hidden_fd is not None and harness.pause(fd, hidden_fd):
-            harness.Harness(plan, fd).run_exercise(exercise, keep)
-            channel.send(fd, {"type": "child_done"})
-    except BaseException:  # noqa: BLE001 - a broken pipe, or the grader's own bug: say so, then go
-        code = 70
-        try:
-            import traceback
-
-            traceback.print_exc()
-        except BaseException:  # noqa: BLE001
-            pass
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:  # noqa: BLE001
-            pass
-        _exit(code)  # skip atexit hooks a submission may have registered
-        _kill(_getpid(), signal.SIGKILL)  # never fall back into the worker's own code
 
 
 def _add_private(received) -> None:

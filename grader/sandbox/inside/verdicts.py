@@ -40,12 +40,28 @@ def hidden_attempt(ex_id: str) -> dict:
             "message": guard.message(HIDDEN_ATTEMPT)}
 
 
-def hidden_frames(exercise: dict, cases: list[dict]) -> list[tuple[dict, bytes]]:
-    """What a paused child of `exercise` gets for its hidden `cases`: its own visible tensors of their files."""
+def hidden_frames(exercise: dict, cases: list[dict], piped_only: bool = False) -> list[tuple[dict, bytes]]:
+    """What a paused child of `exercise` gets for its hidden `cases`: its own visible tensors of their files,
+    then an `end` frame naming the exercise. With `piped_only`, only those that came down a pipe: what a group's
+    child (which dropped them, harness.restrict) gets when that exercise's public turn comes."""
     from grader.sandbox.inside import harness
 
     keep = harness.visible(exercise)
-    frames = [({"type": "inputs", "file": file},
-               harness.tensor_bytes({k: v for k, v in harness.PRELOADED.get(file, {}).items() if keep(k)}))
-              for file in dict.fromkeys(c["file"] for c in cases)]
-    return frames + [({"type": "end"}, b"")]
+    frames = []
+    for file in dict.fromkeys(c["file"] for c in cases):
+        tensors = {k: v for k, v in harness.PRELOADED.get(file, {}).items()
+                   if keep(k) and (not piped_only or (file, k) in harness.PIPED)}
+        if tensors or not piped_only:
+            frames.append(({"type": "inputs", "file": file}, harness.tensor_bytes(tensors)))
+    return frames + [({"type": "end", "exercise": exercise["id"]}, b"")]
+
+
+def expected_keys(exercise: dict) -> set[str]:
+    """The answer keys an exercise's child can send back: its gradients, and a trajectory check's parameters
+    after each step (and, for the lecture notebook's loop, grader.sandbox.inside.train_loop, its gradients)."""
+    keys = set(exercise.get("gradient_checks", ()))
+    for check in exercise.get("checks", ()):
+        if isinstance(check, dict) and check.get("kind") == "trajectory":
+            steps, params = range(int(check.get("steps", 0))), [str(p) for p in check.get("params", ())]
+            keys |= {f"{kind}{i}.{k}" for kind in ("step", "grad") for i in steps for k in params}
+    return keys

@@ -1,0 +1,70 @@
+"""Which exercises of a submission may run one after another in one child process of the worker.
+
+A child per exercise costs more than most exercises' arithmetic: each one copies, on write, the pages of
+the Python heap it touches, and tears them down at exit (about two thirds of a batch's CPU, measured).
+The worker (grader.sandbox.inside.session) runs a group in one child only when sharing changes nothing a
+grade can see, and the grading process decides which, from what it alone knows:
+- the answer key stays out of reach: an input that is autograd's answer (an exercise's `private_inputs`,
+  such as batch norm's dhpreact) may only be held by the last member of a group, and reaches the child
+  only once every other member has answered (the worker sends it then);
+- no exercise can change another's result: a submission whose files rebind an attribute (a monkeypatch
+  such as `torch.exp = ...`, which the allow list cannot tell from a plain assignment) or name setattr,
+  delattr or `__dict__` runs every exercise alone, as does anything but a plain module exercise (the
+  lecture notebook's cells).
+A crash, a hang or garbage on the pipe still costs only the exercise in progress: the worker kills that
+child and runs the rest of the group in a fresh one.
+"""
+
+import ast
+import functools
+from pathlib import Path
+
+MAX_SOURCE = 1 << 20  # bytes of one file read to decide (a larger file: no sharing)
+
+
+@functools.lru_cache(maxsize=512)
+def _rebinds_attributes(source: str) -> bool:
+    """True if the source assigns or deletes an attribute, or names setattr, delattr or __dict__ (or does
+    not parse: then nothing about it is known)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            return True
+        if isinstance(node, ast.Name) and node.id in ("setattr", "delattr", "__dict__", "vars", "globals"):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in ("__dict__", "__setattr__", "__delattr__"):
+            return True
+    return False
+
+
+def may_share(submission: Path) -> bool:
+    """No file of the submission could reach past its own exercise by rebinding something."""
+    try:
+        files = sorted(submission.rglob("*.py"))
+        for file in files:
+            if file.is_symlink() or file.stat().st_size > MAX_SOURCE:
+                return False
+            if _rebinds_attributes(file.read_text(errors="replace")):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def groups(entries: list[dict], submission: Path) -> list[list[str]]:
+    """The exercises' ids in running order, in groups that share a child (a group of one runs alone).
+
+    Plain exercises without private inputs first, in the plan's order, closed by the first exercise that
+    has private inputs; every other exercise alone, in the plan's order.
+    """
+    plain = [e for e in entries if not e.get("mode")]
+    if len(plain) < 2 or not may_share(submission):
+        return [[e["id"]] for e in entries]
+    shared = [e["id"] for e in plain if not e.get("private_inputs")]
+    closing = next((e["id"] for e in plain if e.get("private_inputs")), None)
+    if closing is not None:
+        shared.append(closing)
+    return [shared] + [[e["id"]] for e in entries if e["id"] not in shared]

@@ -1,0 +1,157 @@
+"""Exercises that share one child process (grader.sandbox.sharing, and the Zygote's groups).
+
+A group runs its exercises one after another in one child: the answer key stays out of reach (an input
+that is autograd's answer, batch norm's dhpreact, reaches the child only for the group's last member,
+after the others answered), a hang or a crash costs only the exercise in progress, hidden values are never
+printed, and a submission that could monkeypatch runs every exercise alone. The probes here import the
+grader's modules, which the static scan forbids, so it is widened (as in test_hostile.py).
+"""
+
+import pytest
+
+from grader.config import IntegrityConfig
+from grader.course.registry import EXERCISES
+from grader.sandbox import sharing
+from grader.sandbox.inside import harness
+from grader.sandbox.inside.session import Zygote
+from grader.submission.integrity import RULES
+from conftest import SOLUTIONS
+
+SHARED = ["atomic", "cross_entropy", "train", "batchnorm"]  # the course's group: batchnorm (private dhpreact) last
+
+# A helper module the probed exercises import: which process runs them, and which of autograd's answers
+# (dhpreact, demb) that process holds with a value, at each call.
+PROBE = '''import os
+import grader.sandbox.inside.harness as _harness
+
+SEEN = []
+
+
+def note(name):
+    held = sorted({key for tensors in _harness.PRELOADED.values() for key, t in tensors.items()
+                   if key in ("dhpreact", "demb") and bool(t.abs().sum() > 0)})
+    SEEN.append((name, os.getpid(), held))
+    print("PROBE", SEEN, flush=True)
+'''
+
+
+def probed(file: str, function: str) -> str:
+    """The solution's `file`, its `function` wrapped to call the probe first."""
+    source = (SOLUTIONS / file).read_text().replace(f"def {function}(", f"def _solution_{function}(", 1)
+    return (source + f"\n\nimport shared_probe\n\n\ndef {function}(**kwargs):\n"
+            f"    shared_probe.note({file[:-3]!r})\n    return _solution_{function}(**kwargs)\n")
+
+
+@pytest.fixture
+def lenient(config):
+    return config.model_copy(update={"integrity": IntegrityConfig(allow=list(RULES))})
+
+
+def test_a_group_shares_one_child_and_autograds_answer_reaches_only_its_last_member(
+        submission, grade_it, lenient, all_cases):
+    sub = submission(replace={"shared_probe.py": PROBE, "atomic.py": probed("atomic.py", "backward_atomic"),
+                              "batchnorm.py": probed("batchnorm.py", "batchnorm_backward")})
+    report = grade_it(sub, cases=all_cases, config=lenient, timeout=20)
+    assert report.score == report.max_score, [(e.id, e.status, e.message) for e in report.exercises]
+    last = report.output.stdout.strip().splitlines()[-1]  # batch norm's last public call sees every call before
+    seen = eval(last.removeprefix("PROBE "))  # noqa: S307 - our own probe's repr of a list of tuples
+    assert {name for name, _, _ in seen} == {"atomic", "batchnorm"}
+    assert len({pid for _, pid, _ in seen}) == 1  # one process ran both
+    assert all(held == [] for name, _, held in seen if name == "atomic")  # dhpreact was not there for atomic
+    assert all(held == ["dhpreact"] for name, _, held in seen if name == "batchnorm")  # nor demb, ever
+
+
+HANGS = "def cross_entropy_backward(logits, Yb):\n    while True:\n        pass\n"
+EXITS = "import os\n\n\ndef backward_fast(**kwargs):\n    os._exit(3)\n"
+
+
+def test_a_hang_and_a_crash_in_a_group_cost_only_their_own_exercise(submission, grade_it, lenient, all_cases):
+    report = grade_it(submission(replace={"cross_entropy.py": HANGS, "train.py": EXITS}), cases=all_cases,
+                      config=lenient, timeout=2)
+    assert report.exercise("cross_entropy").status == "timeout"
+    assert report.exercise("train").status == "crashed" and "code 3" in report.exercise("train").message
+    for ex_id in ("atomic", "batchnorm", "embedding"):  # before, after and outside the group, hidden cases too
+        exercise = report.exercise(ex_id)
+        assert exercise.score == exercise.max_score, (ex_id, exercise.status, exercise.message)
+        assert any(c.visibility == "hidden" and c.passed for check in exercise.checks for c in check.cases)
+
+
+PRINTS_INPUTS = ((SOLUTIONS / "cross_entropy.py").read_text()
+                 .replace("def cross_entropy_backward(logits, Yb):",
+                          "def cross_entropy_backward(logits, Yb):\n    print('SEEN', repr(Yb.tolist()), flush=True)"))
+
+
+def test_a_group_members_hidden_values_are_never_printed(submission, grade_it, lenient, all_cases):
+    report = grade_it(submission(replace={"cross_entropy.py": PRINTS_INPUTS}), cases=all_cases, config=lenient,
+                      timeout=20)
+    assert report.score == report.max_score, [(e.id, e.status, e.message) for e in report.exercises]
+    text = report.model_dump_json()
+    for case in all_cases:
+        assert (repr(case.inputs["Yb"].tolist()) in text) != case.spec.hidden, case.spec.name
+
+
+# --- which exercises may share ------------------------------------------------------------------------
+
+def _entries(config) -> list[dict]:
+    return [EXERCISES[ex_id].plan(config) for ex_id in config.exercises]
+
+
+def test_the_course_shares_a_child_for_all_but_one_exercise(config, tmp_path):
+    (tmp_path / "atomic.py").write_text((SOLUTIONS / "atomic.py").read_text())
+    assert sharing.groups(_entries(config), tmp_path) == [SHARED, ["embedding"]]
+
+
+@pytest.mark.parametrize("source", [
+    "import torch\ntorch.exp = lambda t: t\n",                      # a monkeypatch
+    "import torch\n\ndef f(t):\n    t.data = t\n",                   # any attribute store
+    "import math\ndel math.pi\n",
+    "import torch\nsetattr(torch, 'exp', abs)\n",
+    "def f(:\n",                                                      # does not parse: nothing is known
+], ids=["monkeypatch", "attribute", "del", "setattr", "syntax"])
+def test_a_submission_that_could_reach_past_its_exercise_runs_each_alone(config, tmp_path, source):
+    (tmp_path / "helper.py").write_text(source)
+    assert sharing.groups(_entries(config), tmp_path) == [[ex_id] for ex_id in config.exercises]
+
+
+def test_the_lecture_notebooks_cells_run_alone(config, tmp_path):
+    entries = [{**e, "mode": "lecture"} if e["id"] == "cross_entropy" else e for e in _entries(config)]
+    groups = sharing.groups(entries, tmp_path)
+    assert ["cross_entropy"] in groups and ["atomic", "train", "batchnorm"] in groups
+
+
+def test_the_zygote_checks_the_groups_again(config, tmp_path):
+    """The plan is the grader's, but the worker keeps its own rule: private inputs only on a group's last."""
+    plan = {"cwd": str(tmp_path), "exercises": _entries(config),
+            "groups": [["batchnorm", "atomic"], ["cross_entropy", "train"], ["nosuch", "embedding"]]}
+    order = [[ex["id"] for ex in group] for group in Zygote(plan, -1, None).groups()]
+    assert order == [["batchnorm"], ["atomic"], ["cross_entropy", "train"], ["embedding"]]
+
+
+def test_a_groups_child_drops_and_zeroes_every_piped_tensor():
+    """harness.restrict for a group: its members' file inputs stay; a piped one (dhpreact) is wiped even though its
+    member needs it: the Zygote sends it again at that member's turn."""
+    import torch
+    from safetensors.torch import save
+
+    saved, piped = dict(harness.PRELOADED), set(harness.PIPED)
+    try:
+        harness.PRELOADED.clear()
+        harness.PRELOADED["case-x.safetensors"] = {"logits": torch.ones(2), "bnraw": torch.ones(2), "x": torch.ones(2)}
+        harness.add_inputs("case-x.safetensors", save({"dhpreact": torch.ones(2)}))
+        dhpreact = harness.PRELOADED["case-x.safetensors"]["dhpreact"]
+        harness.restrict([{"id": "cross_entropy", "tensor_args": ["logits"]},
+                          {"id": "batchnorm", "tensor_args": ["dhpreact", "bnraw"]}])
+        assert sorted(harness.PRELOADED["case-x.safetensors"]) == ["bnraw", "logits"]
+        assert dhpreact.abs().sum() == 0
+    finally:
+        harness.PRELOADED.clear()
+        harness.PRELOADED.update(saved)
+        harness.PIPED.clear()
+        harness.PIPED.update(piped)
+
+
+def test_sharing_is_decided_once_per_source(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    sharing._rebinds_attributes.cache_clear()
+    assert sharing.may_share(tmp_path) and sharing.may_share(tmp_path)
+    assert sharing._rebinds_attributes.cache_info().hits == 1  # a batch's copies of one file: parsed once
