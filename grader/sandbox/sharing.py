@@ -9,7 +9,7 @@ grade can see, and the grading process decides which, from what it alone knows:
   only once every other member has answered (the worker sends it then);
 - no exercise can change another's result: a submission whose files rebind an attribute (a monkeypatch
   such as `torch.exp = ...`, which the allow list cannot tell from a plain assignment) or name setattr,
-  delattr or `__dict__` runs every exercise alone, as does anything but a plain module exercise (the
+  delattr, vars, globals or `__dict__` runs every exercise alone, as does anything but a plain module exercise (the
   lecture notebook's cells).
 A crash, a hang or garbage on the pipe still costs only the exercise in progress: the worker kills that
 child and runs the rest of the group in a fresh one.
@@ -24,8 +24,8 @@ MAX_SOURCE = 1 << 20  # bytes of one file read to decide (a larger file: no shar
 
 @functools.lru_cache(maxsize=512)
 def _rebinds_attributes(source: str) -> bool:
-    """True if the source assigns or deletes an attribute, or names setattr, delattr or __dict__ (or does
-    not parse: then nothing about it is known)."""
+    """True if the source assigns or deletes an attribute, or names setattr, delattr, vars, globals or
+    __dict__ (or does not parse: then nothing about it is known)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):

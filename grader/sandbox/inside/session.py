@@ -138,11 +138,8 @@ class Zygote:
         order: list[list[dict]] = []
         for ids in self.plan.get("groups") or ():
             members = [by_id.pop(i) for i in dict.fromkeys(ids) if i in by_id]
-            if len(members) > 1 and any(ex.get("mode") or ex.get("private_inputs") for ex in members[:-1]) \
-                    or members and members[-1].get("mode"):
-                order += [[ex] for ex in members]
-            elif members:
-                order.append(members)
+            alone = any(ex.get("mode") for ex in members) or any(ex.get("private_inputs") for ex in members[:-1])
+            order += [[ex] for ex in members] if alone else [members] if members else []
         return order + [[ex] for ex in by_id.values()]
 
     def run_group(self, group: list[dict], cases: list[dict], keep) -> list[dict]:
