@@ -124,6 +124,50 @@ def test_a_correct_case_needs_no_diagnosis(config, all_cases, monkeypatch):
     assert result.status == "passed" and all(c.hint is None for c in result.checks)
 
 
+# --- the cache of answers that passed ------------------------------------------------------------
+
+def test_answers_that_passed_before_are_not_compared_again(config, all_cases, monkeypatch):
+    scoring._PASSED.clear()
+    scoring._PASSED_BYTES[0] = 0
+    fresh = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
+    assert fresh.status == "passed" and len(scoring._PASSED) == len(all_cases)
+    compared = []
+    real = scoring.compare_many
+    monkeypatch.setattr(scoring, "compare_many", lambda *a, **k: compared.append(1) or real(*a, **k))
+    again = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
+    assert compared == [] and again.model_dump() == fresh.model_dump()
+    again.checks[0].cases[0].message = "changed by a caller"  # a copy: the next one is untouched
+    assert score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)),
+                          Diagnoser).model_dump() == fresh.model_dump()
+
+
+def test_only_the_same_bytes_and_notes_reuse_a_pass(config, all_cases):
+    scoring._PASSED.clear()
+    scoring._PASSED_BYTES[0] = 0
+    score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
+    # one bit off in the middle of one gradient: compared, and found wrong
+    flipped = _only("h", lambda v: v + torch.where(torch.arange(v.numel()).reshape(v.shape) == 7, 1.0, 0.0))
+    wrong = score_exercise("atomic", config, all_cases, _run(all_cases, flipped), Diagnoser)
+    assert next(c for c in wrong.checks if c.name == "h").status == "failed"
+    # the same bytes but a note that says the key was not a tensor: not a pass
+    run = _run(all_cases, _mistake(1.0))
+    for meta, _ in run.results.values():
+        meta["notes"]["h"] = {"status": "wrong_type", "message": "got a list"}
+    noted = score_exercise("atomic", config, all_cases, run, Diagnoser)
+    assert next(c for c in noted.checks if c.name == "h").status == "failed"
+    scoring._PASSED.clear()
+    scoring._PASSED_BYTES[0] = 0
+    assert score_exercise("atomic", config, all_cases, run, Diagnoser).model_dump() == noted.model_dump()
+
+
+def test_the_passes_kept_stay_within_their_bytes(config, all_cases, monkeypatch):
+    scoring._PASSED.clear()
+    scoring._PASSED_BYTES[0] = 0
+    monkeypatch.setattr(scoring, "PASSED_MAX_BYTES", 1)  # each one evicts the one before
+    score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
+    assert len(scoring._PASSED) == 0 and scoring._PASSED_BYTES[0] == 0
+
+
 # --- the scan cache -----------------------------------------------------------------------------
 
 CLEAN = "def embedding_backward(demb, Xb, vocab_size):\n    return demb.sum(0)\n"
