@@ -16,6 +16,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from grader.course.case_specs import Case
+from grader.scoring import passed_cache
 from grader.scoring.compare import compare_many
 from grader.config import GradingConfig
 from grader import phases
@@ -107,14 +108,6 @@ def _diagnosis_key(ex_id: str, tolerance: float, case: Case, blob: bytes, result
     return ex_id, tolerance, id(case), h.digest()
 
 
-# Cases whose exact answers passed every check, per exercise and case: most of a course hands in answers
-# that are right to the last bit, the same bits again and again (a few distinct ways to compute them);
-# comparing them again would give the same results. Kept with the answers' bytes, compared whole on a hit.
-_PASSED: dict[tuple, tuple] = {}
-_PASSED_BYTES = [0]  # the answers' bytes kept
-PASSED_MAX_BYTES = 32 << 20
-
-
 class ExerciseScorer:
     """Scores one exercise's answers, case by case. `explain(exercise, cases, tolerance)` makes the feedback pass
     that puts a hint on each failing check (grader.feedback.engine.Diagnoser): the caller chooses it, so scoring
@@ -203,8 +196,9 @@ class ExerciseScorer:
             results = {c: self._case_result(case, c, "error", full) for c in self.ex.check_names}
             self.diagnoser.error(case, tb, results)
             return results
-        reuse = self._passed_before(case, meta, blob)
+        reuse = passed_cache.before(self.ex, self.config, case, meta, blob)
         if reuse is not None:
+            self.diagnoser.found.update({(case.spec.name, check): None for check in reuse})  # nothing to explain
             return reuse
         keys = self.ex.answer_keys(self.config.train.steps)
         try:
@@ -218,35 +212,12 @@ class ExerciseScorer:
         if self.ex.trajectory is not None:
             results[str(self.ex.trajectory)] = self._trajectory(case, meta, answers)
         self._diagnose(case, answers, blob, results)
-        self._remember_passed(case, meta, blob, results)
+        passed_cache.remember(self.ex, self.config, case, meta, blob, results)
         for check, result in results.items():  # evidence of shared work: wrong answers no known mistake explains
             if result.status in ("wrong_values", "wrong_shape") and isinstance(answers.get(check), torch.Tensor) \
                     and self.diagnoser.found.get((case.spec.name, check)) is None:
                 result.answer_digest = answer_digest(answers[check], case.grad_scale)
         return results
-
-    def _passed_key(self, case: Case, meta: dict, blob: bytes) -> tuple:
-        """What a case's results depend on besides its answers' bytes (compared whole on a hit)."""
-        verdicts = json.dumps([meta.get("notes"), meta.get("trajectory")], sort_keys=True, default=str)
-        return self.ex.id, id(case), self.config.tolerance, self.config.train.steps, verdicts, len(blob), blob[-64:]
-
-    def _passed_before(self, case: Case, meta: dict, blob: bytes) -> dict[str, CaseResult] | None:
-        """The results of a case whose exact answers already passed every check in this process, else None."""
-        entry = _PASSED.get(self._passed_key(case, meta, blob))
-        if entry is None or entry[0] is not case or entry[1] is not self.ex or entry[2] != blob:
-            return None
-        self.diagnoser.found.update({(case.spec.name, check): None for check in entry[3]})  # nothing to explain
-        return {check: result.model_copy() for check, result in entry[3].items()}  # fields only replaced later
-
-    def _remember_passed(self, case: Case, meta: dict, blob: bytes, results: dict[str, CaseResult]) -> None:
-        if all(r.passed for r in results.values()):
-            key = self._passed_key(case, meta, blob)
-            if key in _PASSED:
-                return
-            _PASSED[key] = (case, self.ex, blob, {c: r.model_copy() for c, r in results.items()})
-            _PASSED_BYTES[0] += len(blob)
-            while _PASSED_BYTES[0] > PASSED_MAX_BYTES:  # the oldest go first
-                _PASSED_BYTES[0] -= len(_PASSED.pop(next(iter(_PASSED)))[2])
 
     def _diagnose(self, case: Case, answers: dict, blob: bytes, results: dict[str, CaseResult]) -> None:
         """The diagnoser's hints for one case, found once per distinct set of answers (then replayed)."""

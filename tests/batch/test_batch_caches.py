@@ -7,6 +7,7 @@ from grader.course.mlp import ATOMIC
 from grader.course.registry import EXERCISES
 from grader.sandbox.runner import ExerciseRun
 from grader.feedback.engine import Diagnoser
+from grader.scoring import passed_cache
 from grader.scoring import score as scoring
 from grader.scoring.compare import compare, compare_many
 from grader.scoring.score import score_exercise
@@ -127,10 +128,9 @@ def test_a_correct_case_needs_no_diagnosis(config, all_cases, monkeypatch):
 # --- the cache of answers that passed ------------------------------------------------------------
 
 def test_answers_that_passed_before_are_not_compared_again(config, all_cases, monkeypatch):
-    scoring._PASSED.clear()
-    scoring._PASSED_BYTES[0] = 0
+    passed_cache.clear()
     fresh = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
-    assert fresh.status == "passed" and len(scoring._PASSED) == len(all_cases)
+    assert fresh.status == "passed" and len(passed_cache._PASSED) == len(all_cases)
     compared = []
     real = scoring.compare_many
     monkeypatch.setattr(scoring, "compare_many", lambda *a, **k: compared.append(1) or real(*a, **k))
@@ -142,8 +142,7 @@ def test_answers_that_passed_before_are_not_compared_again(config, all_cases, mo
 
 
 def test_only_the_same_bytes_and_notes_reuse_a_pass(config, all_cases):
-    scoring._PASSED.clear()
-    scoring._PASSED_BYTES[0] = 0
+    passed_cache.clear()
     score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
     # one bit off in the middle of one gradient: compared, and found wrong
     flipped = _only("h", lambda v: v + torch.where(torch.arange(v.numel()).reshape(v.shape) == 7, 1.0, 0.0))
@@ -155,17 +154,15 @@ def test_only_the_same_bytes_and_notes_reuse_a_pass(config, all_cases):
         meta["notes"]["h"] = {"status": "wrong_type", "message": "got a list"}
     noted = score_exercise("atomic", config, all_cases, run, Diagnoser)
     assert next(c for c in noted.checks if c.name == "h").status == "failed"
-    scoring._PASSED.clear()
-    scoring._PASSED_BYTES[0] = 0
+    passed_cache.clear()
     assert score_exercise("atomic", config, all_cases, run, Diagnoser).model_dump() == noted.model_dump()
 
 
 def test_the_passes_kept_stay_within_their_bytes(config, all_cases, monkeypatch):
-    scoring._PASSED.clear()
-    scoring._PASSED_BYTES[0] = 0
-    monkeypatch.setattr(scoring, "PASSED_MAX_BYTES", 1)  # each one evicts the one before
+    passed_cache.clear()
+    monkeypatch.setattr(passed_cache, "PASSED_MAX_BYTES", 1)  # each one evicts the one before
     score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
-    assert len(scoring._PASSED) == 0 and scoring._PASSED_BYTES[0] == 0
+    assert len(passed_cache._PASSED) == 0 and passed_cache._PASSED_BYTES[0] == 0
 
 
 # --- the scan cache -----------------------------------------------------------------------------
