@@ -100,6 +100,7 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
     slots = []
     threads: list[threading.Thread] = []
     pending: queue.Queue = queue.Queue()
+    thresholds = None
     try:
         # Servers first: their torch imports overlap with building the cases below.
         with phases.phase("start servers"):
@@ -112,6 +113,10 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
         # matmuls under load). The references above were built like a single grade's; workers use one thread too.
         torch.set_num_threads(1)
         gc.freeze()  # torch's and the cases' objects stay: collections then skip them (many per batch)
+        # Each report makes tens of thousands of small objects, few of them in cycles: collect ten times less
+        # often (each collection then takes longer, not ten times: the same garbage, found in fewer passes).
+        thresholds = gc.get_threshold()
+        gc.set_threshold(thresholds[0] * 10, *thresholds[1:])
         for entry in todo:
             pending.put(entry)
         ran: queue.Queue = queue.Queue()
@@ -139,6 +144,8 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
             else:
                 yield finish_entry(result)
     finally:
+        if thresholds is not None:
+            gc.set_threshold(*thresholds)
         try:
             while True:  # interrupted: the slots take nothing more
                 pending.get_nowait()

@@ -110,6 +110,7 @@ class SubmissionRunner:
         self._hidden_names: set[str] = set()
         self._private: list[tuple[str, dict]] = []  # public cases' private part: down the go pipe at the start
         self.extra: dict[str, dict] = {}  # per exercise: more plan fields (the lecture notebook's cells)
+        self._keys: dict[str, set[str]] = {}  # per exercise: the answer keys it may send (_expected)
 
     def _worker(self, plan_path: Path, max_total: int = 1 << 30):
         if self.server is not None:
@@ -161,7 +162,9 @@ class SubmissionRunner:
         """The answer keys exercise `ex_id` can send back (a hidden case's result keeps no other)."""
         from grader.sandbox.inside.verdicts import expected_keys
 
-        return expected_keys(self._entry(ex_id))
+        if ex_id not in self._keys:  # asked for every frame: made once per run
+            self._keys[ex_id] = expected_keys(self._entry(ex_id))
+        return self._keys[ex_id]
 
     def _hidden_inputs(self) -> list[tuple[str, bytes]]:
         return [(file, serialized(tensors)) for file, tensors in self._hidden]
@@ -194,6 +197,7 @@ class SubmissionRunner:
 
     def run(self, exercise_ids: list[str], cases, extra: dict[str, dict] | None = None) -> RunOutcome:
         self.extra = extra or {}
+        self._keys = {}
         case_info = self.write_inputs(cases)
         mark("inputs written")
         outcome = RunOutcome(exercises={ex: ExerciseRun() for ex in exercise_ids})
