@@ -18,7 +18,7 @@ from pathlib import Path
 
 from grader.safe_text import clean_tree
 from grader.sandbox.capture import CappedStream
-from grader.sandbox.inside.channel import FrameReader, ProtocolError, frame_bytes
+from grader.sandbox.inside.channel import FrameReader, ProtocolError, frame_bytes, pipe
 from grader.sandbox.levels import Mounts, stage_package, start_worker
 
 STARTUP_TIMEOUT = 120.0  # importing torch on a loaded machine
@@ -124,8 +124,8 @@ class WorkerProcess(WorkerChannel):
 
     def __init__(self, level: str, limits, mounts: Mounts, plan_path: Path, max_total: int = 1 << 30):
         """`limits`: grader.config.Limits (or what grader.sandbox.prestart read: the same fields)."""
-        channel_r, channel_w = os.pipe()
-        go_r, go_w = os.pipe()
+        channel_r, channel_w = pipe()
+        go_r, go_w = pipe()
         args = [str(plan_path), "--channel", str(channel_w), "--go", str(go_r)]
         try:
             self.proc = start_worker(level, limits, mounts, args, (channel_w, go_r))

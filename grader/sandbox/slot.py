@@ -25,6 +25,7 @@ from pathlib import Path
 from grader.phases import phase
 from grader.sandbox import cgroups
 from grader.sandbox.capture import CappedStream
+from grader.sandbox.inside.channel import pipe
 from grader.sandbox.inside.forkserver import receive, send, socketpair
 from grader.sandbox.handle import STARTUP_TIMEOUT, WorkerChannel, describe_exit, kill_group
 from grader.sandbox.levels import Mounts, drops_root, make_readable, prepare, stage_package, start_worker
@@ -154,7 +155,7 @@ class Slot:
             if not ready:
                 continue
             self.sessions += 1
-            pipes = [os.pipe() for _ in range(4)]  # answer channel, go, stdout, stderr
+            pipes = [pipe(), pipe(), os.pipe(), os.pipe()]  # answer channel, go, stdout, stderr
             theirs = (pipes[0][1], pipes[1][0], pipes[2][1], pipes[3][1])
             ours = (pipes[0][0], pipes[1][1], pipes[2][0], pipes[3][0])
             try:

@@ -234,8 +234,8 @@ class Zygote:
             pid, read_fd = child.pid, child.chan
             resumed = child.send(hidden_frames(exercise, cases, piped_only=True), deadline)
         else:
-            read_fd, write_fd = os.pipe()
-            hidden_read, hidden_write = os.pipe() if keep or len(members) > 1 else (None, None)
+            read_fd, write_fd = channel.pipe()
+            hidden_read, hidden_write = channel.pipe() if keep or len(members) > 1 else (None, None)
             inherited = {self.fd, self.go_fd, read_fd, hidden_write,
                          *(fd for other in self.paused.values() for fd in other.fds())}
             from grader.sandbox.inside import harness
