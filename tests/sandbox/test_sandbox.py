@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, SOLUTIONS
 from grader.sandbox import levels as sandbox
 from grader.sandbox.capture import CappedStream
+from grader.sandbox.inside import channel
 from grader.sandbox.inside.channel import FrameReader, ProtocolError, Timeout, send
 from grader.config import ConfigError, IntegrityConfig, Limits
 from grader.submission.integrity import RULES
@@ -413,6 +414,30 @@ def test_the_total_is_capped():
     reader.read()
     with pytest.raises(ProtocolError, match="far larger"):
         reader.read()
+    os.close(r)
+    os.close(w)
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="Linux only")
+def test_an_answer_channel_holds_a_whole_case_of_answers(monkeypatch):
+    import fcntl
+
+    r, w = channel.pipe()
+    try:
+        assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == channel.PIPE_BYTES  # a root grader too: within the user cap
+        blob = os.urandom(900_000)  # a case's answers: written at once, no reader needed
+        os.set_blocking(w, False)
+        send(w, {"type": "result"}, blob)
+        assert FrameReader(r).read() == ({"type": "result"}, blob)
+    finally:
+        os.close(r)
+        os.close(w)
+    def refuse(fd, cmd, arg=0):
+        raise PermissionError("past this user's pipe quota")
+    monkeypatch.setattr(channel.fcntl, "fcntl", refuse)
+    r, w = channel.pipe()  # the system refuses: still a pipe, of the default size
+    send(w, {"type": "result"}, b"x")
+    assert FrameReader(r).read() == ({"type": "result"}, b"x")
     os.close(r)
     os.close(w)
 
