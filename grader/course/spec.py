@@ -111,6 +111,8 @@ class Exercise:
     path: tuple[str, ...] = ()           # the gradients its backward computes on the way to its checks
     private_inputs: tuple[str, ...] = () # inputs that are autograd answers (e.g. dhpreact): never in a file
     #                                      another exercise's child could read; they go down the worker's pipe
+    private_inputs_safe_for: tuple[str, ...] = ()  # exercises that may run after this one in a shared child:
+    #                                      its private inputs give none of their answers away (grader.sandbox.sharing)
     origin: str = field(default="", compare=False)  # the definition's file (set by the loader), for messages
 
     def __post_init__(self):
@@ -129,7 +131,8 @@ class Exercise:
         if isinstance(self.checks, tuple):  # a plain name is a gradient check
             object.__setattr__(self, "checks", tuple(c if isinstance(c, Check) else GradientCheck(c)
                                                      if isinstance(c, str) else c for c in self.checks))
-        for name in ("tensor_args", "int_args", "checks", "path", "private_inputs", "misconceptions"):
+        for name in ("tensor_args", "int_args", "checks", "path", "private_inputs", "private_inputs_safe_for",
+                     "misconceptions"):
             value = getattr(self, name)
             if isinstance(value, (list, str)) or not isinstance(value, tuple):
                 fail(f"{name} must be a tuple")
@@ -152,6 +155,8 @@ class Exercise:
             fail("LectureSection needs an exercise number >= 1 and `given` as a tuple")
         if not set(self.private_inputs) <= set(self.tensor_args):
             fail("private_inputs must be tensor_args")
+        if not all(isinstance(i, str) and ID.match(i) for i in self.private_inputs_safe_for):
+            fail("private_inputs_safe_for must be exercise ids")
 
     @property
     def module(self) -> str:
@@ -196,5 +201,7 @@ class Exercise:
         return {"id": self.id, "module": self.module, "function": self.function,
                 "tensor_args": list(self.tensor_args), "int_args": list(self.int_args),
                 "returns_dict": self.returns_dict, "gradient_checks": list(self.gradient_checks),
-                "private_inputs": list(self.private_inputs), "checks": [c.plan(config) for c in self.checks]}
+                "private_inputs": list(self.private_inputs),
+                "private_inputs_safe_for": list(self.private_inputs_safe_for),
+                "checks": [c.plan(config) for c in self.checks]}
 

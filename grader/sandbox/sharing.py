@@ -5,8 +5,9 @@ the Python heap it touches, and tears them down at exit (about two thirds of a b
 The worker (grader.sandbox.inside.session) runs a group in one child only when sharing changes nothing a
 grade can see, and the grading process decides which, from what it alone knows:
 - the answer key stays out of reach: an input that is autograd's answer (an exercise's `private_inputs`,
-  such as batch norm's dhpreact) may only be held by the last member of a group, and reaches the child
-  only once every other member has answered (the worker sends it then);
+  such as batch norm's dhpreact) reaches the child only once every member before it has answered (the
+  worker sends it then), and only members its exercise names in `private_inputs_safe_for` (whose answers
+  it gives nothing away of, such as embedding after batch norm) may run after it;
 - no exercise can change another's result: a submission whose files rebind an attribute (a monkeypatch
   such as `torch.exp = ...`, which the allow list cannot tell from a plain assignment) or name setattr,
   delattr, vars, globals or `__dict__` runs every exercise alone, as does anything but a plain module exercise (the
@@ -57,14 +58,20 @@ def may_share(submission: Path) -> bool:
 def groups(entries: list[dict], submission: Path) -> list[list[str]]:
     """The exercises' ids in running order, in groups that share a child (a group of one runs alone).
 
-    Plain exercises without private inputs first, in the plan's order, closed by the first exercise that
-    has private inputs; every other exercise alone, in the plan's order.
+    Plain exercises without private inputs first, in the plan's order, then those with private inputs,
+    each followed only by exercises it names safe (`private_inputs_safe_for`; in the plan's order where
+    several could come next, and the first of them alone closes the group where none can); every other
+    exercise alone, in the plan's order.
     """
     plain = [e for e in entries if not e.get("mode")]
     if len(plain) < 2 or not may_share(submission):
         return [[e["id"]] for e in entries]
     shared = [e["id"] for e in plain if not e.get("private_inputs")]
-    closing = next((e["id"] for e in plain if e.get("private_inputs")), None)
-    if closing is not None:
-        shared.append(closing)
+    rest = [e for e in plain if e.get("private_inputs")]
+    while rest:
+        safe = [e for e in rest if all(o["id"] in e.get("private_inputs_safe_for", ()) for o in rest if o is not e)]
+        shared.append((safe or rest)[0]["id"])
+        if not safe:
+            break
+        rest.remove(safe[0])
     return [shared] + [[e["id"]] for e in entries if e["id"] not in shared]

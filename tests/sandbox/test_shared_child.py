@@ -1,8 +1,8 @@
 """Exercises that share one child process (grader.sandbox.sharing, and the Zygote's groups).
 
 A group runs its exercises one after another in one child: the answer key stays out of reach (an input
-that is autograd's answer, batch norm's dhpreact, reaches the child only for the group's last member,
-after the others answered), a hang or a crash costs only the exercise in progress, hidden values are never
+that is autograd's answer, batch norm's dhpreact, reaches the child only for its own exercise, after the
+members before it answered, and only members it gives nothing away to come after it), a hang or a crash costs only the exercise in progress, hidden values are never
 printed, and a submission that could monkeypatch runs every exercise alone. The probes here import the
 grader's modules, which the static scan forbids, so it is widened (as in test_hostile.py).
 """
@@ -17,7 +17,8 @@ from grader.sandbox.inside.session import Zygote
 from grader.submission.integrity import RULES
 from conftest import SOLUTIONS
 
-SHARED = ["atomic", "cross_entropy", "train", "batchnorm"]  # the course's group: batchnorm (private dhpreact) last
+# The course's group: batchnorm (private dhpreact), then embedding (private demb), which it names safe.
+SHARED = ["atomic", "cross_entropy", "train", "batchnorm", "embedding"]
 
 # A helper module the probed exercises import: which process runs them, and which of autograd's answers
 # (dhpreact, demb) that process holds with a value, at each call.
@@ -47,18 +48,21 @@ def lenient(config):
     return config.model_copy(update={"integrity": IntegrityConfig(allow=list(RULES))})
 
 
-def test_a_group_shares_one_child_and_autograds_answer_reaches_only_its_last_member(
+def test_a_group_shares_one_child_and_autograds_answers_reach_it_only_in_their_turn(
         submission, grade_it, lenient, all_cases):
     sub = submission(replace={"shared_probe.py": PROBE, "atomic.py": probed("atomic.py", "backward_atomic"),
-                              "batchnorm.py": probed("batchnorm.py", "batchnorm_backward")})
+                              "batchnorm.py": probed("batchnorm.py", "batchnorm_backward"),
+                              "embedding.py": probed("embedding.py", "embedding_backward")})
     report = grade_it(sub, cases=all_cases, config=lenient, timeout=20)
     assert report.score == report.max_score, [(e.id, e.status, e.message) for e in report.exercises]
-    last = report.output.stdout.strip().splitlines()[-1]  # batch norm's last public call sees every call before
+    last = report.output.stdout.strip().splitlines()[-1]  # the embedding's last public call sees every call before
     seen = eval(last.removeprefix("PROBE "))  # noqa: S307 - our own probe's repr of a list of tuples
-    assert {name for name, _, _ in seen} == {"atomic", "batchnorm"}
-    assert len({pid for _, pid, _ in seen}) == 1  # one process ran both
-    assert all(held == [] for name, _, held in seen if name == "atomic")  # dhpreact was not there for atomic
-    assert all(held == ["dhpreact"] for name, _, held in seen if name == "batchnorm")  # nor demb, ever
+    assert [name for name, _, _ in seen][-1] == "embedding"
+    assert {name for name, _, _ in seen} == {"atomic", "batchnorm", "embedding"}
+    assert len({pid for _, pid, _ in seen}) == 1  # one process ran all three
+    assert all(held == [] for name, _, held in seen if name == "atomic")  # neither answer was there for atomic
+    assert all(held == ["dhpreact"] for name, _, held in seen if name == "batchnorm")  # demb not yet
+    assert all("demb" in held for name, _, held in seen if name == "embedding")
 
 
 HANGS = "def cross_entropy_backward(logits, Yb):\n    while True:\n        pass\n"
@@ -96,9 +100,25 @@ def _entries(config) -> list[dict]:
     return [EXERCISES[ex_id].plan(config) for ex_id in config.exercises]
 
 
-def test_the_course_shares_a_child_for_all_but_one_exercise(config, tmp_path):
+def test_the_course_shares_one_child_for_every_exercise(config, tmp_path):
     (tmp_path / "atomic.py").write_text((SOLUTIONS / "atomic.py").read_text())
-    assert sharing.groups(_entries(config), tmp_path) == [SHARED, ["embedding"]]
+    assert sharing.groups(_entries(config), tmp_path) == [SHARED]
+
+
+def test_only_exercises_named_safe_follow_one_with_private_inputs(config, tmp_path):
+    entries = _entries(config)
+    by_id = {e["id"]: e for e in entries}
+    unnamed = [{**e, "private_inputs_safe_for": []} if e["id"] == "batchnorm" else e for e in entries]
+    assert sharing.groups(unnamed, tmp_path) == [SHARED[:-1], ["embedding"]]  # batch norm closes the group
+    # the plan's order does not matter: batch norm still goes before the embedding it names safe
+    reordered = [e for e in entries if e["id"] != "batchnorm"] + [by_id["batchnorm"]]
+    assert sharing.groups(reordered, tmp_path) == [SHARED]
+    # two that name each other: the plan's order; one that names none of the rest: the first closes it
+    both = [{**e, "private_inputs_safe_for": ["batchnorm"]} if e["id"] == "embedding" else e for e in reordered]
+    assert sharing.groups(both, tmp_path)[0][-2:] == ["embedding", "batchnorm"]
+    third = {**by_id["embedding"], "id": "third", "private_inputs_safe_for": []}
+    groups = sharing.groups([*entries, third], tmp_path)
+    assert groups[0][-1] == "batchnorm" and ["embedding"] in groups and ["third"] in groups
 
 
 @pytest.mark.parametrize("source", [
@@ -116,20 +136,28 @@ def test_a_submission_that_could_reach_past_its_exercise_runs_each_alone(config,
 def test_the_lecture_notebooks_cells_run_alone(config, tmp_path):
     entries = [{**e, "mode": "lecture"} if e["id"] == "cross_entropy" else e for e in _entries(config)]
     groups = sharing.groups(entries, tmp_path)
-    assert ["cross_entropy"] in groups and ["atomic", "train", "batchnorm"] in groups
+    assert ["cross_entropy"] in groups and ["atomic", "train", "batchnorm", "embedding"] in groups
 
 
 def test_the_zygote_checks_the_groups_again(config, tmp_path):
-    """The plan is the grader's, but the worker keeps its own rule: private inputs only on a group's last."""
+    """The plan is the grader's, but the worker keeps its own rule: after private inputs, only members named safe."""
     plan = {"cwd": str(tmp_path), "exercises": _entries(config),
             "groups": [["batchnorm", "atomic"], ["cross_entropy", "train"], ["nosuch", "embedding"]]}
     order = [[ex["id"] for ex in group] for group in Zygote(plan, -1, None).groups()]
     assert order == [["batchnorm"], ["atomic"], ["cross_entropy", "train"], ["embedding"]]
+    plan["groups"] = [["train", "embedding", "batchnorm"], ["atomic", "batchnorm", "embedding"]]
+    order = [[ex["id"] for ex in group] for group in Zygote(plan, -1, None).groups()]
+    assert order == [["train"], ["embedding"], ["batchnorm"], ["atomic"], ["cross_entropy"]]  # the embedding
+    #                                                                        names nothing safe; the rest alone
+    plan["groups"] = [["atomic", "batchnorm", "embedding"]]
+    assert [[ex["id"] for ex in group] for group in Zygote(plan, -1, None).groups()][0] == \
+        ["atomic", "batchnorm", "embedding"]
 
 
-def test_a_groups_child_drops_and_zeroes_every_piped_tensor():
+def test_a_groups_child_drops_and_zeroes_every_piped_tensor_but_its_first_members():
     """harness.restrict for a group: its members' file inputs stay; a piped one (dhpreact) is wiped even though its
-    member needs it: the Zygote sends it again at that member's turn."""
+    member needs it: the Zygote sends it again at that member's turn. The first member's stays (a fresh child
+    for the rest of a group, after a crash: nothing runs before it)."""
     import torch
     from safetensors.torch import save
 
@@ -143,6 +171,12 @@ def test_a_groups_child_drops_and_zeroes_every_piped_tensor():
                           {"id": "batchnorm", "tensor_args": ["dhpreact", "bnraw"]}])
         assert sorted(harness.PRELOADED["case-x.safetensors"]) == ["bnraw", "logits"]
         assert dhpreact.abs().sum() == 0
+        harness.add_inputs("case-x.safetensors", save({"dhpreact": torch.ones(2), "demb": torch.ones(2)}))
+        demb = harness.PRELOADED["case-x.safetensors"]["demb"]
+        harness.restrict([{"id": "batchnorm", "tensor_args": ["dhpreact", "bnraw"]},
+                          {"id": "embedding", "tensor_args": ["demb"]}])
+        assert sorted(harness.PRELOADED["case-x.safetensors"]) == ["bnraw", "dhpreact"]
+        assert harness.PRELOADED["case-x.safetensors"]["dhpreact"].abs().sum() == 2 and demb.abs().sum() == 0
     finally:
         harness.PRELOADED.clear()
         harness.PRELOADED.update(saved)

@@ -30,4 +30,7 @@ EXERCISE = Exercise(
     misconceptions=mistakes.along(PATH, one_go=True),
     worked=steps.BATCHNORM,
     private_inputs=("dhpreact",),  # autograd's gradient of exercise 1's hpreact
+    # Embedding may run after it in one child: its answer (dC) follows from dhpreact only through demb, which
+    # embedding is given itself (autograd's too): dhpreact tells it nothing its own input does not.
+    private_inputs_safe_for=("embedding",),
 )

@@ -74,15 +74,15 @@ def restrict(exercises: dict | list[dict]) -> None:
     Those that came down a pipe are wiped too (this child's copy only: fork), so that freed memory keeps no
     value to read back. The rest were read from the public input files, which every child can read anyway:
     wiping them would only copy their pages (0.4 to 0.8 ms per child, for nothing). A child that runs a group
-    of exercises (grader.sandbox.sharing) keeps its members' file inputs and drops every piped one: the
-    Zygote sends those again when their exercise's turn comes, after every other member has answered.
+    of exercises (grader.sandbox.sharing) keeps its members' file inputs and drops every piped one but its
+    first member's (which runs before any other): the Zygote sends the others again when their exercise's
+    turn comes, after every member before it has answered.
     """
     group = exercises if isinstance(exercises, list) else [exercises]
     keeps = [visible(exercise) for exercise in group]
-    alone = len(group) == 1
     for file, tensors in list(PRELOADED.items()):
-        PRELOADED[file] = kept = {name: tensor for name, tensor in tensors.items()
-                                  if any(keep(name) for keep in keeps) and (alone or (file, name) not in PIPED)}
+        PRELOADED[file] = kept = {name: tensor for name, tensor in tensors.items() if any(keep(name) for keep in keeps)
+                                  and ((file, name) not in PIPED or keeps[0](name))}
         for name, tensor in tensors.items():
             if name not in kept and (file, name) in PIPED:
                 tensor.zero_()

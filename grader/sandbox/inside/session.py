@@ -10,8 +10,8 @@ out, then forks children that confine themselves (syscall filter), import
 the student's modules and answer each case on a pipe of their own: one per
 exercise, or one for a group of exercises that the grader found may share
 one (grader.sandbox.sharing: no monkeypatching possible, and autograd's
-answers given as inputs reach a group's last member only, after the others
-answered). The worker never runs student code itself: it relays only
+answers given as inputs reach a member only after the others before it
+answered, followed only by members they give nothing away to). The worker never runs student code itself: it relays only
 well-formed answers for the exercise in progress to the grader's channel,
 enforces each exercise's wall-clock timeout, and says how a child ended if
 it did not finish. So a crash, a hang, an `os._exit` or garbage on the pipe
@@ -132,13 +132,15 @@ class Zygote:
 
     def groups(self) -> list[list[dict]]:
         """The exercises in running order, in the groups the grader chose to share a child
-        (grader.sandbox.sharing), checked again here: plain module exercises, each once, and private inputs
-        only on a group's last member. Any other exercise runs alone."""
+        (grader.sandbox.sharing), checked again here: plain module exercises, each once, and after a member
+        with private inputs only those it names safe for them. Any other exercise runs alone."""
         by_id = {ex["id"]: ex for ex in self.plan["exercises"]}
         order: list[list[dict]] = []
         for ids in self.plan.get("groups") or ():
             members = [by_id.pop(i) for i in dict.fromkeys(ids) if i in by_id]
-            alone = any(ex.get("mode") for ex in members) or any(ex.get("private_inputs") for ex in members[:-1])
+            alone = any(ex.get("mode") for ex in members) or any(
+                later["id"] not in ex.get("private_inputs_safe_for", ()) for i, ex in enumerate(members)
+                if ex.get("private_inputs") for later in members[i + 1:])
             order += [[ex] for ex in members] if alone else [members] if members else []
         return order + [[ex] for ex in by_id.values()]
 
@@ -348,7 +350,6 @@ class Zygote:
                 if until_done:
                     return "next"
                 done = True
-
 
 
 def _add_private(received) -> None:
