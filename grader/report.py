@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_serializer
+from pydantic_core import PydanticSerializationError
 
 from grader.safe_text import clean_tree, valid
 
 # 1.1 adds optional fields only: hint_levels, cascade_of, answer_digest, config_source,
 # isolation.syscall_filter and isolation.tasks; a 1.0 report still validates.
 SCHEMA_VERSION = "1.1"
+_ENCODER_CHECKS = "grader: the encoder checks the strings"  # a serialization context key (Report.model_dump_json)
 
 CaseStatus = Literal[
     "passed", "missing", "not_implemented", "wrong_type", "wrong_shape", "not_finite",
@@ -168,18 +170,31 @@ class Report(BaseModel):
         return next(e for e in self.exercises if e.id == ex_id)
 
     @model_serializer(mode="wrap")
-    def _valid_strings(self, handler):
+    def _valid_strings(self, handler, info):
         """Every string made valid Unicode on the way out: a student's lone surrogate never stops a report.
 
         Almost every report is valid already (the worker's frames are cleaned as they arrive): one pass of
-        the C JSON encoder says so, ten times faster than walking the tree in Python; else walk it.
+        the C JSON encoder says so, ten times faster than walking the tree in Python; else walk it. For
+        model_dump_json, pydantic's own encoder is that pass (see below).
         """
         data = handler(self)
+        if isinstance(info.context, dict) and info.context.get(_ENCODER_CHECKS):
+            return data
         try:
             json.dumps(data, ensure_ascii=False, check_circular=False).encode("utf-8")
             return data
         except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
             return clean_tree(data)
+
+    def model_dump_json(self, **kwargs) -> str:
+        """The report as JSON, encoded once: pydantic's encoder refuses a lone surrogate itself, and only
+        then is the report dumped again with its strings made valid (the serializer above)."""
+        if kwargs.get("context") is None:
+            try:
+                return super().model_dump_json(**kwargs, context={_ENCODER_CHECKS: True})
+            except PydanticSerializationError:
+                pass
+        return super().model_dump_json(**kwargs)
 
 
 def write_atomically(path: Path, text: str) -> None:
