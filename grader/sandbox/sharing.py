@@ -55,6 +55,11 @@ def may_share(submission: Path) -> bool:
     return True
 
 
+def _safe_before(entry: dict, others: list[dict]) -> bool:
+    """Whether every other exercise may run after `entry` in its child (it names them all safe)."""
+    return all(o["id"] in entry.get("private_inputs_safe_for", ()) for o in others if o is not entry)
+
+
 def groups(entries: list[dict], submission: Path) -> list[list[str]]:
     """The exercises' ids in running order, in groups that share a child (a group of one runs alone).
 
@@ -69,9 +74,9 @@ def groups(entries: list[dict], submission: Path) -> list[list[str]]:
     shared = [e["id"] for e in plain if not e.get("private_inputs")]
     rest = [e for e in plain if e.get("private_inputs")]
     while rest:
-        safe = [e for e in rest if all(o["id"] in e.get("private_inputs_safe_for", ()) for o in rest if o is not e)]
-        shared.append((safe or rest)[0]["id"])
-        if not safe:
+        nxt = next((e for e in rest if _safe_before(e, rest)), None)
+        shared.append((nxt or rest[0])["id"])
+        if nxt is None:  # none can be followed by all the others: the first closes the group, the rest run alone
             break
-        rest.remove(safe[0])
+        rest.remove(nxt)
     return [shared] + [[e["id"]] for e in entries if e["id"] not in shared]

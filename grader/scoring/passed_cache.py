@@ -21,25 +21,23 @@ def clear() -> None:
     _PASSED_BYTES[0] = 0
 
 
-def _key(exercise, config, case, meta: dict, blob: bytes) -> tuple:
+def case_key(exercise, config, case, meta: dict, blob: bytes) -> tuple:
+    """What a case's results depend on besides the whole of its answers' bytes (compared on a hit)."""
     verdicts = json.dumps([meta.get("notes"), meta.get("trajectory")], sort_keys=True, default=str)
     return exercise.id, id(case), config.tolerance, config.train.steps, verdicts, len(blob), blob[-64:]
 
 
-def before(exercise, config, case, meta: dict, blob: bytes) -> dict[str, CaseResult] | None:
+def before(key: tuple, exercise, case, blob: bytes) -> dict[str, CaseResult] | None:
     """Copies of the results of these exact answers if they passed before (else None)."""
-    entry = _PASSED.get(_key(exercise, config, case, meta, blob))
+    entry = _PASSED.get(key)
     if entry is None or entry[0] is not case or entry[1] is not exercise or entry[2] != blob:
         return None
     return {check: result.model_copy() for check, result in entry[3].items()}  # fields are replaced, never mutated
 
 
-def remember(exercise, config, case, meta: dict, blob: bytes, results: dict[str, CaseResult]) -> None:
+def remember(key: tuple, exercise, case, blob: bytes, results: dict[str, CaseResult]) -> None:
     """Keep a case's results if every check passed."""
-    if not all(r.passed for r in results.values()):
-        return
-    key = _key(exercise, config, case, meta, blob)
-    if key in _PASSED:
+    if not all(r.passed for r in results.values()) or key in _PASSED:
         return
     _PASSED[key] = (case, exercise, blob, {c: r.model_copy() for c, r in results.items()})
     _PASSED_BYTES[0] += len(blob)

@@ -196,7 +196,8 @@ class ExerciseScorer:
             results = {c: self._case_result(case, c, "error", full) for c in self.ex.check_names}
             self.diagnoser.error(case, tb, results)
             return results
-        reuse = passed_cache.before(self.ex, self.config, case, meta, blob)
+        passed_key = passed_cache.case_key(self.ex, self.config, case, meta, blob)
+        reuse = passed_cache.before(passed_key, self.ex, case, blob)
         if reuse is not None:
             self.diagnoser.found.update({(case.spec.name, check): None for check in reuse})  # nothing to explain
             return reuse
@@ -212,7 +213,7 @@ class ExerciseScorer:
         if self.ex.trajectory is not None:
             results[str(self.ex.trajectory)] = self._trajectory(case, meta, answers)
         self._diagnose(case, answers, blob, results)
-        passed_cache.remember(self.ex, self.config, case, meta, blob, results)
+        passed_cache.remember(passed_key, self.ex, case, blob, results)
         for check, result in results.items():  # evidence of shared work: wrong answers no known mistake explains
             if result.status in ("wrong_values", "wrong_shape") and isinstance(answers.get(check), torch.Tensor) \
                     and self.diagnoser.found.get((case.spec.name, check)) is None:

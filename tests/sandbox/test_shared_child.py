@@ -2,8 +2,8 @@
 
 A group runs its exercises one after another in one child: the answer key stays out of reach (an input
 that is autograd's answer, batch norm's dhpreact, reaches the child only for its own exercise, after the
-members before it answered, and only members it gives nothing away to come after it), a hang or a crash costs only the exercise in progress, hidden values are never
-printed, and a submission that could monkeypatch runs every exercise alone. The probes here import the
+members before it answered, and only members it gives nothing away to come after it), a hang or a crash
+costs only the exercise in progress, hidden values are never printed, and a submission that could monkeypatch runs every exercise alone. The probes here import the
 grader's modules, which the static scan forbids, so it is widened (as in test_hostile.py).
 """
 

@@ -11,12 +11,13 @@ the student's modules and answer each case on a pipe of their own: one per
 exercise, or one for a group of exercises that the grader found may share
 one (grader.sandbox.sharing: no monkeypatching possible, and autograd's
 answers given as inputs reach a member only after the others before it
-answered, followed only by members they give nothing away to). The worker never runs student code itself: it relays only
-well-formed answers for the exercise in progress to the grader's channel,
-enforces each exercise's wall-clock timeout, and says how a child ended if
-it did not finish. So a crash, a hang, an `os._exit` or garbage on the pipe
-costs only that exercise (the rest of its group runs in a fresh child), and
-a submission that could monkeypatch runs every exercise alone.
+answered, followed only by members they give nothing away to). The worker
+never runs student code itself: it relays only well-formed answers for the
+exercise in progress to the grader's channel, enforces each exercise's
+wall-clock timeout, and says how a child ended if it did not finish. So a
+crash, a hang, an `os._exit` or garbage on the pipe costs only that exercise
+(the rest of its group runs in a fresh child), and a submission that could
+monkeypatch runs every exercise alone.
 
 Hidden cases run after every public case, in children that cannot print
 (see Zygote): the child that ran an exercise's public cases when the Zygote
