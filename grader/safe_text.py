@@ -20,6 +20,7 @@ import re
 
 # Lone surrogates: a Python str may hold them, UTF-8 may not.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how JSON spells one (a pair, valid, matches too)
 # Control characters (C0, DEL, C1), line/paragraph separators and bidi controls
 # (the "Trojan source" ones): shown escaped, never sent to a terminal or a page.
 _CONTROL = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"
@@ -47,6 +48,14 @@ def valid(text) -> str:
         return text
     except UnicodeEncodeError:
         return _SURROGATE.sub(_surrogate, text)
+
+
+def json_holds_surrogates(text: str) -> bool:
+    """Whether JSON `text` may parse to a string with a lone surrogate: it holds one, or a \\uD800-\\uDFFF escape.
+
+    False means every string `json.loads(text)` gives is valid already (so `clean_tree` would change nothing).
+    """
+    return _SURROGATE.search(text) is not None or _SURROGATE_ESCAPE.search(text) is not None
 
 
 def from_bytes(data: bytes) -> str:

@@ -6,6 +6,7 @@ session, grader.sandbox.slot.Session, is the other kind of handle).
 """
 
 import ctypes
+import json
 import os
 import queue
 import select
@@ -16,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from grader.safe_text import clean_tree
+from grader.safe_text import clean_tree, json_holds_surrogates
 from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside.channel import FrameReader, ProtocolError, frame_bytes, pipe
 from grader.sandbox.levels import Mounts, stage_package, start_worker
@@ -24,6 +25,23 @@ from grader.sandbox.levels import Mounts, stage_package, start_worker
 STARTUP_TIMEOUT = 120.0  # importing torch on a loaded machine
 GRACE = 5.0              # between two exercises, or after the last one
 PIPE_CHUNK = 1 << 16     # one write to the go pipe, so a slow reader never blocks the grader
+
+
+class CleanFrames(FrameReader):
+    """Frames whose strings are valid Unicode (a worker's JSON may spell lone surrogates, "\\ud800").
+
+    Cleaning walks every string of a header; the header's text shows when there is nothing to clean.
+    """
+
+    def parse(self, body: bytes) -> dict:
+        try:
+            text = body.decode("utf-8")
+            meta = json.loads(text)
+        except ValueError:  # not what a worker writes (ASCII JSON): parsed as json reads bytes, then cleaned
+            return clean_tree(super().parse(body))
+        if not isinstance(meta, dict):
+            raise ProtocolError("an answer frame's header is not an object")
+        return clean_tree(meta) if json_holds_surrogates(text) else meta
 
 
 class WorkerChannel:
@@ -38,10 +56,10 @@ class WorkerChannel:
         self._reader.start()
 
     def _read(self, fd: int, max_total: int) -> None:
-        reader = FrameReader(fd, max_total=max_total)
+        reader = CleanFrames(fd, max_total=max_total)
         try:
             while (frame := reader.read()) is not None:
-                self.frames.put((clean_tree(frame[0]), frame[1]))  # strings valid Unicode from here on
+                self.frames.put(frame)  # strings valid Unicode from here on
             self.frames.put(("eof", None))
         except (ProtocolError, OSError, RecursionError) as err:
             self.frames.put(("protocol", str(err)))

@@ -14,6 +14,7 @@ from conftest import ROOT, SOLUTIONS
 from grader.sandbox import levels as sandbox
 from grader.sandbox.capture import CappedStream
 from grader.sandbox.inside import channel
+from grader.sandbox.handle import CleanFrames
 from grader.sandbox.inside.channel import FrameReader, ProtocolError, Timeout, send
 from grader.config import ConfigError, IntegrityConfig, Limits
 from grader.submission.integrity import RULES
@@ -414,6 +415,27 @@ def test_the_total_is_capped():
     reader.read()
     with pytest.raises(ProtocolError, match="far larger"):
         reader.read()
+    os.close(r)
+    os.close(w)
+
+
+def _raw_frame(body: bytes) -> bytes:
+    return b"BPN1" + len(body).to_bytes(4, "big") + (0).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"m": "plain \\u00e9 text"}', {"m": "plain \u00e9 text"}),              # nothing to clean: kept as parsed
+    (b'{"m": "a pair \\ud83d\\ude00"}', {"m": "a pair \U0001f600"}),          # a valid pair stays the character
+    (b'{"m\\ud800": ["x \\udcff", {"k": "\\uDFFF"}]}', {"m\\ud800": ["x \\xff", {"k": "\\udfff"}]}),
+    (b'{"m": "raw \xed\xa0\x80"}', {"m": "raw \\ud800"}),                   # surrogate bytes, not UTF-8
+    ('{"m": "\\ud800"}'.encode("utf-16-le"), {"m": "\\ud800"}),              # JSON in UTF-16, as json reads it
+])
+def test_the_grading_side_reads_frames_with_valid_strings_only(body, expected):
+    r, w = os.pipe()
+    os.write(w, _raw_frame(body))
+    meta, _ = CleanFrames(r).read()
+    assert meta == expected
+    json.dumps(meta, ensure_ascii=False).encode("utf-8")  # encodable: no lone surrogate is left anywhere
     os.close(r)
     os.close(w)
 

@@ -99,13 +99,17 @@ class FrameReader:
         blob = (self._read_exact(blob_len, deadline) or b"") if blob_len else b""
         if len(blob) != blob_len:
             raise ProtocolError("the answer channel closed in the middle of a frame")
+        return self.parse(body), blob
+
+    def parse(self, body: bytes) -> dict:
+        """A frame's JSON header as a dict; ProtocolError if it is not one."""
         try:
             meta = json.loads(body)
         except ValueError:
             raise ProtocolError("an answer frame's header is not valid JSON") from None
         if not isinstance(meta, dict):
             raise ProtocolError("an answer frame's header is not an object")
-        return meta, blob
+        return meta
 
 
 def read_inputs(reader, deadline: float | None = None, end: dict | None = None) -> list[tuple[str, bytes]] | None:
