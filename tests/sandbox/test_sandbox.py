@@ -419,6 +419,22 @@ def test_the_total_is_capped():
     os.close(w)
 
 
+def test_a_frame_written_in_pieces_arrives_whole(monkeypatch):
+    def a_few_bytes_at_a_time(fd, parts):  # what a pipe may do: accept part of a write
+        return os.write(fd, bytes(b"".join(parts))[:7])
+
+    monkeypatch.setattr(channel, "_writev", a_few_bytes_at_a_time)
+    r, w = os.pipe()
+    blob = bytes(range(256)) * 3
+    send(w, {"type": "result", "case": "lecture"}, blob)
+    send(w, {"type": "child_done"})
+    reader = FrameReader(r)
+    assert reader.read() == ({"type": "result", "case": "lecture"}, blob)
+    assert reader.read() == ({"type": "child_done"}, b"")
+    os.close(r)
+    os.close(w)
+
+
 def _raw_frame(body: bytes) -> bytes:
     return b"BPN1" + len(body).to_bytes(4, "big") + (0).to_bytes(4, "big") + body
 

@@ -17,7 +17,7 @@ import time
 
 MAGIC = b"BPN1"
 HEADER = struct.Struct(">4sII")
-_dumps, _write = json.dumps, os.write  # bound at import: student code may rebind the module attributes
+_dumps, _writev = json.dumps, os.writev  # bound at import: student code may rebind the module attributes
 PIPE_BYTES = 1 << 20  # a whole case's answers in one pipe buffer (Linux's default cap for a user)
 
 
@@ -46,10 +46,16 @@ def frame_bytes(meta: dict, blob: bytes = b"") -> bytes:
 
 
 def send(fd: int, meta: dict, blob: bytes = b"") -> None:
-    view = memoryview(frame_bytes(meta, blob))
-    while view:
-        written = _write(fd, view)
-        view = view[written:]
+    """One whole frame. The blob is written from where it lies, never copied into the frame (answers relayed by
+    the session take a megabyte a submission)."""
+    body = _dumps(meta).encode()
+    parts = [memoryview(HEADER.pack(MAGIC, len(body), len(blob)) + body), memoryview(blob)]
+    while parts:
+        written = _writev(fd, parts)
+        while parts and written >= len(parts[0]):
+            written -= len(parts.pop(0))
+        if parts:
+            parts[0] = parts[0][written:]
 
 
 class FrameReader:
