@@ -20,6 +20,8 @@ import ast
 import functools
 from pathlib import Path
 
+from grader.submission.integrity.driver import source_nodes
+
 MAX_SOURCE = 1 << 20  # bytes of one file read to decide (a larger file: no sharing)
 
 
@@ -27,11 +29,10 @@ MAX_SOURCE = 1 << 20  # bytes of one file read to decide (a larger file: no shar
 def _rebinds_attributes(source: str) -> bool:
     """True if the source assigns or deletes an attribute, or names setattr, delattr, vars, globals or
     __dict__ (or does not parse: then nothing about it is known)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    found = source_nodes(source)  # parsed once with the integrity scan of the same file
+    if found is None:
         return True
-    for node in ast.walk(tree):
+    for node in found:
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
             return True
         if isinstance(node, ast.Name) and node.id in ("setattr", "delattr", "__dict__", "vars", "globals"):

@@ -189,3 +189,29 @@ def test_sharing_is_decided_once_per_source(tmp_path):
     sharing._rebinds_attributes.cache_clear()
     assert sharing.may_share(tmp_path) and sharing.may_share(tmp_path)
     assert sharing._rebinds_attributes.cache_info().hits == 1  # a batch's copies of one file: parsed once
+
+
+def test_the_scan_and_the_sharing_check_parse_a_new_file_once(tmp_path, monkeypatch):
+    from grader.submission.integrity import driver
+
+    parsed = []
+    real_parse = driver._parse
+    monkeypatch.setattr(driver, "_parse", lambda source: parsed.append(source) or real_parse(source))
+    source = "import torch\n\n\ndef helper(t):\n    t.data = t  # an attribute store: no sharing\n    return t\n"
+    (tmp_path / "helper.py").write_text(source)
+    sharing._rebinds_attributes.cache_clear()
+    assert driver.scan({"helper.py": source}) == []  # the scan first, as grading does
+    assert not sharing.may_share(tmp_path)  # then the worker's plan: the same nodes, nothing parsed again
+    assert parsed == [source]
+
+
+def test_the_scans_walk_is_ast_walk_node_for_node():
+    import ast
+
+    from grader.submission.integrity.driver import walk
+
+    for path in [*SOLUTIONS.glob("*.py"), *sorted(SOLUTIONS.parent.joinpath("grader").rglob("*.py"))[:60]]:
+        tree = ast.parse(path.read_text())
+        expected = list(ast.walk(tree))
+        found = walk(tree)
+        assert len(found) == len(expected) and all(a is b for a, b in zip(found, expected)), path

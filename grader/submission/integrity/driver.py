@@ -5,6 +5,7 @@ through other files); exercise 4 of a lecture notebook is scanned on exactly the
 """
 
 import ast
+import threading
 
 from grader.course.registry import EXERCISES, graded_by_training
 from grader.submission.integrity.rules import Finding, message
@@ -18,6 +19,44 @@ def _parse(source: str):
         return ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None  # the worker reports why it cannot be imported
+
+
+def walk(tree: ast.AST) -> list:
+    """`list(ast.walk(tree))`, the same nodes in the same order, in half the time (no generator per node)."""
+    found, i = [tree], 0
+    while i < len(found):
+        node = found[i]
+        i += 1
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                found.append(value)
+            elif isinstance(value, list):
+                found.extend(item for item in value if isinstance(item, ast.AST))
+    return found
+
+
+RECENT = 32  # sources whose nodes are kept: a submission's files, read by the scan and then the sharing check
+_recent: dict[str, list | None] = {}
+_recent_lock = threading.Lock()
+
+
+def source_nodes(source: str) -> list | None:
+    """Every node of the source's tree in `ast.walk` order (the module first), or None if it does not parse.
+
+    The last RECENT sources are kept: the scan and then the worker's sharing check (grader.sandbox.sharing)
+    read the same files of a submission, parsed once. Neither changes a tree.
+    """
+    with _recent_lock:
+        if source in _recent:
+            return _recent[source]
+    tree = _parse(source)
+    found = walk(tree) if tree is not None else None
+    with _recent_lock:
+        if len(_recent) >= RECENT:
+            _recent.pop(next(iter(_recent)))  # the oldest
+        _recent[source] = found
+    return found
 
 
 def _imports(nodes: list) -> set[str]:
@@ -60,9 +99,9 @@ def _importers(nodes: dict[str, list]) -> dict[str, set[str]]:
 
 def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
     """Every finding in a submission (file name -> source), one per exercise it costs."""
-    trees = {name: tree for name, source in sorted(files.items())
-             if name.endswith(".py") and (tree := _parse(source)) is not None}
-    return _scan_trees(trees, allow)
+    found = {name: listed for name, source in sorted(files.items())
+             if name.endswith(".py") and (listed := source_nodes(source)) is not None}
+    return _scan_trees({name: listed[0] for name, listed in found.items()}, allow, found)
 
 
 CELL_LINES = 1_000_000  # scan_train numbers a cell's line L as cell * CELL_LINES + L
@@ -125,8 +164,8 @@ def _stub_uncalled(body: list) -> None:
             node.body = [ast.Pass(lineno=node.lineno, col_offset=node.col_offset)]
 
 
-def _scan_trees(trees: dict[str, ast.Module], allow) -> list[Finding]:
-    nodes = {name: list(ast.walk(tree)) for name, tree in trees.items()}
+def _scan_trees(trees: dict[str, ast.Module], allow, listed: dict[str, list] | None = None) -> list[Finding]:
+    nodes = listed or {name: walk(tree) for name, tree in trees.items()}
     defined = {name: Defined(tree, nodes[name]) for name, tree in trees.items()}
     own = {ex.module: {ex.function} for ex in EXERCISES.values()}  # the contract's files, submitted or not
     own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()
