@@ -15,8 +15,12 @@ fork servers, seen from the slot threads), scoring and comparing, diagnosis, wri
 gradebook rows, and the scoring thread's idle wait for the next result.
 
 The batch is a course-like mix: 70% correct (the solutions), 20% with typical mistakes
-(examples/mistakes), 10% untouched stubs (assignments/), each in a folder of its own; the
-hidden cases run (a throwaway secret) unless --no-secret.
+(examples/mistakes), 10% untouched stubs (assignments/), each in a folder of its own and each file
+headed by a comment naming its student, so that no two submissions are the same text (the scan and
+the sharing check run for every one, as in a real course); the hidden cases run (a throwaway
+secret) unless --no-secret. Last, the arithmetic floor (benchmarks/compute_floor.py): the least
+any batch of N on J cores could take, one torch import plus N times the solutions' own work on
+every case, spread over the J cores, and how far above it the run was.
 """
 
 import argparse
@@ -107,14 +111,24 @@ def phase_split(course: Path, out: Path, env, jobs: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def compute_floor(env, public_only: bool) -> dict:
+    """benchmarks/compute_floor.py's figures: the solutions' own arithmetic on every case, in one warm process."""
+    import json
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compute_floor.py"),
+                           *(["--no-secret"] if public_only else [])],
+                          cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def make_course(folder: Path, count: int) -> None:
     sources = [(ROOT / "solutions", 7), (ROOT / "examples" / "mistakes", 2), (ROOT / "assignments", 1)]
     pattern = [src for src, weight in sources for _ in range(weight)]
     for i in range(count):
         target = folder / f"student{i:03d}"
         target.mkdir()
-        for file in pattern[i % len(pattern)].glob("*.py"):
-            shutil.copy(file, target / file.name)
+        for file in pattern[i % len(pattern)].glob("*.py"):  # every student's files their own text, as in a
+            (target / file.name).write_text(f"# student{i:03d}\n" + file.read_text())  # course: no cache by content
 
 
 def main() -> None:
@@ -146,6 +160,7 @@ def main() -> None:
             rerun_times.append(timed(batch, env))
         pss = peak_memory([*batch, "--regrade"], env)
         split = phase_split(course, out, env, args.jobs)
+        floor = compute_floor(env, args.no_secret)
     bare_s, grade_s = statistics.median(bare_times), statistics.median(grade_times)
     batch_s, rerun_s = statistics.median(batch_times), statistics.median(rerun_times)
     per = batch_s / args.submissions
@@ -175,6 +190,16 @@ def main() -> None:
     steady = (split["seconds"] - start) / n
     print(f"steady state (that run less its {start:.2f} s start): {steady * 1000:.0f} ms per submission "
           f"= {steady / bare_s:.3f}x; {1000 * steady + start:.0f} s for 1,000 submissions")
+    # However it is built, a batch imports torch once before the first case runs, then does every
+    # submission's arithmetic, at best spread evenly over the cores: what is above that is overhead.
+    work = floor["ms_per_submission"] / 1000
+    least = bare_s + args.submissions * work / args.jobs
+    print(f"arithmetic floor (benchmarks/compute_floor.py): {work * 1000:.1f} ms of CPU per submission "
+          f"(the solutions on all {floor['cases']} cases in one warm process, trajectories included: "
+          + ", ".join(f"{ex} {ms:.1f}" for ex, ms in floor["ms_per_exercise"].items()) + ")")
+    print(f"  so a batch of {args.submissions} on {args.jobs} cores takes at least one torch import + "
+          f"{args.submissions} x {work * 1000:.1f} ms / {args.jobs} = {least:.2f} s = "
+          f"{least / args.submissions / bare_s:.3f}x per submission; this run spent {per / (least / args.submissions):.1f}x that")
 
 
 if __name__ == "__main__":
