@@ -60,8 +60,8 @@ def test_case_inputs_from_numpy_arrays_are_the_bytes_of_torch_tensors(tmp_path):
 
 
 def test_a_paused_childs_hidden_inputs_are_the_bytes_safetensors_torch_writes():
-    """grader.sandbox.inside.verdicts.hidden_frames sends a paused child its hidden tensors through the same numpy
-    path (bfloat16 through torch's); no tensors at all is still a valid file."""
+    """grader.sandbox.inside.verdicts.hidden_frames sends a paused child its hidden tensors through the same
+    serializer (bfloat16 too); no tensors at all is still a valid file."""
     from grader.sandbox.inside.harness import tensor_bytes
 
     tensors = {k: v.contiguous() for k, v in ANSWERS.items()}
@@ -69,3 +69,25 @@ def test_a_paused_childs_hidden_inputs_are_the_bytes_safetensors_torch_writes():
     bf16 = {"b": torch.randn(3).bfloat16()}
     assert tensor_bytes(bf16) == save(bf16)
     assert tensor_bytes({}) == save({}) and load(tensor_bytes({})) == {}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["tensor-specs", "numpy-path"])
+def test_what_cannot_be_read_where_it_lies_is_still_written_right(monkeypatch, fast):
+    """The serializer reads each tensor's memory where it lies: a view, a subclass or an offset slice is never
+    read as if it were dense (that would send other memory), and safetensors without TensorSpec still works."""
+    from grader.sandbox.inside import harness
+
+    if not fast:
+        monkeypatch.setattr(harness, "TensorSpec", None)
+    base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
+
+    class Marked(torch.Tensor):
+        pass
+
+    odd = {"view": base.t(), "slice": base[1:3, 2:], "offset": base.reshape(-1)[5:9], "sub": base.as_subclass(Marked),
+           "plain": base.clone()}
+    for key, tensor in odd.items():
+        back = load(harness.tensor_bytes({key: tensor}))[key]
+        assert type(back) is torch.Tensor and torch.equal(back, tensor.as_subclass(torch.Tensor)), key
+    dense = {k: v.contiguous() for k, v in ANSWERS.items()}
+    assert harness.tensor_bytes(dense) == save(dense)

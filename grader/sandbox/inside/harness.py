@@ -19,6 +19,11 @@ import torch
 from safetensors.numpy import save as save_arrays
 from safetensors.torch import load_file, save
 
+try:
+    from safetensors import TensorSpec, serialize  # 0.8 on: a tensor described where it lies
+except ImportError:
+    TensorSpec = serialize = None
+
 from grader.course import mlp
 from grader.course.mlp import FORWARD_ARGS, PARAMS
 from grader.sandbox.inside import channel, confine
@@ -135,13 +140,34 @@ class Answers:
 
 
 def tensor_bytes(tensors: dict) -> bytes:
-    """Contiguous CPU tensors as safetensors. Through numpy when every dtype has one: the same bytes, 3x faster
-    than safetensors.torch (a per-tensor ctypes path)."""
+    """CPU tensors as safetensors, the bytes safetensors.torch.save writes (of their dense copies).
+
+    With safetensors >= 0.8 each tensor is described to its serializer where it lies (TensorSpec): a tenth of
+    the time of safetensors.torch's per-tensor numpy and ctypes detour, which a child pays on every case.
+    Otherwise through numpy when every dtype has one (3x faster than safetensors.torch). Both read a tensor's
+    memory as it lies, so a view is made dense first."""
+    tensors = {key: t.contiguous() for key, t in tensors.items()}  # a dense tensor is itself
+    if TensorSpec is not None and all(type(t) is PLAIN_TENSOR and t.layout is torch.strided and t.is_cpu
+                                      for t in tensors.values()):
+        return serialize({key: TensorSpec(dtype=_dtype_name(t.dtype), shape=t.shape, data_ptr=t.data_ptr(),
+                                          data_len=t.numel() * t.element_size())
+                          for key, t in tensors.items()})
     try:
         arrays = {key: tensor.numpy() for key, tensor in tensors.items()}
     except (TypeError, RuntimeError):  # bfloat16 and friends: numpy has no such dtype
         return save(tensors)
     return save_arrays(arrays)
+
+
+_DTYPE_NAMES: dict = {}
+
+
+def _dtype_name(dtype) -> str:
+    """A torch dtype as safetensors names it ("float64"), as safetensors.torch spells it."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).split(".")[-1]
+    return name
 
 
 def out_of_memory(err: BaseException) -> bool:
