@@ -16,6 +16,7 @@ student controls (names, messages, hints that quote their code) is escaped.
 """
 
 import html
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grader.batch.gradebook import Row
@@ -122,7 +123,7 @@ def _class_graphs(summary: Summary) -> str:
     by_exercise: dict[str, dict[str, NodeRate]] = {}
     for node in summary.nodes:
         by_exercise.setdefault(node.exercise, {})[node.check] = node
-    parts = []
+    drawn = []
     for ex_id, rates in by_exercise.items():
         if ex_id not in EXERCISES:
             continue
@@ -142,10 +143,13 @@ def _class_graphs(summary: Summary) -> str:
                 if rate.mistake:
                     look.tooltip += f"; most common mistake here: {rate.mistake[:300]}"
             looks[node.name] = look
-        svg = render_svg(graph, looks, node_id=lambda name, ex_id=ex_id: f"class-{ex_id}-node-{name}")
-        parts.append(f"<h3>{_e(EXERCISES[ex_id].title)}</h3>"
-                     + (f'<div class="graph">{svg}</div>' if svg else f"<p class=muted>{_e(NO_DOT_NOTE)}</p>"))
-    return "".join(parts)
+        drawn.append((ex_id, graph, looks))
+    with ThreadPoolExecutor(max_workers=4) as pool:  # one `dot` process per exercise, side by side
+        svgs = pool.map(lambda job: render_svg(job[1], job[2], node_id=lambda name: f"class-{job[0]}-node-{name}"),
+                        drawn)
+        return "".join(f"<h3>{_e(EXERCISES[ex_id].title)}</h3>"
+                       + (f'<div class="graph">{svg}</div>' if svg else f"<p class=muted>{_e(NO_DOT_NOTE)}</p>")
+                       for (ex_id, _, _), svg in zip(drawn, svgs))
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
