@@ -149,9 +149,12 @@ def tensor_bytes(tensors: dict) -> bytes:
     tensors = {key: t.contiguous() for key, t in tensors.items()}  # a dense tensor is itself
     if TensorSpec is not None and all(type(t) is PLAIN_TENSOR and t.layout is torch.strided and t.is_cpu
                                       for t in tensors.values()):
-        return serialize({key: TensorSpec(dtype=_dtype_name(t.dtype), shape=t.shape, data_ptr=t.data_ptr(),
-                                          data_len=t.numel() * t.element_size())
-                          for key, t in tensors.items()})
+        try:
+            return serialize({key: TensorSpec(dtype=_dtype_name(t.dtype), shape=t.shape, data_ptr=t.data_ptr(),
+                                              data_len=t.numel() * t.element_size())
+                              for key, t in tensors.items()})
+        except Exception:  # noqa: BLE001 - a safetensors whose TensorSpec differs: the paths below still work
+            pass
     try:
         arrays = {key: tensor.numpy() for key, tensor in tensors.items()}
     except (TypeError, RuntimeError):  # bfloat16 and friends: numpy has no such dtype
