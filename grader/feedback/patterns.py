@@ -11,6 +11,7 @@ grader.feedback.cascades, grader.feedback.slips) build on `Patterns`; the
 engine (grader.feedback.engine) decides their order.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -104,10 +105,19 @@ class Patterns:
         # what the strategies search once per case (grader.feedback.catalogue, grader.feedback.slips)
         self._propagated: dict[tuple, dict | None] = {}  # (entry, variant) -> its gradients carried down
         self._one_go = None  # the exercise's slip for this case: None before the search, False if none
+        # the strategies ask for the same gradients again and again (a cascade, for each upstream choice)
+        self._students: dict[str, torch.Tensor | None] = {}
+        self._raws: dict[str, torch.Tensor | None] = {}
+        self._scales: dict[int, tuple[torch.Tensor, float]] = {}
 
     # -- the student's answers --------------------------------------------------------------
     def student(self, name: str) -> torch.Tensor | None:
-        """The student's gradient, usable in a formula: floating, finite, the right shape."""
+        """The student's gradient, usable in a formula: floating, finite, the right shape (worked out once)."""
+        if name not in self._students:
+            self._students[name] = self._student(name)
+        return self._students[name]
+
+    def _student(self, name: str) -> torch.Tensor | None:
         t = self.answers.get(name)
         if t is None or not t.is_floating_point() or name not in self.true:
             return None
@@ -117,7 +127,12 @@ class Patterns:
         return t
 
     def raw(self, name: str) -> torch.Tensor | None:
-        """The student's gradient as returned (any shape), for replaying their own next step."""
+        """The student's gradient as returned (any shape), for replaying their own next step (worked out once)."""
+        if name not in self._raws:
+            self._raws[name] = self._raw(name)
+        return self._raws[name]
+
+    def _raw(self, name: str) -> torch.Tensor | None:
         t = self.answers.get(name)
         if t is None or not t.is_floating_point() or name not in self.true:
             return None
@@ -143,12 +158,19 @@ class Patterns:
         w2 = lenient(w, s.shape)
         if w2 is None:
             return False
-        if not bool(torch.isfinite(w2).all()):
+        top = float(w2.abs().max()) if w2.numel() else 0.0
+        if not math.isfinite(top):  # a NaN or an inf anywhere in `w` (max keeps a NaN)
             return False
         diff = float((s.to(torch.float64) - w2.to(torch.float64)).abs().max()) if s.numel() else 0.0
-        scale = max(float(w2.abs().max()) if w2.numel() else 0.0,
-                    float(ref.abs().max()) if ref is not None and ref.numel() else 0.0, self.floor, 1e-300)
-        return diff <= self.tol_for(s) * scale
+        return diff <= self.tol_for(s) * max(top, self._scale_of(ref), self.floor, 1e-300)
+
+    def _scale_of(self, ref: torch.Tensor | None) -> float:
+        """max |ref|, once per reference (the same few are asked for in every comparison)."""
+        if ref is None or not ref.numel():
+            return 0.0
+        if id(ref) not in self._scales:
+            self._scales[id(ref)] = (ref, float(ref.abs().max()))  # the tensor kept: its id stays its own
+        return self._scales[id(ref)][1]
 
     def local_rule(self, check: str, grads: dict) -> torch.Tensor | None:
         if check not in STEPS:
