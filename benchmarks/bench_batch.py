@@ -15,9 +15,10 @@ fork servers, seen from the slot threads), scoring and comparing, diagnosis, wri
 gradebook rows, and the scoring thread's idle wait for the next result.
 
 The batch is a course-like mix: 70% correct (the solutions), 20% with typical mistakes
-(examples/mistakes), 10% untouched stubs (assignments/), each in a folder of its own and each file
-headed by a comment naming its student, so that no two submissions are the same text (the scan and
-the sharing check run for every one, as in a real course); the hidden cases run (a throwaway
+(examples/mistakes, each with dW2 off by a factor of its own, so that no two hand in the same wrong
+values and diagnosis runs for every one), 10% untouched stubs (assignments/), each in a folder of its
+own and each file headed by a comment naming its student, so that no two submissions are the same text
+(the scan and the sharing check run for every one, as in a real course); the hidden cases run (a throwaway
 secret) unless --no-secret. Last, the arithmetic floor (benchmarks/compute_floor.py): the least
 any batch of N on J cores could take, one torch import plus N times the solutions' own work on
 every case, spread over the J cores, and how far above it the run was.
@@ -121,14 +122,33 @@ def compute_floor(env, public_only: bool) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# Appended to a student's atomic.py with mistakes: dW2 off by a factor of the student's own, so that no two
+# wrong submissions hand in the same values (diagnosis then runs for each, as in a course).
+OWN_MISTAKE = """
+
+_their_backward_atomic = backward_atomic
+
+
+def backward_atomic(**tensors):
+    grads = _their_backward_atomic(**tensors)
+    if grads.get("W2") is not None:
+        grads["W2"] = grads["W2"] * {factor}
+    return grads
+"""
+
+
 def make_course(folder: Path, count: int) -> None:
     sources = [(ROOT / "solutions", 7), (ROOT / "examples" / "mistakes", 2), (ROOT / "assignments", 1)]
     pattern = [src for src, weight in sources for _ in range(weight)]
     for i in range(count):
         target = folder / f"student{i:03d}"
         target.mkdir()
-        for file in pattern[i % len(pattern)].glob("*.py"):  # every student's files their own text, as in a
-            (target / file.name).write_text(f"# student{i:03d}\n" + file.read_text())  # course: no cache by content
+        source = pattern[i % len(pattern)]
+        for file in source.glob("*.py"):  # every student's files their own text, as in a course
+            text = f"# student{i:03d}\n" + file.read_text()
+            if source.name == "mistakes" and file.name == "atomic.py":
+                text += OWN_MISTAKE.format(factor=1 + (i + 1) / 1000)
+            (target / file.name).write_text(text)
 
 
 def main() -> None:
