@@ -215,3 +215,14 @@ def test_the_scans_walk_is_ast_walk_node_for_node():
         expected = list(ast.walk(tree))
         found = walk(tree)
         assert len(found) == len(expected) and all(a is b for a, b in zip(found, expected)), path
+
+
+def test_the_kept_trees_stay_bounded_whatever_the_files(monkeypatch):
+    from grader.submission.integrity import driver
+
+    monkeypatch.setattr(driver, "_recent", {})
+    huge = "x = 1\n" * (driver.RECENT_MAX_CHARS // 6 + 1)  # a file far larger than a student writes
+    assert driver.source_nodes(huge)[0].__class__.__name__ == "Module" and huge not in driver._recent
+    for i in range(driver.RECENT + 10):
+        driver.source_nodes(f"y = {i}\n")
+    assert len(driver._recent) == driver.RECENT and "y = 0\n" not in driver._recent  # the oldest went first

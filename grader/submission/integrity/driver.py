@@ -37,6 +37,7 @@ def walk(tree: ast.AST) -> list:
 
 
 RECENT = 32  # sources whose nodes are kept: a submission's files, read by the scan and then the sharing check
+RECENT_MAX_CHARS = 64 << 10  # a larger file's tree is not kept (a student's file is a few KiB; trees weigh more)
 _recent: dict[str, list | None] = {}
 _recent_lock = threading.Lock()
 
@@ -44,14 +45,17 @@ _recent_lock = threading.Lock()
 def source_nodes(source: str) -> list | None:
     """Every node of the source's tree in `ast.walk` order (the module first), or None if it does not parse.
 
-    The last RECENT sources are kept: the scan and then the worker's sharing check (grader.sandbox.sharing)
-    read the same files of a submission, parsed once. Neither changes a tree.
+    The last RECENT sources (of at most RECENT_MAX_CHARS each: memory stays bounded) are kept: the scan and then
+    the worker's sharing check (grader.sandbox.sharing) read the same files of a submission, parsed once.
+    Neither changes a tree.
     """
     with _recent_lock:
         if source in _recent:
             return _recent[source]
     tree = _parse(source)
     found = walk(tree) if tree is not None else None
+    if len(source) > RECENT_MAX_CHARS:
+        return found
     with _recent_lock:
         if len(_recent) >= RECENT:
             _recent.pop(next(iter(_recent)))  # the oldest
