@@ -71,7 +71,7 @@ def test_a_paused_childs_hidden_inputs_are_the_bytes_safetensors_torch_writes():
     assert tensor_bytes({}) == save({}) and load(tensor_bytes({})) == {}
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["tensor-specs", "numpy-path"])
+@pytest.mark.parametrize("fast", [True, False], ids=["tensor-specs", "without-tensor-specs"])
 def test_what_cannot_be_read_where_it_lies_is_still_written_right(monkeypatch, fast):
     """The serializer reads each tensor's memory where it lies: a view, a subclass or an offset slice is never
     read as if it were dense (that would send other memory), and safetensors without TensorSpec still works."""
