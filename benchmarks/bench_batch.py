@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_batch.py [--submissions 100] [--jobs 2] [--repeat 3] [--no-secret]
 
 Prints, as ratios to the median bare torch import:
-- one `grader grade` of a correct .py submission (the solutions; target <= 2.0x);
-- a batch of N submissions with --jobs J, per submission (total wall time / N; target <= 0.10x),
+- one `grader grade` of a correct .py submission (the solutions; target <= 1.15x);
+- a batch of N submissions with --jobs J, per submission (total wall time / N; target <= 0.03x),
   then the same batch run again (every submission unchanged, so skipped);
 and the memory: peak RSS of any one process, and the peak proportional set size (PSS: shared
 pages split between the processes sharing them) of the whole batch, grader and fork servers.
