@@ -139,7 +139,8 @@ class Answers:
 def tensor_bytes(tensors: dict) -> bytes:
     """CPU tensors as the safetensors bytes safetensors.torch.save writes of their dense copies, each described
     where it lies (TensorSpec, safetensors >= 0.8): a tenth of safetensors.torch's time, paid on every case."""
-    tensors = {key: t.contiguous() for key, t in tensors.items()}  # a dense tensor is itself: its memory is read
+    # Each tensor's memory is read as it lies: a view made dense, a lazily negated or conjugated one resolved.
+    tensors = {key: t.resolve_conj().resolve_neg().contiguous() for key, t in tensors.items()}
     if TensorSpec is not None and all(type(t) is PLAIN_TENSOR and t.layout is torch.strided and t.is_cpu
                                       for t in tensors.values()):
         try:
