@@ -219,7 +219,8 @@ def main() -> None:
           + ", ".join(f"{ex} {ms:.1f}" for ex, ms in floor["ms_per_exercise"].items()) + ")")
     print(f"  so a batch of {args.submissions} on {args.jobs} cores takes at least one torch import + "
           f"{args.submissions} x {work * 1000:.1f} ms / {args.jobs} = {least:.2f} s = "
-          f"{least / args.submissions / bare_s:.3f}x per submission; this run spent {per / (least / args.submissions):.1f}x that")
+          f"{least / args.submissions / bare_s:.3f}x per submission; "
+          f"this run spent {per * args.submissions / least:.1f}x that")
 
 
 if __name__ == "__main__":

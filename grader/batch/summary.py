@@ -144,12 +144,15 @@ def _class_graphs(summary: Summary) -> str:
                     look.tooltip += f"; most common mistake here: {rate.mistake[:300]}"
             looks[node.name] = look
         drawn.append((ex_id, graph, looks))
+
+    def draw(job) -> str:
+        ex_id, graph, looks = job
+        svg = render_svg(graph, looks, node_id=lambda name: f"class-{ex_id}-node-{name}")
+        return f"<h3>{_e(EXERCISES[ex_id].title)}</h3>" + (
+            f'<div class="graph">{svg}</div>' if svg else f"<p class=muted>{_e(NO_DOT_NOTE)}</p>")
+
     with ThreadPoolExecutor(max_workers=4) as pool:  # one `dot` process per exercise, side by side
-        svgs = pool.map(lambda job: render_svg(job[1], job[2], node_id=lambda name: f"class-{job[0]}-node-{name}"),
-                        drawn)
-        return "".join(f"<h3>{_e(EXERCISES[ex_id].title)}</h3>"
-                       + (f'<div class="graph">{svg}</div>' if svg else f"<p class=muted>{_e(NO_DOT_NOTE)}</p>")
-                       for (ex_id, _, _), svg in zip(drawn, svgs))
+        return "".join(pool.map(draw, drawn))
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:

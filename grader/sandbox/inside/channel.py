@@ -40,16 +40,20 @@ def pipe() -> tuple[int, int]:
     return read_fd, write_fd
 
 
-def frame_bytes(meta: dict, blob: bytes = b"") -> bytes:
+def _head(meta: dict, blob_len: int) -> bytes:
+    """A frame up to its blob: the header, then the JSON."""
     body = _dumps(meta).encode()
-    return HEADER.pack(MAGIC, len(body), len(blob)) + body + blob
+    return HEADER.pack(MAGIC, len(body), blob_len) + body
+
+
+def frame_bytes(meta: dict, blob: bytes = b"") -> bytes:
+    return _head(meta, len(blob)) + blob
 
 
 def send(fd: int, meta: dict, blob: bytes = b"") -> None:
     """One whole frame. The blob is written from where it lies, never copied into the frame (answers relayed by
     the session take a megabyte a submission)."""
-    body = _dumps(meta).encode()
-    parts = [memoryview(HEADER.pack(MAGIC, len(body), len(blob)) + body), memoryview(blob)]
+    parts = [memoryview(_head(meta, len(blob))), memoryview(blob)]
     while parts:
         written = _writev(fd, parts)
         while parts and written >= len(parts[0]):

@@ -103,9 +103,8 @@ def _importers(nodes: dict[str, list]) -> dict[str, set[str]]:
 
 def scan(files: dict[str, str], allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
     """Every finding in a submission (file name -> source), one per exercise it costs."""
-    found = {name: listed for name, source in sorted(files.items())
-             if name.endswith(".py") and (listed := source_nodes(source)) is not None}
-    return _scan_trees({name: listed[0] for name, listed in found.items()}, allow, found)
+    return _scan_nodes({name: listed for name, source in sorted(files.items())
+                        if name.endswith(".py") and (listed := source_nodes(source)) is not None}, allow)
 
 
 CELL_LINES = 1_000_000  # scan_train numbers a cell's line L as cell * CELL_LINES + L
@@ -138,7 +137,7 @@ def scan_train(plan, allow: list[str] | tuple[str, ...] = ()) -> list[Finding]:
     _stub_uncalled(body)
     exercise = graded_by_training()
     file = exercise.file
-    findings = _scan_trees({file: ast.Module(body=body, type_ignores=[])}, allow)
+    findings = _scan_nodes({file: walk(ast.Module(body=body, type_ignores=[]))}, allow)
     for finding in findings:
         if finding.line:
             cell, line = divmod(finding.line, CELL_LINES)
@@ -168,16 +167,16 @@ def _stub_uncalled(body: list) -> None:
             node.body = [ast.Pass(lineno=node.lineno, col_offset=node.col_offset)]
 
 
-def _scan_trees(trees: dict[str, ast.Module], allow, listed: dict[str, list] | None = None) -> list[Finding]:
-    nodes = listed or {name: walk(tree) for name, tree in trees.items()}
-    defined = {name: Defined(tree, nodes[name]) for name, tree in trees.items()}
+def _scan_nodes(nodes: dict[str, list], allow) -> list[Finding]:
+    """The findings of files given as their trees' nodes (`walk` order: each list starts with its module)."""
+    defined = {name: Defined(listed[0], listed) for name, listed in nodes.items()}
     own = {ex.module: {ex.function} for ex in EXERCISES.values()}  # the contract's files, submitted or not
     own.update({name.removesuffix(".py"): d.top | d.attributes for name, d in defined.items()
                 if not shadows(name.removesuffix(".py"))})
     owned = set().union(*(d.attributes for d in defined.values())) | {ex.function for ex in EXERCISES.values()}
     importers = _importers(nodes)
     findings = []
-    for name, tree in trees.items():
+    for name in nodes:
         scanner = Scanner(own, owned, defined[name], set(allow))
         scanner.run(nodes[name])
         hits = sorted(set(scanner.hits))[:MAX_PER_FILE]
