@@ -15,6 +15,7 @@ import io
 import json
 import math
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -102,9 +103,17 @@ class Gradebook:
         found = cursor.fetchone()
         return _row(cursor, found) if found else None
 
-    def rows(self) -> list[Row]:
-        cursor = self.db.execute("SELECT * FROM submissions ORDER BY name")
-        return [_row(cursor, values) for values in cursor.fetchall()]
+    def rows(self, reports: bool = True) -> list[Row]:
+        """Every row by name; without their report JSON if not `reports` (a course's reports can be GBs)."""
+        columns = ", ".join(field for field in Row.model_fields if reports or field != "report")
+        cursor = self.db.execute(f"SELECT {columns} FROM submissions ORDER BY name")
+        return [_row(cursor, values) for values in cursor]
+
+    def reports(self) -> Iterator[tuple[str, str]]:
+        """(name, report JSON) of every graded row by name, read from the database one at a time."""
+        cursor = self.db.execute("SELECT name, report FROM submissions WHERE status = 'graded' AND report IS NOT NULL"
+                                 " AND report != '' ORDER BY name")
+        yield from cursor
 
     def record(self, row: Row) -> None:
         """Insert or replace the submission's row, committed at once."""

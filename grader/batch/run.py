@@ -281,14 +281,14 @@ def run_batch(directory: Path, out: Path, config: GradingConfig, *, secret: str 
                         result.errors += 1
         finally:
             progress.stop()
-        rows = book.rows()
+        rows = book.rows(reports=False)  # the summary reads the reports one at a time
         policy = book.late_policy()
-    result.gradebook = out / "gradebook.csv"
-    write_atomically(result.gradebook, gradebook_csv(rows, policy))
-    from grader.batch.summary import write_summary
+        result.gradebook = out / "gradebook.csv"
+        write_atomically(result.gradebook, gradebook_csv(rows, policy))
+        from grader.batch.summary import write_summary
 
-    with phases.phase("summary"):
-        result.summary = write_summary(rows, out, policy, similarity=similarity)
+        with phases.phase("summary"):
+            result.summary = write_summary(rows, out, policy, similarity=similarity, reports=book.reports())
     result.seconds = round(time.perf_counter() - started, 3)
     result.phases = phases.since(before)
     return result

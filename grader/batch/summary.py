@@ -16,6 +16,7 @@ student controls (names, messages, hints that quote their code) is escaped.
 """
 
 import html
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -245,9 +246,10 @@ def render_markdown(summary: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(rows: list[Row], out: Path, policy: LatePolicy | None = None, *, similarity: bool = True) -> Path:
-    """Write summary.html and summary.md into `out`; returns the HTML's path."""
-    summary = summarize(rows, policy, similarity=similarity)
+def write_summary(rows: list[Row], out: Path, policy: LatePolicy | None = None, *, similarity: bool = True,
+                  reports: Iterable[tuple[str, str]] | None = None) -> Path:
+    """Write summary.html and summary.md into `out`; returns the HTML's path (`reports`: see summarize)."""
+    summary = summarize(rows, policy, similarity=similarity, reports=reports)
     write_atomically(out / "summary.md", render_markdown(summary))
     write_atomically(out / "summary.html", render_html(summary))
     return out / "summary.html"

@@ -11,6 +11,7 @@ hidden cases (the reports' answer digests).
 import json
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from pydantic import BaseModel
@@ -107,15 +108,18 @@ def _all_passed(data) -> bool:
                 for c in data["checks"]))
 
 
-def class_nodes(reports: dict[str, dict]) -> list[NodeRate]:
-    """Pass rate, first-to-fix count and most common mistake per (exercise, check)."""
-    seen: dict[tuple[str, str], list[int]] = {}
-    broke: dict[tuple[str, str], Counter] = {}
-    for report in reports.values():
+class NodeTally:
+    """Pass rate, first-to-fix count and most common mistake per (exercise, check), a report at a time."""
+
+    def __init__(self):
+        self.seen: dict[tuple[str, str], list[int]] = {}
+        self.broke: dict[tuple[str, str], Counter] = {}
+
+    def add(self, report: dict) -> None:
         for data in report.get("exercises", []):
             if _all_passed(data):  # most of a course: nothing to fix, no need to build the model
                 for check in data["checks"]:
-                    tally = seen.setdefault((data["id"], check["name"]), [0, 0])
+                    tally = self.seen.setdefault((data["id"], check["name"]), [0, 0])
                     tally[0] += 1
                     tally[1] += 1
                 continue
@@ -125,25 +129,30 @@ def class_nodes(reports: dict[str, dict]) -> list[NodeRate]:
                 continue
             first = first_to_fix(ex)
             for check in ex.checks:
-                tally = seen.setdefault((ex.id, check.name), [0, 0])
+                tally = self.seen.setdefault((ex.id, check.name), [0, 0])
                 tally[0] += check.status == "passed"
                 tally[1] += 1
                 if first is not None and check.name == first.name and verdict(ex, check) == "wrong":
-                    broke.setdefault((ex.id, check.name), Counter())[check.hint or ""] += 1
-    nodes = []
-    for (ex_id, name), (passed, total) in seen.items():
-        tally = broke.get((ex_id, name), Counter())
-        named = [(hint, k) for hint, k in tally.most_common() if hint]
-        nodes.append(NodeRate(exercise=ex_id, check=name, passed=passed, total=total,
-                              first_to_fix=sum(tally.values()), mistake=named[0][0] if named else None,
-                              mistake_count=named[0][1] if named else 0))
-    return nodes
+                    self.broke.setdefault((ex.id, check.name), Counter())[check.hint or ""] += 1
+
+    def nodes(self) -> list[NodeRate]:
+        nodes = []
+        for (ex_id, name), (passed, total) in self.seen.items():
+            tally = self.broke.get((ex_id, name), Counter())
+            named = [(hint, k) for hint, k in tally.most_common() if hint]
+            nodes.append(NodeRate(exercise=ex_id, check=name, passed=passed, total=total,
+                                  first_to_fix=sum(tally.values()), mistake=named[0][0] if named else None,
+                                  mistake_count=named[0][1] if named else 0))
+        return nodes
 
 
-def shared_answers(reports: dict[str, dict]) -> list[SharedAnswer]:
+class SharedTally:
     """Groups of submissions with identical wrong answers (digests) on the hidden cases of a gradient."""
-    by_answer: dict[tuple, list[str]] = {}
-    for name, report in reports.items():
+
+    def __init__(self):
+        self.by_answer: dict[tuple, list[str]] = {}
+
+    def add(self, name: str, report: dict) -> None:
         hidden = report.get("hidden_cases") == "included"  # else the public cases are all there is
         for ex in report.get("exercises", []):
             for check in ex.get("checks", []):
@@ -151,17 +160,62 @@ def shared_answers(reports: dict[str, dict]) -> list[SharedAnswer]:
                                        if c.get("answer_digest") and not c.get("passed")
                                        and (c.get("visibility") == "hidden" or not hidden)))
                 if digests:
-                    by_answer.setdefault((f"{ex['id']}: {gradient_name(check['name'])}", digests), []).append(name)
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for (gradient, _), names in by_answer.items():
-        if len(set(names)) > 1:
-            groups.setdefault(tuple(sorted(set(names))), []).append(gradient)
-    return sorted((SharedAnswer(submissions=list(k), gradients=v) for k, v in groups.items()),
-                  key=lambda g: (-len(g.gradients), -len(g.submissions), g.submissions))
+                    gradient = f"{ex['id']}: {gradient_name(check['name'])}"
+                    self.by_answer.setdefault((gradient, digests), []).append(name)
+
+    def groups(self) -> list[SharedAnswer]:
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for (gradient, _), names in self.by_answer.items():
+            if len(set(names)) > 1:
+                groups.setdefault(tuple(sorted(set(names))), []).append(gradient)
+        return sorted((SharedAnswer(submissions=list(k), gradients=v) for k, v in groups.items()),
+                      key=lambda g: (-len(g.gradients), -len(g.submissions), g.submissions))
 
 
-def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: bool = True) -> Summary:
-    reports = {row.name: json.loads(row.report) for row in rows if row.status == "graded" and row.report}
+class CheckTally:
+    """Each check's pass count, the diagnosed mistakes (hints) and the exercises that did not run to the end."""
+
+    def __init__(self):
+        self.passed: Counter = Counter()
+        self.seen: Counter = Counter()
+        self.hints: dict[str, set[str]] = {}
+        self.hint_checks: dict[str, Counter] = {}
+        self.failures: list[Failure] = []
+
+    def add(self, name: str, report: dict) -> None:
+        for exercise in report.get("exercises", []):
+            if exercise.get("status") in GRADER_FAILURES:
+                self.failures.append(Failure(name=name, what=f"{exercise['id']}: {exercise['status']}",
+                                             message=exercise.get("message", "")))
+            for check in exercise.get("checks", []):
+                key = (exercise["id"], check["name"])
+                self.seen[key] += 1
+                if check.get("status") == "passed":
+                    self.passed[key] += 1
+                hint = check.get("hint")
+                if hint and not hint.startswith("First fix"):
+                    self.hints.setdefault(hint, set()).add(name)
+                    self.hint_checks.setdefault(hint, Counter())[f"{exercise['id']}: {check['name']}"] += 1
+
+    def checks(self) -> list[CheckRate]:
+        return [CheckRate(exercise=ex_id, check=check, passed=self.passed[(ex_id, check)],
+                          total=self.seen[(ex_id, check)])
+                for ex_id, exercise in EXERCISES.items()  # the contract's order; atomic's checks run backward
+                for check in exercise.checks if (ex_id, check) in self.seen]
+
+    def mistakes(self) -> list[Mistake]:
+        return sorted((Mistake(hint=hint, submissions=len(names),
+                               checks=[c for c, _ in self.hint_checks[hint].most_common(3)])
+                       for hint, names in self.hints.items()), key=lambda m: (-m.submissions, m.hint))[:TOP]
+
+
+def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: bool = True,
+              reports: Iterable[tuple[str, str]] | None = None) -> Summary:
+    """The summary of a batch's rows. `reports` yields (name, report JSON) of the graded rows (default: the
+    rows' own `report`); each is read, counted and let go, so a course of any size is summed up in the memory
+    of one report (Gradebook.reports reads them from the database one at a time)."""
+    if reports is None:
+        reports = ((row.name, row.report) for row in rows if row.status == "graded" and row.report)
     finals = {row.name: final_score(row, lateness(row.submitted_at, policy)) for row in rows}
     max_score = max((row.max_score for row in rows), default=0.0)
     histogram = [0] * BINS
@@ -169,35 +223,16 @@ def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: 
         fraction = finals[row.name] / row.max_score if row.max_score else 0.0
         histogram[min(BINS - 1, int(fraction * BINS))] += 1
 
-    passed: Counter = Counter()
-    seen_checks: dict[tuple[str, str], int] = {}
-    hints: dict[str, set[str]] = {}
-    hint_checks: dict[str, Counter] = {}
-    failures = [Failure(name=row.name, what=row.status, message=row.message.splitlines()[0] if row.message else "")
-                for row in rows if row.status != "graded"]
-    for name, report in reports.items():
-        for exercise in report.get("exercises", []):
-            if exercise.get("status") in GRADER_FAILURES:
-                failures.append(Failure(name=name, what=f"{exercise['id']}: {exercise['status']}",
-                                        message=exercise.get("message", "")))
-            for check in exercise.get("checks", []):
-                key = (exercise["id"], check["name"])
-                seen_checks[key] = seen_checks.get(key, 0) + 1
-                if check.get("status") == "passed":
-                    passed[key] += 1
-                hint = check.get("hint")
-                if hint and not hint.startswith("First fix"):
-                    hints.setdefault(hint, set()).add(name)
-                    hint_checks.setdefault(hint, Counter())[f"{exercise['id']}: {check['name']}"] += 1
-    checks = []
-    for ex_id, exercise in EXERCISES.items():  # the contract's order; atomic's checks run backward
-        for check in exercise.checks:
-            if (ex_id, check) in seen_checks:
-                checks.append(CheckRate(exercise=ex_id, check=check, passed=passed[(ex_id, check)],
-                                        total=seen_checks[(ex_id, check)]))
-    mistakes = sorted((Mistake(hint=hint, submissions=len(names),
-                               checks=[c for c, _ in hint_checks[hint].most_common(3)])
-                       for hint, names in hints.items()), key=lambda m: (-m.submissions, m.hint))[:TOP]
+    checks, nodes, shared = CheckTally(), NodeTally(), SharedTally()
+    checks.failures = [Failure(name=row.name, what=row.status,
+                               message=row.message.splitlines()[0] if row.message else "")
+                       for row in rows if row.status != "graded"]
+    for name, text in reports:
+        report = json.loads(text)
+        checks.add(name, report)
+        nodes.add(report)
+        if similarity:
+            shared.add(name, report)
     timed = sorted(((row.name, row.duration_s) for row in rows if row.duration_s is not None), key=lambda t: -t[1])
     graded_scores = [finals[row.name] for row in rows if row.status == "graded"]
     return Summary(
@@ -205,9 +240,8 @@ def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: 
         graded=len(graded_scores), late=sum(lateness(row.submitted_at, policy).late for row in rows),
         mean=round(statistics.mean(graded_scores), 2) if graded_scores else None,
         median=round(statistics.median(graded_scores), 2) if graded_scores else None,
-        max_score=max_score, histogram=histogram, checks=checks, mistakes=mistakes, slowest=timed[:TOP],
-        failures=failures[: TOP * 4],
+        max_score=max_score, histogram=histogram, checks=checks.checks(), mistakes=checks.mistakes(),
+        slowest=timed[:TOP], failures=checks.failures[: TOP * 4],
         scores=[(row.name, finals[row.name], row.max_score, row.status, lateness(row.submitted_at, policy).late)
                 for row in rows],
-        nodes=class_nodes(reports), similarity=similarity, shared=shared_answers(reports) if similarity else [])
-
+        nodes=nodes.nodes(), similarity=similarity, shared=shared.groups() if similarity else [])

@@ -66,6 +66,21 @@ def test_rows_are_stored_once_per_name_and_survive_a_reopen(tmp_path):
         assert book.late_policy() == POLICY and book.get("nobody") is None
 
 
+def test_rows_can_leave_their_reports_behind_and_reports_are_read_one_by_one(tmp_path):
+    with Gradebook(tmp_path) as book:
+        book.record(row("cy", report='{"n": 3}'))
+        book.record(row("ann", report='{"n": 1}'))
+        book.record(row("bo", status="error", report='{"n": 2}'))  # not graded: its report is not counted
+        book.record(row("dee", report=None))
+        whole, light = book.rows(), book.rows(reports=False)
+        reports = book.reports()
+        assert next(reports) == ("ann", '{"n": 1}')  # a generator: the next report is read when asked for
+        assert list(reports) == [("cy", '{"n": 3}')]
+    assert [r.report for r in whole] == ['{"n": 1}', '{"n": 2}', '{"n": 3}', None]
+    assert [r.report for r in light] == [None] * 4
+    assert [r.model_copy(update={"report": None}) for r in whole] == light
+
+
 def test_the_csv_applies_the_penalty_and_defuses_formulas():
     rows = [row("-on-time"), row("=HYPERLINK(\"http://x\")", submitted_at="2026-03-04T12:00:00+00:00"),
             row("broken", 0, status="unreadable", exercises={"atomic": 0.0, "cross_entropy": 0.0},

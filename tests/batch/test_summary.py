@@ -229,12 +229,49 @@ def test_an_answer_digest_names_the_numbers_not_their_noise():
     assert len(answer_digest(a, 1.0)) == 16
 
 
+def test_a_summary_holds_one_report_at_a_time_and_sums_up_the_same(course_batch, course_rows, monkeypatch):
+    """A course's reports (about 160 KB of JSON each) are read from the gradebook and let go one by one."""
+    import types
+    import weakref
+
+    from grader.batch import summary_data
+    from grader.batch.gradebook import Gradebook
+
+    class Report(dict):  # a dict that can be watched
+        pass
+
+    alive, most = [0], [0]
+
+    def loads(text):
+        report = Report(json.loads(text))
+        alive[0] += 1
+        most[0] = max(most[0], alive[0])
+        weakref.finalize(report, lambda: alive.__setitem__(0, alive[0] - 1))
+        return report
+
+    expected = summarize(course_rows).model_dump(exclude={"generated_at"})
+    monkeypatch.setattr(summary_data, "json", types.SimpleNamespace(loads=loads))
+    with Gradebook(course_batch) as book:
+        light = book.rows(reports=False)
+        streamed = summarize(light, reports=book.reports())
+    assert streamed.model_dump(exclude={"generated_at"}) == expected
+    # at most the report being read and the one before it (still named by the loop until then)
+    assert streamed.graded >= 5 and streamed.shared and most[0] <= 2
+
+
 def test_passed_exercises_are_counted_without_building_their_models(course_rows, monkeypatch):
     from grader.batch import summary_data
 
-    reports = {r.name: json.loads(r.report) for r in course_rows if r.report}
-    quick = summary_data.class_nodes(reports)
-    assert any(summary_data._all_passed(e) for rep in reports.values() for e in rep["exercises"])
+    reports = [json.loads(r.report) for r in course_rows if r.report]
+
+    def class_nodes():
+        tally = summary_data.NodeTally()
+        for report in reports:
+            tally.add(report)
+        return tally.nodes()
+
+    quick = class_nodes()
+    assert any(summary_data._all_passed(e) for rep in reports for e in rep["exercises"])
     monkeypatch.setattr(summary_data, "_all_passed", lambda data: False)  # every exercise through its model
-    assert summary_data.class_nodes(reports) == quick
+    assert class_nodes() == quick
     assert not summary_data._all_passed({"id": "atomic", "status": "passed", "checks": [{"name": "h"}]})
