@@ -3,12 +3,17 @@
     .venv/bin/python benchmarks/soak.py [--submissions 2000] [--jobs 2] [--timeout 1] [--sample 20] [--no-secret]
 
 Builds a mixed course (each submission's files carry its own comment line, so no two have the same
-content): 60% correct, 30% wrong (examples/mistakes and the wrong variants of tests/fixtures), 5%
-crashing (segfault, os._exit, an exception at import), 5% hung (an infinite loop: --timeout decides
-how long it costs). Runs `grader batch` on it with the hidden cases (a throwaway secret) and prints:
+content): 50% folders of correct .py files, 25% wrong (examples/mistakes and the wrong variants of
+tests/fixtures), 5% crashing (segfault, os._exit, an exception at import), 5% hung (an infinite loop:
+--timeout decides how long it costs), and 15% notebooks handed in as one `.ipynb` file: a third the
+course's own notebook (solved or untouched), two thirds the lecture's notebook as students leave it
+(tests/fixtures/notebooks: correct, wrong, half done, every layout habit there), the comment line
+heading their first code cell. Runs `grader batch` on it with the hidden cases (a throwaway secret)
+and prints:
 - at the 100th, 500th, 1000th and 2000th graded row: the memory (RSS and PSS) of the grading process
   and of each fork server, and the grading process's open file descriptors; then the growth from the
-  100th to the last (target: under 10%);
+  100th to the last (target: under 10%), and the peak RSS of the whole run, its end included (the
+  summary reads every report);
 - what is left once the batch has ended: folders in its temporary folder (TMPDIR is a fresh one),
   processes that mention it;
 - for a sample of the submissions, graded again one by one with `grader grade`: any difference in the
@@ -26,15 +31,36 @@ import tempfile
 import time
 from pathlib import Path
 
+import nbformat
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 HOSTILE = ROOT / "tests" / "hostile"
 CHECKPOINTS = (100, 500, 1000, 2000)
 
 
+def _notebooks() -> tuple[list[Path], list[Path]]:
+    """The notebooks a course hands in: ours (solved, or untouched), and the lecture's as students leave it
+    (the test fixtures)."""
+    lecture = FIXTURES / "notebooks"
+    ours = [ROOT / "solutions" / "backprop_ninja.ipynb", ROOT / "assignments" / "backprop_ninja.ipynb"]
+    return ours, [*sorted(lecture.glob("lecture_*.ipynb")), *sorted((lecture / "students").glob("*.ipynb")),
+                  *sorted((lecture / "patterns").glob("*.ipynb"))]
+
+
+def _own_notebook(source: Path, name: str) -> str:
+    """`source` with `# name` heading its first code cell, so that no two students hand in the same cells."""
+    notebook = nbformat.read(source, as_version=4)
+    cell = next((c for c in notebook.cells if c.cell_type == "code"), None)
+    if cell is not None:
+        cell.source = f"# {name}\n{cell.source}"
+    return nbformat.writes(notebook)
+
+
 def make_course(folder: Path, count: int, seed: int = 0) -> dict[str, str]:
-    """The course's submissions, and the kind of each."""
+    """The course's submissions (a folder or an .ipynb file each, as discovered), and the kind of each."""
     rng = random.Random(seed)
+    ours, lecture = _notebooks()
     solutions = {p.name: p.read_text() for p in (ROOT / "solutions").glob("*.py")}
     mistakes = {p.name: p.read_text() for p in (ROOT / "examples" / "mistakes").glob("*.py")}
     variants = [(f, s) for f, s in ((p.name.split("__")[0] + ".py", p.read_text())
@@ -48,15 +74,20 @@ def make_course(folder: Path, count: int, seed: int = 0) -> dict[str, str]:
         name = f"student{i:04d}"
         roll = rng.random()
         files = dict(solutions)
-        if roll < 0.60:
+        if roll >= 0.85:
+            kinds[name] = "our notebook" if roll < 0.90 else "lecture notebook"
+            source = rng.choice(ours if roll < 0.90 else lecture)
+            (folder / f"{name}.ipynb").write_text(_own_notebook(source, name))
+            continue
+        if roll < 0.50:
             kind = "correct"
-        elif roll < 0.75:
+        elif roll < 0.62:
             kind, files = "wrong", dict(mistakes)
-        elif roll < 0.90:
+        elif roll < 0.75:
             kind = "wrong"
             file, source = rng.choice(variants)  # a variant may be right: fine, it is graded either way
             files[file] = source
-        elif roll < 0.95:
+        elif roll < 0.80:
             kind = "crashing"
             file, source = rng.choice(crashes)
             files[file] = source
@@ -185,7 +216,11 @@ def main() -> None:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         seen: dict[int, dict] = {}
         todo = list(points)
-        while proc.poll() is None:
+        while True:
+            ended, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if ended:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
             time.sleep(0.2)
             done = _rows(out)
             while todo and done >= todo[0]:
@@ -230,6 +265,9 @@ def main() -> None:
                 print(f"  {kind} growth from row {first['rows']} to row {final['rows']}: grader {g:+.1%}, "
                       f"fork servers {s:+.1%} at most  ({verdict})")
             print(f"  grader fds: {first['fds']} -> {final['fds']}")
+        # the whole run, its end included (the gradebook's CSV and the summary of every report)
+        print(f"  peak RSS of the batch from start to end (summary included): {usage.ru_maxrss / 1024:.0f} MiB; "
+              f"the grader's at the first sample: {first['grader'][0] / 1024:.0f} MiB" if first else "")
         print(f"  left behind: {len(left_folders)} folders in the batch's TMPDIR {left_folders[:5]}, "
               f"{len(left_processes)} processes {left_processes[:3]}")
 
@@ -237,7 +275,8 @@ def main() -> None:
         differ = []
         for name in sample:
             alone = tmp / f"alone-{name}.json"
-            subprocess.run([sys.executable, "-m", "grader", "grade", str(course / name), "--quiet", "--out",
+            handed_in = next(course.glob(f"{name}*"))  # its folder or its .ipynb
+            subprocess.run([sys.executable, "-m", "grader", "grade", str(handed_in), "--quiet", "--out",
                             str(alone), "--timeout", str(args.timeout), "--config", str(ROOT / "grading.yaml")],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             mine = json.loads((out / f"{name}.json").read_text())
