@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/soak.py [--submissions 2000] [--jobs 2] [--timeout 1] [--sample 20] [--no-secret]
 
 Builds a mixed course (each submission's files carry its own comment line, so no two have the same
-content): 50% folders of correct .py files, 25% wrong (examples/mistakes and the wrong variants of
-tests/fixtures), 5% crashing (segfault, os._exit, an exception at import), 5% hung (an infinite loop:
+content): 50% folders of correct .py files (half of them in bits of their own, see OWN_ROUNDING), 25%
+wrong (examples/mistakes, each with values of its own, and the wrong variants of tests/fixtures), 5% crashing (segfault, os._exit, an exception at import), 5% hung (an infinite loop:
 --timeout decides how long it costs), and 15% notebooks handed in as one `.ipynb` file: a third the
 course's own notebook (solved or untouched), two thirds the lecture's notebook as students leave it
 (tests/fixtures/notebooks: correct, wrong, half done, every layout habit there), the comment line
@@ -57,6 +57,20 @@ def _own_notebook(source: Path, name: str) -> str:
     return nbformat.writes(notebook)
 
 
+# Appended to a student's atomic.py: its gradients times a factor of the student's own. A rounding (1 + i 2^-50)
+# leaves them right in other bits; a mistake's (1 + i / 1000) makes each wrong student's values their own. A real
+# course is like that: the caches of passed answers and of diagnoses see many answers only once.
+OWN_ROUNDING = """
+
+_their_backward_atomic = backward_atomic
+
+
+def backward_atomic(**tensors):
+    grads = _their_backward_atomic(**tensors)
+    return {{k: v * {factor} if v is not None else v for k, v in grads.items()}}
+"""
+
+
 def make_course(folder: Path, count: int, seed: int = 0) -> dict[str, str]:
     """The course's submissions (a folder or an .ipynb file each, as discovered), and the kind of each."""
     rng = random.Random(seed)
@@ -81,8 +95,11 @@ def make_course(folder: Path, count: int, seed: int = 0) -> dict[str, str]:
             continue
         if roll < 0.50:
             kind = "correct"
+            if roll < 0.25:  # a rounding of their own: right, in bits nobody else hands in
+                files["atomic.py"] = files["atomic.py"] + OWN_ROUNDING.format(factor=f"(1 + {i} * 2 ** -50)")
         elif roll < 0.62:
             kind, files = "wrong", dict(mistakes)
+            files["atomic.py"] = files["atomic.py"] + OWN_ROUNDING.format(factor=f"(1 + {i + 1} / 1000)")
         elif roll < 0.75:
             kind = "wrong"
             file, source = rng.choice(variants)  # a variant may be right: fine, it is graded either way

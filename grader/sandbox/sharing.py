@@ -17,7 +17,8 @@ child and runs the rest of the group in a fresh one.
 """
 
 import ast
-import functools
+import hashlib
+from collections import OrderedDict
 from pathlib import Path
 
 from grader.submission.integrity.driver import source_nodes
@@ -25,10 +26,23 @@ from grader.submission.integrity.driver import source_nodes
 MAX_SOURCE = 1 << 20  # bytes of one file read to decide (a larger file: no sharing)
 
 
-@functools.lru_cache(maxsize=512)
+# Verdicts by the source's digest, never the source (a course's files, up to MAX_SOURCE each, would stay).
+MAX_REMEMBERED = 4096
+_REBINDS: OrderedDict[bytes, bool] = OrderedDict()
+
+
 def _rebinds_attributes(source: str) -> bool:
     """True if the source assigns or deletes an attribute, or names setattr, delattr, vars, globals or
     __dict__ (or does not parse: then nothing about it is known)."""
+    key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    if (known := _REBINDS.get(key)) is None:
+        known = _REBINDS[key] = _finds_rebinding(source)
+        if len(_REBINDS) > MAX_REMEMBERED:
+            _REBINDS.popitem(last=False)
+    return known
+
+
+def _finds_rebinding(source: str) -> bool:
     found = source_nodes(source)  # parsed once with the integrity scan of the same file
     if found is None:
         return True

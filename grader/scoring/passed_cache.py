@@ -4,15 +4,18 @@ Most of a course hands in answers that are right to the last bit, and the same b
 are a few ways to compute each gradient): decoding and comparing them again would give the same results.
 A case's results depend on its exercise, the case, the tolerance and steps, the worker's notes and its
 answers' bytes, so a result is reused only when all of these are the same (the bytes compared whole).
-Kept within PASSED_MAX_BYTES of answers, the oldest evicted first.
+Kept within PASSED_MAX_BYTES of answers, the least recently used evicted first: the few answers most of a
+course shares stay, while answers handed in once (another rounding of a right formula, common in a real
+course) pass through without the cache growing for the whole batch.
 """
 
 import json
+from collections import OrderedDict
 
 from grader.report import CaseResult
 
-PASSED_MAX_BYTES = 32 << 20
-_PASSED: dict[tuple, tuple] = {}
+PASSED_MAX_BYTES = 4 << 20  # about 180 cases' answers (and ~3 MB of their results)
+_PASSED: OrderedDict[tuple, tuple] = OrderedDict()
 _PASSED_BYTES = [0]  # the answers' bytes kept
 
 
@@ -32,6 +35,7 @@ def before(key: tuple, exercise, case, blob: bytes) -> dict[str, CaseResult] | N
     entry = _PASSED.get(key)
     if entry is None or entry[0] is not case or entry[1] is not exercise or entry[2] != blob:
         return None
+    _PASSED.move_to_end(key)
     return {check: result.model_copy() for check, result in entry[3].items()}  # fields are replaced, never mutated
 
 
@@ -41,5 +45,5 @@ def remember(key: tuple, exercise, case, blob: bytes, results: dict[str, CaseRes
         return
     _PASSED[key] = (case, exercise, blob, {c: r.model_copy() for c, r in results.items()})
     _PASSED_BYTES[0] += len(blob)
-    while _PASSED_BYTES[0] > PASSED_MAX_BYTES:  # the oldest go first
-        _PASSED_BYTES[0] -= len(_PASSED.pop(next(iter(_PASSED)))[2])
+    while _PASSED_BYTES[0] > PASSED_MAX_BYTES:  # the least recently used go first
+        _PASSED_BYTES[0] -= len(_PASSED.popitem(last=False)[1][2])

@@ -97,7 +97,7 @@ def answer_digest(answer: torch.Tensor, scale: float) -> str:
 # Diagnoses already made in this process, per exercise, case and exact answers: a course hands in the same
 # wrong answer many times, and searching the catalogue for it costs far more than scoring it.
 _DIAGNOSED: OrderedDict = OrderedDict()
-DIAGNOSED_MAX = 2048
+DIAGNOSED_MAX = 512  # about 9 KB each (the hints of every check of a case): under 5 MB
 
 
 def _diagnosis_key(ex_id: str, tolerance: float, case: Case, blob: bytes, results: dict) -> tuple:
@@ -231,16 +231,18 @@ class ExerciseScorer:
         if entry is None or entry[0] is not case or entry[1] is not self.ex:  # the same case and definition
             with phases.phase("diagnosis"):
                 self.diagnoser.case(case, answers, results)
-            _DIAGNOSED[key] = (case, self.ex, {check: (_copy(found.get((case.spec.name, check))), r.hint, list(r.hint_levels))
-                                      for check, r in results.items()})
+            diagnosed = {check: found.get((case.spec.name, check)) for check in results}
+            # only what a replay sets: the hints of a check without a diagnosis are its own, not replayed
+            _DIAGNOSED[key] = (case, self.ex, {check: (_copy(d), results[check].hint, list(results[check].hint_levels))
+                                               if d is not None else None for check, d in diagnosed.items()})
             if len(_DIAGNOSED) > DIAGNOSED_MAX:
                 _DIAGNOSED.popitem(last=False)
             return
         _DIAGNOSED.move_to_end(key)
-        for check, (diagnosis, hint, levels) in entry[2].items():
-            found[(case.spec.name, check)] = _copy(diagnosis)
-            if diagnosis is not None:
-                results[check].hint, results[check].hint_levels = hint, list(levels)
+        for check, kept in entry[2].items():
+            found[(case.spec.name, check)] = None if kept is None else _copy(kept[0])
+            if kept is not None:
+                results[check].hint, results[check].hint_levels = kept[1], list(kept[2])
 
     def cascade_of(self, name: str, results: list[CaseResult]) -> str | None:
         """The upstream gradient this check's failures all come from, when its own step is right."""

@@ -165,6 +165,38 @@ def test_the_passes_kept_stay_within_their_bytes(config, all_cases, monkeypatch)
     assert len(passed_cache._PASSED) == 0 and passed_cache._PASSED_BYTES[0] == 0
 
 
+def test_the_answers_a_course_shares_stay_while_answers_handed_in_once_pass_through(config, all_cases,
+                                                                                    monkeypatch):
+    """Least recently used out: the solutions' bits, seen again and again, outlive many one-off roundings."""
+    passed_cache.clear()
+    score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
+    one_submission = passed_cache._PASSED_BYTES[0]
+    monkeypatch.setattr(passed_cache, "PASSED_MAX_BYTES", one_submission * 3 // 2)
+    compared = []
+    real = scoring.compare_many
+    monkeypatch.setattr(scoring, "compare_many", lambda *a, **k: compared.append(1) or real(*a, **k))
+    kept = []
+    for i in range(1, 9):  # students with a rounding of their own: right, in bits nobody hands in again
+        compared.clear()
+        own = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0 + i * 2 ** -50)), Diagnoser)
+        assert own.status == "passed" and compared  # compared in full
+        kept.append(passed_cache._PASSED_BYTES[0])
+        compared.clear()
+        shared = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(1.0)), Diagnoser)
+        assert compared == [] and shared.status == "passed"  # the answers most hand in are still kept
+    assert max(kept) <= one_submission * 3 // 2 and kept[-1] > one_submission  # full, within its bytes
+
+
+def test_the_diagnoses_kept_stay_within_their_count(config, all_cases, monkeypatch):
+    scoring._DIAGNOSED.clear()
+    monkeypatch.setattr(scoring, "DIAGNOSED_MAX", len(all_cases))  # one submission's cases
+    first = score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0)), Diagnoser)
+    score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(-1.0, at="h")), Diagnoser)
+    assert len(scoring._DIAGNOSED) == len(all_cases)  # the first one's were let go: diagnosed again, the same
+    assert score_exercise("atomic", config, all_cases, _run(all_cases, _mistake(32.0)), Diagnoser).model_dump() == \
+        first.model_dump()
+
+
 # --- the scan cache -----------------------------------------------------------------------------
 
 CLEAN = "def embedding_backward(demb, Xb, vocab_size):\n    return demb.sum(0)\n"

@@ -184,11 +184,23 @@ def test_a_groups_child_drops_and_zeroes_every_piped_tensor_but_its_first_member
         harness.PIPED.update(piped)
 
 
-def test_sharing_is_decided_once_per_source(tmp_path):
-    (tmp_path / "a.py").write_text("x = 1\n")
-    sharing._rebinds_attributes.cache_clear()
+def test_sharing_is_decided_once_per_source_and_remembers_no_source(tmp_path, monkeypatch):
+    decided = []
+    real = sharing._finds_rebinding
+    monkeypatch.setattr(sharing, "_finds_rebinding", lambda source: decided.append(source) or real(source))
+    sharing._REBINDS.clear()
+    source = "x = 1\n" + "# pasted data\n" * 50_000  # large, as a course's files can be
+    (tmp_path / "a.py").write_text(source)
     assert sharing.may_share(tmp_path) and sharing.may_share(tmp_path)
-    assert sharing._rebinds_attributes.cache_info().hits == 1  # a batch's copies of one file: parsed once
+    assert decided == [source]  # a batch's copies of one file: decided once
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in sharing._REBINDS)  # by digest: the text is let go
+    monkeypatch.setattr(sharing, "MAX_REMEMBERED", 3)
+    for i in range(10):
+        (tmp_path / "a.py").write_text(f"x = {i}\n")
+        assert sharing.may_share(tmp_path)
+    assert len(sharing._REBINDS) == 3
+    (tmp_path / "a.py").write_text("import torch\ntorch.exp = torch.log\n")  # a monkeypatch
+    assert not sharing.may_share(tmp_path) and not sharing.may_share(tmp_path)
 
 
 def test_the_scan_and_the_sharing_check_parse_a_new_file_once(tmp_path, monkeypatch):
@@ -199,7 +211,7 @@ def test_the_scan_and_the_sharing_check_parse_a_new_file_once(tmp_path, monkeypa
     monkeypatch.setattr(driver, "_parse", lambda source: parsed.append(source) or real_parse(source))
     source = "import torch\n\n\ndef helper(t):\n    t.data = t  # an attribute store: no sharing\n    return t\n"
     (tmp_path / "helper.py").write_text(source)
-    sharing._rebinds_attributes.cache_clear()
+    sharing._REBINDS.clear()
     assert driver.scan({"helper.py": source}) == []  # the scan first, as grading does
     assert not sharing.may_share(tmp_path)  # then the worker's plan: the same nodes, nothing parsed again
     assert parsed == [source]
