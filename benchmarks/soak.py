@@ -2,14 +2,16 @@
 
     .venv/bin/python benchmarks/soak.py [--submissions 2000] [--jobs 2] [--timeout 1] [--sample 20] [--no-secret]
 
-Builds a mixed course (each submission's files carry its own comment line, so no two have the same
-content): 50% folders of correct .py files (half of them in bits of their own, see OWN_ROUNDING), 25%
-wrong (examples/mistakes, each with values of its own, and the wrong variants of tests/fixtures), 5% crashing (segfault, os._exit, an exception at import), 5% hung (an infinite loop:
---timeout decides how long it costs), and 15% notebooks handed in as one `.ipynb` file: a third the
-course's own notebook (solved or untouched), two thirds the lecture's notebook as students leave it
-(tests/fixtures/notebooks: correct, wrong, half done, every layout habit there), the comment line
-heading their first code cell. Runs `grader batch` on it with the hidden cases (a throwaway secret)
-and prints:
+Builds a mixed course, as a real one hands in (each submission's files carry its own comment line, so
+no two have the same content):
+- 50% folders of correct .py files, half of them right in bits of their own (OWN_ROUNDING);
+- 25% wrong: examples/mistakes, each with values of its own, and the wrong variants of tests/fixtures;
+- 5% crashing (segfault, os._exit, an exception at import), 5% hung (an infinite loop: --timeout
+  decides how long it costs);
+- 15% notebooks handed in as one `.ipynb` file: a third the course's own notebook (solved or
+  untouched), two thirds the lecture's notebook as students leave it (tests/fixtures/notebooks:
+  correct, wrong, half done, every layout habit there), the comment line heading their first code cell.
+Runs `grader batch` on it with the hidden cases (a throwaway secret) and prints:
 - at the 100th, 500th, 1000th and 2000th graded row: the memory (RSS and PSS) of the grading process
   and of each fork server, and the grading process's open file descriptors; then the growth from the
   100th to the last (target: under 10%), and the peak RSS of the whole run, its end included (the
