@@ -238,3 +238,7 @@ def test_the_kept_trees_stay_bounded_whatever_the_files(monkeypatch):
     for i in range(driver.RECENT + 10):
         driver.source_nodes(f"y = {i}\n")
     assert len(driver._recent) == driver.RECENT and "y = 0\n" not in driver._recent  # the oldest went first
+    large = ["z = 1\n" * (driver.RECENT_MAX_CHARS // 6) + f"# {i}\n" for i in range(8)]  # each kept, not all
+    for source in large:
+        assert driver.source_nodes(source) is not None and source in driver._recent
+    assert sum(map(len, driver._recent)) <= driver.RECENT_TOTAL_CHARS and large[0] not in driver._recent

@@ -38,6 +38,7 @@ def walk(tree: ast.AST) -> list:
 
 RECENT = 32  # sources whose nodes are kept: a submission's files, read by the scan and then the sharing check
 RECENT_MAX_CHARS = 64 << 10  # a larger file's tree is not kept (a student's file is a few KiB; trees weigh more)
+RECENT_TOTAL_CHARS = 256 << 10  # all the kept sources together: a tree weighs about 25 times its text (~6 MB)
 _recent: dict[str, list | None] = {}
 _recent_lock = threading.Lock()
 
@@ -45,8 +46,9 @@ _recent_lock = threading.Lock()
 def source_nodes(source: str) -> list | None:
     """Every node of the source's tree in `ast.walk` order (the module first), or None if it does not parse.
 
-    The last RECENT sources (of at most RECENT_MAX_CHARS each: memory stays bounded) are kept: the scan and then
-    the worker's sharing check (grader.sandbox.sharing) read the same files of a submission, parsed once.
+    The last RECENT sources (of at most RECENT_MAX_CHARS each and RECENT_TOTAL_CHARS in all: memory stays bounded)
+    are kept: the scan and then the worker's sharing check (grader.sandbox.sharing) read the same files of a
+    submission, parsed once.
     Neither changes a tree.
     """
     with _recent_lock:
@@ -57,7 +59,7 @@ def source_nodes(source: str) -> list | None:
     if len(source) > RECENT_MAX_CHARS:
         return found
     with _recent_lock:
-        if len(_recent) >= RECENT:
+        while _recent and (len(_recent) >= RECENT or sum(map(len, _recent)) + len(source) > RECENT_TOTAL_CHARS):
             _recent.pop(next(iter(_recent)))  # the oldest
         _recent[source] = found
     return found
