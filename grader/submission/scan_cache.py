@@ -13,7 +13,14 @@ from grader import phases
 from grader.submission import integrity
 
 MAX_ENTRIES = 4096
+MAX_FINDINGS = 20_000  # kept in all (a few hundred bytes each): a course that breaks every rule stays bounded too
 _found: OrderedDict[str, list] = OrderedDict()
+_kept = [0]  # findings held by _found
+
+
+def clear() -> None:
+    _found.clear()
+    _kept[0] = 0
 
 
 def key(files: dict[str, str], allow) -> str:
@@ -35,8 +42,9 @@ def scan(files: dict[str, str], allow=()) -> list:
         found = _found.get(k)
         if found is None:
             found = _found[k] = integrity.scan(files, allow)
-            if len(_found) > MAX_ENTRIES:
-                _found.popitem(last=False)
+            _kept[0] += len(found)
+            while _found and (len(_found) > MAX_ENTRIES or _kept[0] > MAX_FINDINGS):
+                _kept[0] -= len(_found.popitem(last=False)[1])
         else:
             _found.move_to_end(k)
         return [dataclasses.replace(f) for f in found]

@@ -204,7 +204,7 @@ CHEATS = "def embedding_backward(demb, Xb, vocab_size):\n    demb.backward()\n  
 
 
 def test_the_scan_cache_follows_the_content_and_the_allow_list():
-    scan_cache._found.clear()
+    scan_cache.clear()
     files = {EXERCISES["embedding"].file: CLEAN}
     assert scan_cache.scan(files) == scan(files) == []
     files[EXERCISES["embedding"].file] = CHEATS  # the same name, other text: scanned again
@@ -216,8 +216,18 @@ def test_the_scan_cache_follows_the_content_and_the_allow_list():
     assert scan_cache.scan(files) == found  # and back
 
 
+def test_the_scan_cache_stays_within_its_findings(monkeypatch):
+    scan_cache.clear()
+    monkeypatch.setattr(scan_cache, "MAX_FINDINGS", 5)
+    cheats = [{EXERCISES["embedding"].file: f"# student {i}\n{CHEATS}"} for i in range(6)]
+    for files in cheats:
+        assert scan_cache.scan(files) == scan(files) != []
+        assert scan_cache._kept[0] == sum(map(len, scan_cache._found.values())) <= 5
+    assert scan_cache.key(cheats[-1], ()) in scan_cache._found  # the newest stays, the oldest went first
+
+
 def test_the_scan_cache_hands_out_copies():
-    scan_cache._found.clear()
+    scan_cache.clear()
     files = {EXERCISES["embedding"].file: CHEATS}
     first = scan_cache.scan(files)
     first.append("not a finding")
