@@ -227,12 +227,15 @@ def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: 
     checks.failures = [Failure(name=row.name, what=row.status,
                                message=row.message.splitlines()[0] if row.message else "")
                        for row in rows if row.status != "graded"]
-    for name, text in reports:
-        report = json.loads(text)
+
+    def count(name: str, report: dict) -> None:
         checks.add(name, report)
         nodes.add(report)
         if similarity:
             shared.add(name, report)
+
+    for name, text in reports:
+        count(name, json.loads(text))  # held by this call alone: let go before the next one is read
     timed = sorted(((row.name, row.duration_s) for row in rows if row.duration_s is not None), key=lambda t: -t[1])
     graded_scores = [finals[row.name] for row in rows if row.status == "graded"]
     return Summary(
