@@ -101,6 +101,7 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
     threads: list[threading.Thread] = []
     pending: queue.Queue = queue.Queue()
     thresholds = None
+    stopping = threading.Event()  # set when the batch ends or is interrupted: no slot waits to hand over then
     try:
         # Servers first: their torch imports overlap with building the cases below.
         with phases.phase("start servers"):
@@ -119,18 +120,28 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
         gc.set_threshold(thresholds[0] * 10, *thresholds[1:])
         for entry in todo:
             pending.put(entry)
-        ran: queue.Queue = queue.Queue()
+        # Each slot may run one submission ahead of scoring, no more: a run holds its answers (about 1 MB), and
+        # where scoring is slower (wrong answers to diagnose) an unbounded queue grew by 130 MB over 500.
+        ran: queue.Queue = queue.Queue(maxsize=len(slots))
+
+        def hand_over(item) -> None:
+            while not stopping.is_set():
+                try:
+                    ran.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
         def work_slot(slot) -> None:
             try:
-                while True:
+                while not stopping.is_set():
                     try:
                         entry = pending.get_nowait()
                     except queue.Empty:
                         return
-                    ran.put(run_entry(entry, config, cases, timeout, slot=slot, execute=execute))
+                    hand_over(run_entry(entry, config, cases, timeout, slot=slot, execute=execute))
             finally:
-                ran.put(None)  # this slot is done (or broke: its entry stays ungraded for the next run)
+                hand_over(None)  # this slot is done (or broke: its entry stays ungraded for the next run)
 
         threads = [threading.Thread(target=work_slot, args=(slot,), daemon=True) for slot in slots]
         for thread in threads:
@@ -144,6 +155,7 @@ def grade_locally(todo: list[Entry], config: GradingConfig, secret: str | None, 
             else:
                 yield finish_entry(result)
     finally:
+        stopping.set()
         if thresholds is not None:
             gc.set_threshold(*thresholds)
         try:
