@@ -224,9 +224,6 @@ def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: 
         histogram[min(BINS - 1, int(fraction * BINS))] += 1
 
     checks, nodes, shared = CheckTally(), NodeTally(), SharedTally()
-    checks.failures = [Failure(name=row.name, what=row.status,
-                               message=row.message.splitlines()[0] if row.message else "")
-                       for row in rows if row.status != "graded"]
 
     def count(name: str, report: dict) -> None:
         checks.add(name, report)
@@ -236,6 +233,9 @@ def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: 
 
     for name, text in reports:
         count(name, json.loads(text))  # held by this call alone: let go before the next one is read
+
+    ungraded = [Failure(name=row.name, what=row.status, message=row.message.splitlines()[0] if row.message else "")
+                for row in rows if row.status != "graded"]
     timed = sorted(((row.name, row.duration_s) for row in rows if row.duration_s is not None), key=lambda t: -t[1])
     graded_scores = [finals[row.name] for row in rows if row.status == "graded"]
     return Summary(
@@ -244,7 +244,7 @@ def summarize(rows: list[Row], policy: LatePolicy | None = None, *, similarity: 
         mean=round(statistics.mean(graded_scores), 2) if graded_scores else None,
         median=round(statistics.median(graded_scores), 2) if graded_scores else None,
         max_score=max_score, histogram=histogram, checks=checks.checks(), mistakes=checks.mistakes(),
-        slowest=timed[:TOP], failures=checks.failures[: TOP * 4],
+        slowest=timed[:TOP], failures=(ungraded + checks.failures)[: TOP * 4],
         scores=[(row.name, finals[row.name], row.max_score, row.status, lateness(row.submitted_at, policy).late)
                 for row in rows],
         nodes=nodes.nodes(), similarity=similarity, shared=shared.groups() if similarity else [])

@@ -231,18 +231,22 @@ class ExerciseScorer:
         if entry is None or entry[0] is not case or entry[1] is not self.ex:  # the same case and definition
             with phases.phase("diagnosis"):
                 self.diagnoser.case(case, answers, results)
-            diagnosed = {check: found.get((case.spec.name, check)) for check in results}
-            # only what a replay sets: the hints of a check without a diagnosis are its own, not replayed
-            _DIAGNOSED[key] = (case, self.ex, {check: (_copy(d), results[check].hint, list(results[check].hint_levels))
-                                               if d is not None else None for check, d in diagnosed.items()})
+            kept = {}
+            for check, r in results.items():  # a check without a diagnosis keeps its own hints: nothing to replay
+                diagnosis = found.get((case.spec.name, check))
+                kept[check] = None if diagnosis is None else (_copy(diagnosis), r.hint, list(r.hint_levels))
+            _DIAGNOSED[key] = (case, self.ex, kept)
             if len(_DIAGNOSED) > DIAGNOSED_MAX:
                 _DIAGNOSED.popitem(last=False)
             return
         _DIAGNOSED.move_to_end(key)
-        for check, kept in entry[2].items():
-            found[(case.spec.name, check)] = None if kept is None else _copy(kept[0])
-            if kept is not None:
-                results[check].hint, results[check].hint_levels = kept[1], list(kept[2])
+        for check, replay in entry[2].items():
+            if replay is None:
+                found[(case.spec.name, check)] = None
+                continue
+            diagnosis, hint, levels = replay
+            found[(case.spec.name, check)] = _copy(diagnosis)
+            results[check].hint, results[check].hint_levels = hint, list(levels)
 
     def cascade_of(self, name: str, results: list[CaseResult]) -> str | None:
         """The upstream gradient this check's failures all come from, when its own step is right."""
